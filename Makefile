@@ -1,0 +1,19 @@
+# workqueue: PostgreSQL extension (PGXS build)
+EXTENSION    = workqueue
+EXTVERSION   = 0.1
+
+MODULE_big   = workqueue
+OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA         = $(wildcard sql/workqueue--*.sql)
+PGFILEDESC   = "workqueue - work queues, workflows, sync and SLA inside PostgreSQL"
+
+# pg_regress: sql/<name>.sql -> expected/<name>.out (install scripts excluded)
+REGRESS      = $(sort $(filter-out workqueue--%,$(basename $(notdir $(wildcard sql/*.sql)))))
+REGRESS_OPTS = --load-extension=workqueue
+
+PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK   = -lcurl
+
+PG_CONFIG   ?= pg_config
+PGXS        := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,26 @@
+/*
+ * compat.h
+ *		Every PG_VERSION_NUM difference workqueue cares about, in one place.
+ *
+ * workqueue targets PostgreSQL 15 and builds on 14 through 17.
+ */
+#ifndef WORKQUEUE_COMPAT_H
+#define WORKQUEUE_COMPAT_H
+
+#include "postgres.h"
+
+#if PG_VERSION_NUM < 140000
+#error "workqueue requires PostgreSQL 14 or later"
+#endif
+
+/* MarkGUCPrefixReserved() replaced EmitWarningsOnPlaceholders() in 15. */
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/* varatt.h split out of postgres.h in 16. */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+#endif							/* WORKQUEUE_COMPAT_H */

@@ -1,0 +1,590 @@
+/*
+ * workflow.c
+ *		Validation and compilation of workflow definitions.
+ *
+ * WorkflowCompile turns a definition such as
+ *
+ *	{"steps": [{"name": "review", "role": "reviewer", "start": true}, ...],
+ *	 "transitions": [{"name": "resolve", "from": "review", "to": "resolved"}],
+ *	 "on_enter": {"review": {"fetch": "cases"}}}
+ *
+ * into a Workflow, or raises an error naming the offending step or
+ * transition.  Everything is allocated in CurrentMemoryContext; nothing here
+ * touches SPI or the catalogs.  Lookups by name use sorted indexes so that
+ * very large definitions compile in O(n log n).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+#include "utils/jsonb.h"
+
+#include "workflow.h"
+
+#define WF_ERROR(...) \
+	ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION), __VA_ARGS__))
+
+static const char *const top_keys[] = {"steps", "transitions", "on_enter", "description", NULL};
+static const char *const step_keys[] = {"name", "role", "weight", "start", "kind", "escalate_to",
+"pauses_sla", "description", NULL};
+static const char *const transition_keys[] = {"name", "from", "to", "requires", "reopen",
+"description", NULL};
+
+/* Looks up key in an object container; NULL if absent. */
+static JsonbValue *
+JbGet(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	return getKeyJsonValueFromContainer(obj, key, strlen(key), v);
+}
+
+static const char *
+JbTypeName(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
+		default:
+			return "value";
+	}
+}
+
+static bool
+JbIsObject(JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
+static bool
+JbIsArray(JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data);
+}
+
+static char *
+JbString(JsonbValue *v)
+{
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* Raises if obj has a key that is not in allowed. */
+static void
+CheckKeys(JsonbContainer *obj, const char *const *allowed, const char *where)
+{
+	JsonbIterator *it = JsonbIteratorInit(obj);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		bool		found = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		for (const char *const *k = allowed; *k; k++)
+		{
+			if (strlen(*k) == (size_t) v.val.string.len &&
+				memcmp(*k, v.val.string.val, v.val.string.len) == 0)
+				found = true;
+		}
+		if (!found)
+		{
+			StringInfoData keys;
+
+			initStringInfo(&keys);
+			for (const char *const *k = allowed; *k; k++)
+				appendStringInfo(&keys, "%s%s", k == allowed ? "" : ", ", *k);
+			WF_ERROR(errmsg("unrecognized key \"%s\" in %s",
+							pnstrdup(v.val.string.val, v.val.string.len), where),
+					 errhint("Valid keys are: %s.", keys.data));
+		}
+	}
+}
+
+/* An optional string member; raises if present with another type. */
+static char *
+OptString(JsonbContainer *obj, const char *key, const char *where)
+{
+	JsonbValue *v = JbGet(obj, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString || v->val.string.len == 0)
+		WF_ERROR(errmsg("\"%s\" of %s must be a non-empty string", key, where),
+				 errdetail("It is a %s.", JbTypeName(v)));
+	return JbString(v);
+}
+
+static bool
+OptBool(JsonbContainer *obj, const char *key, const char *where)
+{
+	JsonbValue *v = JbGet(obj, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return false;
+	if (v->type != jbvBool)
+		WF_ERROR(errmsg("\"%s\" of %s must be true or false", key, where),
+				 errdetail("It is a %s.", JbTypeName(v)));
+	return v->val.boolean;
+}
+
+static int
+CompareNames(const void *a, const void *b)
+{
+	return strcmp(((const WfName *) a)->name, ((const WfName *) b)->name);
+}
+
+static WfName *
+BuildIndex(int n, char **names, const char *what)
+{
+	WfName	   *index = palloc(sizeof(WfName) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		index[i].name = names[i];
+		index[i].index = i;
+	}
+	qsort(index, n, sizeof(WfName), CompareNames);
+	for (int i = 1; i < n; i++)
+	{
+		if (strcmp(index[i - 1].name, index[i].name) == 0)
+			WF_ERROR(errmsg("duplicate %s name \"%s\"", what, index[i].name),
+					 errdetail("The %ss at positions %d and %d share the name.", what,
+							   Min(index[i - 1].index, index[i].index) + 1,
+							   Max(index[i - 1].index, index[i].index) + 1),
+					 errhint("Give every %s a unique name.", what));
+	}
+	return index;
+}
+
+static int
+FindIndex(const WfName *index, int n, const char *name)
+{
+	WfName		key = {name, 0};
+	WfName	   *found;
+
+	if (n == 0)
+		return -1;
+	found = bsearch(&key, index, n, sizeof(WfName), CompareNames);
+	return found ? found->index : -1;
+}
+
+int
+WorkflowFindStep(const Workflow *wf, const char *name)
+{
+	return FindIndex(wf->step_index, wf->nsteps, name);
+}
+
+int
+WorkflowFindTransition(const Workflow *wf, const char *name)
+{
+	return FindIndex(wf->transition_index, wf->ntransitions, name);
+}
+
+bool
+WorkflowTransitionFrom(const WfTransition *t, int step)
+{
+	for (int i = 0; i < t->nfrom; i++)
+		if (t->from[i] == step)
+			return true;
+	return false;
+}
+
+/*
+ * Comma-separated names of the transitions leaving a step, for hints;
+ * "none" when there are none.
+ */
+char *
+WorkflowAllowedList(const Workflow *wf, int step)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < wf->ntransitions; i++)
+	{
+		if (WorkflowTransitionFrom(&wf->transitions[i], step))
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", wf->transitions[i].name);
+	}
+	if (buf.len == 0)
+		appendStringInfoString(&buf, "none");
+	return buf.data;
+}
+
+static char *
+StepList(const Workflow *wf)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < wf->nsteps && i < 20; i++)
+		appendStringInfo(&buf, "%s%s", i ? ", " : "", wf->steps[i].name);
+	if (wf->nsteps > 20)
+		appendStringInfoString(&buf, ", ...");
+	return buf.data;
+}
+
+static void
+CompileSteps(Workflow *wf, JsonbContainer *steps)
+{
+	int			n = JsonContainerSize(steps);
+	char	  **names;
+	int			nstart = 0;
+
+	if (n == 0)
+		WF_ERROR(errmsg("workflow has no steps"),
+				 errhint("List the steps in a \"steps\" array."));
+
+	wf->nsteps = n;
+	wf->steps = palloc0(sizeof(WfStep) * n);
+	names = palloc(sizeof(char *) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(steps, i);
+		WfStep	   *s = &wf->steps[i];
+		JsonbContainer *obj;
+		JsonbValue *name;
+		JsonbValue *weight;
+		char	   *kind;
+		char	   *where;
+
+		if (!JbIsObject(v))
+			WF_ERROR(errmsg("step %d is not a JSON object", i + 1),
+					 errdetail("It is a %s.", JbTypeName(v)),
+					 errhint("Write each step as {\"name\": ..., \"role\": ...}."));
+		obj = v->val.binary.data;
+		name = JbGet(obj, "name");
+		if (name == NULL || name->type != jbvString || name->val.string.len == 0)
+			WF_ERROR(errmsg("step %d has no name", i + 1),
+					 errhint("Give every step a non-empty \"name\" string."));
+		s->name = JbString(name);
+		names[i] = s->name;
+		where = psprintf("step \"%s\"", s->name);
+		CheckKeys(obj, step_keys, where);
+
+		s->role = OptString(obj, "role", where);
+		s->escalate_to = OptString(obj, "escalate_to", where);
+		s->is_start = OptBool(obj, "start", where);
+		s->pauses_sla = OptBool(obj, "pauses_sla", where);
+
+		kind = OptString(obj, "kind", where);
+		if (kind == NULL || strcmp(kind, "work") == 0)
+			s->kind = WF_WORK;
+		else if (strcmp(kind, "resolved") == 0)
+			s->kind = WF_RESOLVED;
+		else if (strcmp(kind, "rejected") == 0)
+			s->kind = WF_REJECTED;
+		else
+			WF_ERROR(errmsg("step \"%s\" has unrecognized kind \"%s\"", s->name, kind),
+					 errhint("Use \"resolved\" or \"rejected\" for terminal steps; leave \"kind\" out for working steps."));
+
+		s->weight = 1.0;
+		weight = JbGet(obj, "weight");
+		if (weight != NULL && weight->type != jbvNull)
+		{
+			if (weight->type != jbvNumeric)
+				WF_ERROR(errmsg("\"weight\" of step \"%s\" must be a number", s->name),
+						 errdetail("It is a %s.", JbTypeName(weight)));
+			s->weight = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+														   NumericGetDatum(weight->val.numeric)));
+			if (!(s->weight > 0) || isinf(s->weight))
+				WF_ERROR(errmsg("\"weight\" of step \"%s\" must be positive", s->name),
+						 errdetail("It is %g.", s->weight));
+		}
+		if (s->kind != WF_WORK && s->role != NULL)
+			WF_ERROR(errmsg("terminal step \"%s\" cannot have a role", s->name),
+					 errhint("Nobody works on a terminal step; remove \"role\"."));
+		if (s->is_start)
+		{
+			if (nstart++ > 0)
+				WF_ERROR(errmsg("workflow has several start steps"),
+						 errdetail("Steps \"%s\" and \"%s\" are both marked \"start\".",
+								   wf->steps[wf->start].name, s->name),
+						 errhint("Mark exactly one step with \"start\": true."));
+			wf->start = i;
+		}
+	}
+	if (nstart == 0)
+		WF_ERROR(errmsg("workflow has no start step"),
+				 errhint("Mark exactly one step with \"start\": true."));
+	if (wf->steps[wf->start].kind != WF_WORK)
+		WF_ERROR(errmsg("start step \"%s\" cannot be terminal", wf->steps[wf->start].name),
+				 errhint("Start with a working step."));
+	wf->step_index = BuildIndex(n, names, "step");
+}
+
+/* Resolves a step name used by a transition. */
+static int
+TransitionStep(Workflow *wf, JsonbValue *v, const char *tname, const char *key)
+{
+	char	   *name;
+	int			idx;
+
+	if (v->type != jbvString || v->val.string.len == 0)
+		WF_ERROR(errmsg("\"%s\" of transition \"%s\" must name a step", key, tname),
+				 errdetail("It is a %s.", JbTypeName(v)));
+	name = JbString(v);
+	idx = WorkflowFindStep(wf, name);
+	if (idx < 0)
+		WF_ERROR(errmsg("transition \"%s\" %s unrecognized step \"%s\"", tname,
+						strcmp(key, "to") == 0 ? "leads to" : "starts from", name),
+				 errdetail("The steps are: %s.", StepList(wf)));
+	return idx;
+}
+
+static void
+CompileTransitions(Workflow *wf, JsonbContainer *transitions)
+{
+	int			n = transitions ? JsonContainerSize(transitions) : 0;
+	char	  **names = palloc(sizeof(char *) * Max(n, 1));
+
+	wf->ntransitions = n;
+	wf->transitions = palloc0(sizeof(WfTransition) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(transitions, i);
+		WfTransition *t = &wf->transitions[i];
+		JsonbContainer *obj;
+		JsonbValue *name;
+		JsonbValue *from;
+		JsonbValue *to;
+		JsonbValue *req;
+		char	   *where;
+
+		if (!JbIsObject(v))
+			WF_ERROR(errmsg("transition %d is not a JSON object", i + 1),
+					 errdetail("It is a %s.", JbTypeName(v)),
+					 errhint("Write each transition as {\"name\": ..., \"from\": ..., \"to\": ...}."));
+		obj = v->val.binary.data;
+		name = JbGet(obj, "name");
+		if (name == NULL || name->type != jbvString || name->val.string.len == 0)
+			WF_ERROR(errmsg("transition %d has no name", i + 1),
+					 errhint("Give every transition a non-empty \"name\" string."));
+		t->name = JbString(name);
+		names[i] = t->name;
+		where = psprintf("transition \"%s\"", t->name);
+		CheckKeys(obj, transition_keys, where);
+		t->reopen = OptBool(obj, "reopen", where);
+
+		from = JbGet(obj, "from");
+		if (from == NULL || from->type == jbvNull)
+			WF_ERROR(errmsg("transition \"%s\" has no \"from\" step", t->name),
+					 errhint("Name the step or steps it leaves, e.g. \"from\": [\"triage\", \"review\"]."));
+		if (JbIsArray(from))
+		{
+			JsonbContainer *arr = from->val.binary.data;
+
+			t->nfrom = JsonContainerSize(arr);
+			if (t->nfrom == 0)
+				WF_ERROR(errmsg("transition \"%s\" has no \"from\" step", t->name),
+						 errhint("Name the step or steps it leaves."));
+			t->from = palloc(sizeof(int) * t->nfrom);
+			for (int j = 0; j < t->nfrom; j++)
+				t->from[j] = TransitionStep(wf, getIthJsonbValueFromContainer(arr, j), t->name, "from");
+		}
+		else
+		{
+			t->nfrom = 1;
+			t->from = palloc(sizeof(int));
+			t->from[0] = TransitionStep(wf, from, t->name, "from");
+		}
+
+		to = JbGet(obj, "to");
+		if (to == NULL || to->type == jbvNull)
+			WF_ERROR(errmsg("transition \"%s\" has no \"to\" step", t->name),
+					 errhint("Name the step it leads to."));
+		t->to = TransitionStep(wf, to, t->name, "to");
+
+		for (int j = 0; j < t->nfrom; j++)
+		{
+			WfStep	   *s = &wf->steps[t->from[j]];
+
+			if (s->kind != WF_WORK && !t->reopen)
+				WF_ERROR(errmsg("terminal step \"%s\" has outgoing transition \"%s\"", s->name, t->name),
+						 errhint("Terminal steps end the workflow; mark a transition that reopens items with \"reopen\": true."));
+		}
+
+		req = JbGet(obj, "requires");
+		if (req != NULL && req->type != jbvNull)
+		{
+			JsonbContainer *arr;
+
+			if (!JbIsArray(req))
+				WF_ERROR(errmsg("\"requires\" of transition \"%s\" must be an array of field names", t->name),
+						 errdetail("It is a %s.", JbTypeName(req)));
+			arr = req->val.binary.data;
+			t->nrequires = JsonContainerSize(arr);
+			t->requires = palloc(sizeof(char *) * Max(t->nrequires, 1));
+			for (int j = 0; j < t->nrequires; j++)
+			{
+				JsonbValue *f = getIthJsonbValueFromContainer(arr, j);
+
+				if (f->type != jbvString || f->val.string.len == 0)
+					WF_ERROR(errmsg("\"requires\" of transition \"%s\" must be an array of field names", t->name),
+							 errdetail("Element %d is a %s.", j + 1, JbTypeName(f)));
+				t->requires[j] = JbString(f);
+			}
+		}
+	}
+	wf->transition_index = BuildIndex(n, names, "transition");
+}
+
+static void
+CompileOnEnter(Workflow *wf, JsonbValue *on_enter)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			step = -1;
+
+	if (!JbIsObject(on_enter))
+		WF_ERROR(errmsg("\"on_enter\" must be an object keyed by step name"),
+				 errdetail("It is a %s.", JbTypeName(on_enter)));
+	it = JsonbIteratorInit(on_enter->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *name = JbString(&v);
+
+			step = WorkflowFindStep(wf, name);
+			if (step < 0)
+				WF_ERROR(errmsg("\"on_enter\" names unrecognized step \"%s\"", name),
+						 errdetail("The steps are: %s.", StepList(wf)));
+		}
+		else if (tok == WJB_VALUE)
+		{
+			JsonbValue *fetch;
+			char	   *where = psprintf("on_enter of step \"%s\"", wf->steps[step].name);
+
+			if (!JbIsObject(&v))
+				WF_ERROR(errmsg("%s must be an object", where),
+						 errhint("Write it as {\"fetch\": \"source name\"}."));
+			CheckKeys(v.val.binary.data, (const char *const[]) {"fetch", NULL}, where);
+			fetch = JbGet(v.val.binary.data, "fetch");
+			if (fetch != NULL)
+				wf->steps[step].on_enter_fetch = OptString(v.val.binary.data, "fetch", where);
+		}
+	}
+}
+
+/* Raises if a step cannot be reached from the start step. */
+static void
+CheckReachable(Workflow *wf)
+{
+	int			nedges = 0;
+	int		   *first = palloc0(sizeof(int) * (wf->nsteps + 1));
+	int		   *edges;
+	int		   *fill;
+	bool	   *seen = palloc0(sizeof(bool) * wf->nsteps);
+	int		   *stack = palloc(sizeof(int) * wf->nsteps);
+	int			top = 0;
+
+	/* adjacency in compressed rows: edges[first[s] .. first[s+1]) */
+	for (int i = 0; i < wf->ntransitions; i++)
+		for (int j = 0; j < wf->transitions[i].nfrom; j++)
+		{
+			first[wf->transitions[i].from[j] + 1]++;
+			nedges++;
+		}
+	for (int s = 0; s < wf->nsteps; s++)
+		first[s + 1] += first[s];
+	edges = palloc(sizeof(int) * Max(nedges, 1));
+	fill = palloc(sizeof(int) * wf->nsteps);
+	memcpy(fill, first, sizeof(int) * wf->nsteps);
+	for (int i = 0; i < wf->ntransitions; i++)
+		for (int j = 0; j < wf->transitions[i].nfrom; j++)
+			edges[fill[wf->transitions[i].from[j]]++] = wf->transitions[i].to;
+
+	seen[wf->start] = true;
+	stack[top++] = wf->start;
+	while (top > 0)
+	{
+		int			s = stack[--top];
+
+		for (int e = first[s]; e < first[s + 1]; e++)
+			if (!seen[edges[e]])
+			{
+				seen[edges[e]] = true;
+				stack[top++] = edges[e];
+			}
+	}
+	for (int s = 0; s < wf->nsteps; s++)
+		if (!seen[s])
+			WF_ERROR(errmsg("step \"%s\" is unreachable from start step \"%s\"",
+							wf->steps[s].name, wf->steps[wf->start].name),
+					 errhint("Add a transition into it or remove it."));
+}
+
+/*
+ * Validates a definition and compiles it in CurrentMemoryContext; raises an
+ * error naming the offending step or transition.
+ */
+Workflow *
+WorkflowCompile(Jsonb *definition)
+{
+	Workflow   *wf = palloc0(sizeof(Workflow));
+	JsonbContainer *root = &definition->root;
+	JsonbValue *steps;
+	JsonbValue *transitions;
+	JsonbValue *on_enter;
+
+	if (!JsonContainerIsObject(root) || JsonContainerIsScalar(root))
+		WF_ERROR(errmsg("workflow definition must be a JSON object"),
+				 errhint("Write it as {\"steps\": [...], \"transitions\": [...]}."));
+	CheckKeys(root, top_keys, "workflow definition");
+
+	steps = JbGet(root, "steps");
+	if (steps == NULL || !JbIsArray(steps))
+		WF_ERROR(errmsg("workflow definition needs a \"steps\" array"),
+				 steps ? errdetail("\"steps\" is a %s.", JbTypeName(steps)) : 0,
+				 errhint("Write it as {\"steps\": [...], \"transitions\": [...]}."));
+	CompileSteps(wf, steps->val.binary.data);
+
+	transitions = JbGet(root, "transitions");
+	if (transitions != NULL && transitions->type != jbvNull && !JbIsArray(transitions))
+		WF_ERROR(errmsg("\"transitions\" must be an array"),
+				 errdetail("It is a %s.", JbTypeName(transitions)));
+	CompileTransitions(wf, transitions && transitions->type != jbvNull ? transitions->val.binary.data : NULL);
+
+	on_enter = JbGet(root, "on_enter");
+	if (on_enter != NULL && on_enter->type != jbvNull)
+		CompileOnEnter(wf, on_enter);
+
+	CheckReachable(wf);
+	return wf;
+}
+
+PG_FUNCTION_INFO_V1(workqueue_validate_workflow);
+
+/*
+ * SQL: workqueue._validate_workflow(definition jsonb) returns the start
+ * step's name, or raises the first problem found.
+ */
+Datum
+workqueue_validate_workflow(PG_FUNCTION_ARGS)
+{
+	Workflow   *wf;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("workflow definition must not be null")));
+	wf = WorkflowCompile(PG_GETARG_JSONB_P(0));
+	PG_RETURN_TEXT_P(cstring_to_text(wf->steps[wf->start].name));
+}
