@@ -161,6 +161,14 @@ CREATE FUNCTION workqueue.is_admin(who text DEFAULT NULL) RETURNS boolean
          WHERE r.rolname = coalesce(who, workqueue._caller()) AND e.extname = 'workqueue'), false)
 $$;
 
+-- Does "actor" act with administrator rights?  Only if it names an
+-- administrator and is either the caller itself or named by an
+-- administrator: acting as someone else never gains rights.
+CREATE FUNCTION workqueue._actor_is_admin(actor text) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT workqueue.is_admin(actor) AND (actor = workqueue._caller() OR workqueue.is_admin())
+$$;
+
 CREATE FUNCTION workqueue._require_admin(what text) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -541,7 +549,8 @@ BEGIN
 END
 $$;
 
--- Raises unless "worker" holds a live lease on the item (admins may act on any claim).
+-- Raises unless "worker" holds a live lease on the item (an administrator
+-- acting as itself may act on any claim).
 CREATE FUNCTION workqueue._check_holder(it workqueue.item, worker text) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -551,7 +560,7 @@ BEGIN
                   DETAIL = format('Its status is "%s".', it.status),
                   HINT = 'Claim it first with workqueue.claim().';
     END IF;
-    IF workqueue.is_admin() THEN
+    IF workqueue._actor_is_admin(worker) THEN
         RETURN;
     END IF;
     IF it.claimed_by <> worker THEN

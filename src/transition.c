@@ -16,8 +16,11 @@
  *	   item's assignee (steps without a role are open to anyone);
  *	5. every field the transition "requires" is present in the payload.
  *
- * Callers who are workqueue administrators skip 2 and 4.  The functions are
- * SECURITY DEFINER; the caller is the session's outer role.
+ * An actor that is a workqueue administrator (a superuser, the extension
+ * owner or a member of workqueue_admin) skips 2 and 4 -- but only when the
+ * caller is that role itself or an administrator: naming someone else as
+ * actor never gains rights.  The functions are SECURITY DEFINER; the caller
+ * is the session's outer role.
  */
 #include "postgres.h"
 
@@ -79,14 +82,17 @@ Col(int col)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
 }
 
+/* Does the actor act with administrator rights (see _actor_is_admin)? */
 static bool
-CallerIsAdmin(void)
+ActorIsAdmin(const char *actor)
 {
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(actor)};
 	bool		isnull;
 	bool		result;
 
-	Prepare(&admin_plan, "SELECT workqueue.is_admin()", 0, NULL);
-	if (SPI_execute_plan(admin_plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	Prepare(&admin_plan, "SELECT workqueue._actor_is_admin($1)", 1, types);
+	if (SPI_execute_plan(admin_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not check workqueue administrator status");
 	result = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
@@ -366,7 +372,7 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	id = PG_GETARG_INT64(0);
 
 	SPI_connect();
-	result = TransitionOne(id, tname, payload, actor, CallerIsAdmin(), true);
+	result = TransitionOne(id, tname, payload, actor, ActorIsAdmin(actor), true);
 	SPI_finish();
 	PG_RETURN_HEAPTUPLEHEADER(result);
 }
@@ -424,7 +430,7 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 			ids[nids++] = ids[i];
 
 	SPI_connect();
-	admin = CallerIsAdmin();
+	admin = ActorIsAdmin(actor);
 	for (int i = 0; i < nids; i++)
 		TransitionOne(ids[i], tname, payload, actor, admin, false);
 	SPI_finish();
@@ -455,7 +461,7 @@ workqueue_allowed_transitions(PG_FUNCTION_ARGS)
 				 errmsg("item id must not be null")));
 
 	SPI_connect();
-	admin = CallerIsAdmin();
+	admin = ActorIsAdmin(actor);
 	ReadItem(PG_GETARG_INT64(0), false, &it);
 	wf = WorkflowGet(it.workflow, it.version);
 	cur = WorkflowFindStep(wf, it.step);

@@ -1,0 +1,57 @@
+-- The README demo: a queue, items, a claim, transitions and the audit trail.
+\pset footer off
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS workqueue;
+
+\echo
+\echo '== 1. A workflow: triage -> review -> resolved | rejected, steps owned by roles'
+SELECT workqueue.define_workflow('support', $${
+  "steps": [
+    {"name": "triage",   "role": "coordinator", "start": true},
+    {"name": "review",   "role": "reviewer", "weight": 3},
+    {"name": "resolved", "kind": "resolved"},
+    {"name": "rejected", "kind": "rejected"}],
+  "transitions": [
+    {"name": "accept",  "from": "triage", "to": "review"},
+    {"name": "resolve", "from": "review", "to": "resolved", "requires": ["resolution"]},
+    {"name": "reject",  "from": ["triage", "review"], "to": "rejected"}]
+}$$) AS version;
+SELECT workqueue.add_member('coordinator', 'carol');
+SELECT workqueue.add_member('reviewer', 'alice');
+SELECT workqueue.workflow_graph('support', format => 'mermaid') AS graph;
+
+\echo '== 2. A queue and three items (priority 1 is the highest)'
+SELECT workqueue.create_queue('support', workflow => 'support', lease_timeout => '10 minutes');
+SELECT workqueue.add('support', '{"title": "Printer on fire"}', 1, 'CASE-1') AS printer,
+       workqueue.add('support', '{"title": "Password reset"}', 3, 'CASE-2') AS password,
+       workqueue.add('support', '{"title": "New laptop"}', 2, 'CASE-3') AS laptop
+\gset
+SELECT id, external_id, priority, step, status, data->>'title' AS title
+  FROM workqueue.list_items('support');
+
+\echo '== 3. carol claims the two most urgent items (priority first, then oldest)'
+SELECT id, external_id, status, claimed_by FROM workqueue.claim('support', 2, 'carol');
+
+\echo '== 4. carol accepts the printer case; it moves to review, open for a reviewer'
+SELECT id, step, status, claimed_by FROM workqueue.transition(:printer, 'accept', actor => 'carol');
+
+\echo '== 5. alice may not accept the laptop: carol holds it, and triage is not her step'
+\set ON_ERROR_STOP 0
+SELECT workqueue.transition(:laptop, 'accept', actor => 'alice');
+\echo '   ... and resolving needs a resolution:'
+SELECT workqueue.transition(:printer, 'resolve', actor => 'alice');
+\set ON_ERROR_STOP 1
+
+\echo '== 6. alice claims it, comments, records a field and resolves it'
+SELECT id, step, status, claimed_by FROM workqueue.claim('support', 1, 'alice');
+SELECT workqueue.comment(:printer, 'Extinguisher applied.', actor => 'alice') > 0 AS commented;
+SELECT notes FROM workqueue.update_fields(:printer, '{"cause": "toner"}', actor => 'alice');
+SELECT id, step, status, resolved_at IS NOT NULL AS resolved
+  FROM workqueue.transition(:printer, 'resolve', '{"resolution": "replaced the fuser"}', actor => 'alice');
+
+\echo '== 7. Everything that happened to the printer case, newest first'
+SELECT kind, actor, from_step, to_step, payload - 'lease_until' AS payload
+  FROM workqueue.history(:printer);
+
+\echo '== 8. The inbox now'
+SELECT status, count(*) FROM workqueue.item WHERE queue = 'support' GROUP BY status ORDER BY status;

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# test/inside.sh MODE — runs inside a cluster (PGHOST, PGPORT, PGUSER,
+# PGPASSWORD and PGDATABASE set, as pg_virtualenv does); called by
+# test/run.sh.  MODE is demo, check or bench.
+#
+# check runs, in order: pg_regress (sql/ -> expected/), pgTAP
+# (test/pgtap/*.sql with pg_prove) and the script tests (test/scripts/*.sh),
+# then prints one line "N passed, N failed" over all of them and exits
+# non-zero if anything failed.  A single suite: TESTS=pgtap or
+# TESTS=regress or TESTS=scripts; a single script: SCRIPTS=claim_concurrency.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-check}
+
+psql -Xq -c "CREATE EXTENSION IF NOT EXISTS pg_cron" >/dev/null
+
+case $mode in
+demo)
+    psql -X -q -v ON_ERROR_STOP=1 -f test/demo.sql
+    exit $?
+    ;;
+bench)
+    rc=0
+    for b in bench/*.sh; do
+        echo "== $b"
+        bash "$b" || rc=1
+    done
+    exit $rc
+    ;;
+esac
+
+passed=0
+failed=0
+suites=${TESTS:-regress pgtap scripts}
+log=$(mktemp -d /tmp/workqueue-tests.XXXX)
+
+if [[ " $suites " == *" regress "* ]]; then
+    echo "== pg_regress"
+    make -s installcheck >"$log/regress.out" 2>&1
+    cat "$log/regress.out"
+    p=$(grep -cE '\.\.\. ok' "$log/regress.out")
+    f=$(grep -cE '\.\.\. FAILED' "$log/regress.out")
+    if [[ $p == 0 && $f == 0 ]]; then f=1; fi       # pg_regress itself failed
+    [[ -f regression.diffs ]] && head -100 regression.diffs
+    passed=$((passed + p)); failed=$((failed + f))
+fi
+
+if [[ " $suites " == *" pgtap "* ]]; then
+    echo "== pgTAP"
+    dropdb --if-exists wq_tap >/dev/null 2>&1
+    createdb wq_tap
+    psql -Xq -d wq_tap -c "CREATE EXTENSION workqueue; CREATE EXTENSION pgtap;" >/dev/null
+    pg_prove --verbose -d wq_tap test/pgtap/*.sql >"$log/pgtap.out" 2>&1
+    grep -vE '^ok ' "$log/pgtap.out"
+    p=$(grep -cE '^ok ' "$log/pgtap.out")
+    f=$(grep -cE '^not ok ' "$log/pgtap.out")
+    if ! grep -q '^Result: PASS' "$log/pgtap.out" && [[ $f == 0 ]]; then f=1; fi
+    passed=$((passed + p)); failed=$((failed + f))
+fi
+
+if [[ " $suites " == *" scripts "* ]]; then
+    for s in test/scripts/*.sh; do
+        name=$(basename "$s" .sh)
+        [[ -n ${SCRIPTS:-} && " $SCRIPTS " != *" $name "* ]] && continue
+        echo "== script $name"
+        bash "$s" >"$log/$name.out" 2>&1
+        rc=$?
+        cat "$log/$name.out"
+        p=$(grep -cE '^ok ' "$log/$name.out")
+        f=$(grep -cE '^not ok ' "$log/$name.out")
+        if [[ $rc != 0 && $f == 0 ]]; then f=1; echo "not ok - $name exited with status $rc"; fi
+        passed=$((passed + p)); failed=$((failed + f))
+    done
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[[ $failed == 0 ]]

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# test/run.sh — the one entry point for a fresh Debian 12 machine.
+#
+#   bash test/run.sh demo    install what is missing, build, start a throw-away
+#                            cluster and run the demo (test/demo.sql)
+#   bash test/run.sh check   the same set-up, then every test suite
+#   bash test/run.sh bench   the same set-up, then every benchmark in bench/
+#
+# Must run as root (it installs Debian packages and uses pg_virtualenv, which
+# creates and destroys a PostgreSQL 15 cluster with
+# shared_preload_libraries = 'pg_cron,workqueue').
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-check}
+case $mode in demo|check|bench) ;; *) echo "usage: bash test/run.sh demo|check|bench" >&2; exit 2 ;; esac
+
+if [[ $(id -u) != 0 ]]; then
+    echo "test/run.sh: run as root (it installs packages and creates a throw-away cluster)" >&2
+    exit 2
+fi
+
+# 1. Packages a bare Debian 12 lacks.
+packages=(make gcc libc6-dev postgresql-15 postgresql-server-dev-15 postgresql-15-cron
+          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/workqueue-apt.log 2>&1 ||
+        { tail -20 /tmp/workqueue-apt.log >&2; exit 1; }
+fi
+
+# 2. Build and install the extension (zero warnings is part of the contract).
+echo "== building workqueue"
+make -s clean >/dev/null 2>&1 || true
+make -s 2>&1 | tee /tmp/workqueue-build.log
+if grep -q 'warning:' /tmp/workqueue-build.log; then
+    echo "build produced compiler warnings" >&2
+    exit 1
+fi
+make -s install >/dev/null
+
+# 3. A throw-away cluster, destroyed when the command inside returns.
+echo "== starting a throw-away PostgreSQL 15 cluster"
+exec pg_virtualenv -v 15 \
+    -o "shared_preload_libraries=pg_cron,workqueue" \
+    -o "cron.database_name=postgres" \
+    -o "max_connections=100" \
+    bash test/inside.sh "$mode"
