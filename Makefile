@@ -11,7 +11,8 @@ PGFILEDESC   = "workqueue - work queues, workflows, sync and SLA inside PostgreS
 REGRESS      = $(sort $(filter-out workqueue--%,$(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --load-extension=workqueue
 
-PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+# -Wextra minus unused-parameter, which PostgreSQL's own inline headers trip
+PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter
 SHLIB_LINK   = -lcurl
 
 PG_CONFIG   ?= pg_config

@@ -609,6 +609,9 @@ BEGIN
     PERFORM workqueue._check_holder(it, extend_lease.worker);
     UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
      WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    -- a heartbeat: announced, but not written to the audit trail
+    PERFORM pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+        'item', it.id, 'queue', it.queue, 'kind', 'lease_extended', 'lease_until', it.lease_until)::text);
     RETURN it;
 END
 $$;

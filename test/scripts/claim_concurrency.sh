@@ -74,7 +74,7 @@ run_pgbench() {
 start=$SECONDS
 dropdb --if-exists "$db" >/dev/null 2>&1
 createdb "$db"
-psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<SQL
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<SQL
 CREATE EXTENSION workqueue;
 SELECT workqueue.create_queue('cq');
 SELECT workqueue.create_queue('cq2');
