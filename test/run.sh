@@ -46,6 +46,12 @@ make -s install >/dev/null
 
 # 3. A throw-away cluster, destroyed when the command inside returns.
 echo "== starting a throw-away PostgreSQL 15 cluster"
+# The server runs as user postgres, which must be able to enter /; a root
+# made with mktemp/debootstrap can be mode 0700.
+if ! su postgres -s /bin/sh -c 'test -x /'; then
+    echo "   (making / traversable for the postgres user)"
+    chmod go+rx /
+fi
 exec pg_virtualenv -v 15 \
     -o "shared_preload_libraries=pg_cron,workqueue" \
     -o "cron.database_name=postgres" \
