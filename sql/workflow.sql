@@ -97,3 +97,13 @@ SELECT step FROM workqueue.transition(:e, 'finish');
 SELECT workqueue.workflow_graph('case', 1, 'mermaid');
 SELECT workqueue.workflow_graph('case', 3);
 SELECT workqueue.workflow_graph('case', format => 'svg');
+
+-- names that need quoting in DOT and Mermaid
+SELECT workqueue.define_workflow('odd names', $${"steps": [
+   {"name": "node", "start": true}, {"name": "needs info"}, {"name": "say \"hi\"", "kind": "resolved"}],
+ "transitions": [{"name": "ask: why", "from": "node", "to": "needs info"},
+                 {"name": "done", "from": "needs info", "to": "say \"hi\""}]}$$);
+SELECT workqueue.workflow_graph('odd names');
+SELECT workqueue.workflow_graph('odd names', format => 'mermaid');
+SELECT workqueue.workflow_graph('nope');
+SELECT workqueue.define_workflow('bad', '{"steps": [{"name": "a", "start": true, "weight": 1e400}]}');

@@ -16,6 +16,10 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'workqueue_admin') THEN
         CREATE ROLE workqueue_admin NOLOGIN;
     END IF;
+    -- members may pass another person's name as worker/actor (applications)
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'workqueue_agent') THEN
+        CREATE ROLE workqueue_agent NOLOGIN;
+    END IF;
 END
 $$;
 
@@ -231,13 +235,26 @@ BEGIN
 END
 $$;
 
+-- Checks a worker/actor argument: not empty, and naming someone other than
+-- the caller only if the caller is an administrator or a member of
+-- workqueue_agent (an application acting for its users).
 CREATE FUNCTION workqueue._check_actor(actor text, what text) RETURNS void
-    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    caller text := workqueue._caller();
 BEGIN
     IF actor IS NULL OR actor = '' THEN
         RAISE EXCEPTION '% must not be empty', what
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = format('Pass the name of who is acting as "%s", or leave it out to use current_user.', what);
+    END IF;
+    IF actor <> caller AND NOT workqueue.is_admin()
+       AND NOT pg_catalog.pg_has_role(caller, 'workqueue_agent', 'MEMBER') THEN
+        RAISE EXCEPTION 'role "%" cannot act as "%"', caller, actor
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('The %s argument names someone other than the calling role.', what),
+                  HINT = format('Leave %s out to act as yourself, or ask an administrator to run: GRANT workqueue_agent TO %s;',
+                                what, quote_ident(caller));
     END IF;
 END
 $$;
@@ -305,6 +322,22 @@ CREATE FUNCTION workqueue.allowed_transitions(item bigint, actor text DEFAULT cu
     SELECT pg_catalog.unnest(workqueue._allowed_transitions(item, actor))
 $$;
 
+-- One row per (transition, from step), in definition order.
+CREATE FUNCTION workqueue._workflow_edges(definition jsonb)
+    RETURNS TABLE (ord bigint, name text, from_step text, to_step text)
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT row_number() OVER (ORDER BY t.ord, f.ord), t.t->>'name', f.x, t.t->>'to'
+      FROM jsonb_array_elements(definition->'transitions') WITH ORDINALITY AS t(t, ord),
+           LATERAL jsonb_array_elements_text(CASE jsonb_typeof(t.t->'from') WHEN 'array' THEN t.t->'from'
+                                                  ELSE jsonb_build_array(t.t->'from') END)
+                   WITH ORDINALITY AS f(x, ord)
+$$;
+
+CREATE FUNCTION workqueue._dot_id(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT '"' || replace(replace(name, '\', '\\'), '"', '\"') || '"'
+$$;
+
 CREATE FUNCTION workqueue.workflow_graph(name text, version int DEFAULT NULL, format text DEFAULT 'dot')
     RETURNS text
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -318,43 +351,50 @@ BEGIN
        AND version = coalesce(workflow_graph.version,
                               (SELECT current_version FROM workqueue.workflow w WHERE w.name = workflow_graph.name));
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'workflow "%" version % does not exist', workflow_graph.name,
-                        coalesce(workflow_graph.version::text, '(current)')
+        RAISE EXCEPTION '%', CASE WHEN workflow_graph.version IS NULL
+                                  THEN format('workflow "%s" does not exist', workflow_graph.name)
+                                  ELSE format('workflow "%s" version %s does not exist',
+                                              workflow_graph.name, workflow_graph.version) END
             USING ERRCODE = 'undefined_object',
                   HINT = 'List workflows with: SELECT workflow, version FROM workqueue.workflow_version;';
     END IF;
 
     IF workflow_graph.format = 'dot' THEN
-        SELECT format(E'digraph %s {\n  rankdir=LR;\n', quote_ident(wv.workflow))
-            || string_agg(format(E'  %s [shape=%s%s];\n', quote_ident(s.name),
+        -- DOT ids are always double-quoted, with " and \ escaped
+        SELECT format(E'digraph %s {\n  rankdir=LR;\n', workqueue._dot_id(wv.workflow))
+            || string_agg(format(E'  %s [shape=%s%s];\n', workqueue._dot_id(s.name),
                                  CASE WHEN s.kind = 'work' THEN 'box' ELSE 'doublecircle' END,
                                  CASE WHEN s.is_start THEN ', style=bold' ELSE '' END), '' ORDER BY s.position)
           INTO out
           FROM workqueue.workflow_step s WHERE s.workflow = wv.workflow AND s.version = wv.version;
-        SELECT out || coalesce(string_agg(format(E'  %s -> %s [label=%s];\n', quote_ident(f.f),
-                                                 quote_ident(t->>'to'), quote_ident(t->>'name')),
-                                          '' ORDER BY t.ord, f.ord), '') || '}'
+        SELECT out || coalesce(string_agg(format(E'  %s -> %s [label=%s];\n', workqueue._dot_id(e.from_step),
+                                                 workqueue._dot_id(e.to_step), workqueue._dot_id(e.name)),
+                                          '' ORDER BY e.ord), '') || '}'
           INTO out
-          FROM jsonb_array_elements(wv.definition->'transitions') WITH ORDINALITY AS t(t, ord),
-               LATERAL (SELECT x, o FROM jsonb_array_elements_text(
-                            CASE jsonb_typeof(t->'from') WHEN 'array' THEN t->'from'
-                                 ELSE jsonb_build_array(t->'from') END) WITH ORDINALITY AS y(x, o)) AS f(f, ord);
+          FROM workqueue._workflow_edges(wv.definition) e;
     ELSIF workflow_graph.format = 'mermaid' THEN
-        out := E'stateDiagram-v2\n' || format(E'  [*] --> %s\n', wv.start_step);
-        SELECT out || coalesce(string_agg(format(E'  %s --> %s: %s\n', f.f, t->>'to', t->>'name'),
-                                          '' ORDER BY t.ord, f.ord), '')
+        -- states get ids s1, s2, ... and their names as labels
+        SELECT E'stateDiagram-v2\n'
+            || string_agg(format(E'  state "%s" as s%s\n', replace(s.name, '"', '#quot;'), s.position),
+                          '' ORDER BY s.position)
+            || format(E'  [*] --> s%s\n', (SELECT position FROM workqueue.workflow_step x
+                                             WHERE x.workflow = wv.workflow AND x.version = wv.version AND x.is_start))
           INTO out
-          FROM jsonb_array_elements(wv.definition->'transitions') WITH ORDINALITY AS t(t, ord),
-               LATERAL (SELECT x, o FROM jsonb_array_elements_text(
-                            CASE jsonb_typeof(t->'from') WHEN 'array' THEN t->'from'
-                                 ELSE jsonb_build_array(t->'from') END) WITH ORDINALITY AS y(x, o)) AS f(f, ord);
-        SELECT out || coalesce(string_agg(format(E'  %s --> [*]\n', s.name), '' ORDER BY s.position), '')
+          FROM workqueue.workflow_step s WHERE s.workflow = wv.workflow AND s.version = wv.version;
+        SELECT out || coalesce(string_agg(format(E'  s%s --> s%s: %s\n', f.position, t.position,
+                                                 replace(replace(e.name, '"', '#quot;'), ':', '#colon;')),
+                                          '' ORDER BY e.ord), '')
+          INTO out
+          FROM workqueue._workflow_edges(wv.definition) e
+          JOIN workqueue.workflow_step f ON f.workflow = wv.workflow AND f.version = wv.version AND f.name = e.from_step
+          JOIN workqueue.workflow_step t ON t.workflow = wv.workflow AND t.version = wv.version AND t.name = e.to_step;
+        SELECT out || coalesce(string_agg(format(E'  s%s --> [*]\n', s.position), '' ORDER BY s.position), '')
           INTO out
           FROM workqueue.workflow_step s
          WHERE s.workflow = wv.workflow AND s.version = wv.version AND s.kind <> 'work';
         out := rtrim(out, E'\n');
     ELSE
-        RAISE EXCEPTION 'unrecognized graph format "%"', workflow_graph.format
+        RAISE EXCEPTION 'unrecognized graph format "%"', coalesce(workflow_graph.format, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''dot'' or ''mermaid''.';
     END IF;
     RETURN out;
@@ -500,7 +540,7 @@ BEGIN
     FOR r IN
         WITH expired AS (
             SELECT i.queue, i.id, i.claimed_by, i.lease_until FROM workqueue.item i
-             WHERE i.queue = _expire_leases.queue AND i.status = 'in_progress' AND i.lease_until < now()
+             WHERE i.queue = _expire_leases.queue AND i.status = 'in_progress' AND i.lease_until <= now()
                FOR UPDATE SKIP LOCKED)
         UPDATE workqueue.item i SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
           FROM expired e WHERE i.queue = e.queue AND i.id = e.id
@@ -536,11 +576,13 @@ BEGIN
              ORDER BY i.priority, i.created_at, i.id
              LIMIT claim.n
                FOR UPDATE SKIP LOCKED)
-        UPDATE workqueue.item i
-           SET status = 'in_progress', claimed_by = claim.worker,
-               lease_until = now() + q.lease_timeout, updated_at = now()
-          FROM c WHERE i.queue = c.queue AND i.id = c.id
-        RETURNING i.*
+        , u AS (
+            UPDATE workqueue.item i
+               SET status = 'in_progress', claimed_by = claim.worker,
+                   lease_until = now() + q.lease_timeout, updated_at = now()
+              FROM c WHERE i.queue = c.queue AND i.id = c.id
+            RETURNING i.*)
+        SELECT * FROM u ORDER BY u.priority, u.created_at, u.id
     LOOP
         PERFORM workqueue._event(it.queue, it.id, claim.worker, 'claimed', it.step, it.step,
                                  jsonb_build_object('lease_until', it.lease_until));

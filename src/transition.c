@@ -82,7 +82,11 @@ Col(int col)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
 }
 
-/* Does the actor act with administrator rights (see _actor_is_admin)? */
+/*
+ * Checks the actor argument (not empty; someone other than the caller only
+ * for administrators and workqueue_agent members), then tells whether the
+ * actor acts with administrator rights (see _actor_is_admin).
+ */
 static bool
 ActorIsAdmin(const char *actor)
 {
@@ -91,7 +95,8 @@ ActorIsAdmin(const char *actor)
 	bool		isnull;
 	bool		result;
 
-	Prepare(&admin_plan, "SELECT workqueue._actor_is_admin($1)", 1, types);
+	Prepare(&admin_plan,
+			"SELECT workqueue._actor_is_admin($1) FROM workqueue._check_actor($1, 'actor')", 1, types);
 	if (SPI_execute_plan(admin_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not check workqueue administrator status");
 	result = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

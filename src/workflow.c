@@ -299,11 +299,15 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 			if (weight->type != jbvNumeric)
 				WF_ERROR(errmsg("\"weight\" of step \"%s\" must be a number", s->name),
 						 errdetail("It is a %s.", JbTypeName(weight)));
-			s->weight = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-														   NumericGetDatum(weight->val.numeric)));
+			/* via text: numeric_float8 raises its own error on overflow */
+			s->weight = strtod(DatumGetCString(DirectFunctionCall1(numeric_out,
+																   NumericGetDatum(weight->val.numeric))),
+							   NULL);
 			if (!(s->weight > 0) || isinf(s->weight))
-				WF_ERROR(errmsg("\"weight\" of step \"%s\" must be positive", s->name),
-						 errdetail("It is %g.", s->weight));
+				WF_ERROR(errmsg("\"weight\" of step \"%s\" must be a positive number", s->name),
+						 errdetail("It is %.40s.", DatumGetCString(DirectFunctionCall1(numeric_out,
+																					  NumericGetDatum(weight->val.numeric)))),
+						 errhint("Weights are relative shares such as 1 or 3, greater than 0 and below 1e308."));
 		}
 		if (s->kind != WF_WORK && s->role != NULL)
 			WF_ERROR(errmsg("terminal step \"%s\" cannot have a role", s->name),

@@ -2,15 +2,18 @@
  * workflow_cache.c
  *		Per-backend cache of compiled workflow versions.
  *
- * Versions are immutable, so an entry never goes stale while the table it
- * was read from exists; entries are keyed by the OID of
+ * Versions are immutable once committed, so an entry never goes stale
+ * while the table it was read from exists; entries are keyed by the OID of
  * workqueue.workflow_version as well, so a dropped and re-created extension
- * starts afresh.  Each entry lives in its own context under
+ * starts afresh.  A version inserted by the current transaction is compiled
+ * but not cached: it may yet roll back.  Each entry lives in its own context under
  * CacheMemoryContext.  Callers must be connected to SPI.
  */
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "access/transam.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -39,7 +42,7 @@ static HTAB *wf_cache = NULL;
 static SPIPlanPtr load_plan = NULL;
 
 static Workflow *
-LoadAndCompile(const char *name, int version, MemoryContext parent)
+LoadAndCompile(const char *name, int version, MemoryContext parent, bool *cacheable)
 {
 	Datum		args[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
 	bool		isnull;
@@ -51,7 +54,7 @@ LoadAndCompile(const char *name, int version, MemoryContext parent)
 	if (load_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT4OID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT definition FROM workqueue.workflow_version "
+		SPIPlanPtr	plan = SPI_prepare("SELECT definition, xmin FROM workqueue.workflow_version "
 									   "WHERE workflow = $1 AND version = $2", 2, types);
 
 		if (plan == NULL)
@@ -66,6 +69,16 @@ LoadAndCompile(const char *name, int version, MemoryContext parent)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("workflow \"%s\" version %d does not exist", name, version)));
 	def = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	/*
+	 * A version defined by this very transaction may still roll back (and
+	 * its number be reused by a different definition): cache only versions
+	 * that were committed before.
+	 */
+	*cacheable = !TransactionIdIsCurrentTransactionId(
+		DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)));
+	if (!*cacheable)
+		parent = NULL;
 
 	/* compile in a context of its own; it dies with the transaction on error */
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "workqueue workflow", ALLOCSET_SMALL_SIZES);
@@ -93,7 +106,7 @@ WorkflowGet(const char *name, int version)
 	key.relid = get_relname_relid("workflow_version", nsp);
 	key.version = version;
 	if (strlen(name) >= WF_CACHE_NAME_LEN)
-		return LoadAndCompile(name, version, NULL); /* rare: not cached */
+		return LoadAndCompile(name, version, NULL, &found);	/* rare: not cached */
 	strlcpy(key.name, name, WF_CACHE_NAME_LEN);
 
 	if (wf_cache == NULL)
@@ -111,8 +124,11 @@ WorkflowGet(const char *name, int version)
 		return entry->workflow;
 
 	{
-		Workflow   *wf = LoadAndCompile(name, version, CacheMemoryContext);
+		bool		cacheable;
+		Workflow   *wf = LoadAndCompile(name, version, CacheMemoryContext, &cacheable);
 
+		if (!cacheable)
+			return wf;			/* lives until the caller's SPI_finish */
 		entry = hash_search(wf_cache, &key, HASH_ENTER, &found);
 		entry->workflow = wf;
 		return wf;
