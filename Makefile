@@ -1,6 +1,6 @@
 # workqueue: PostgreSQL extension (PGXS build)
 EXTENSION    = workqueue
-EXTVERSION   = 0.1
+EXTVERSION   = 0.2
 
 MODULE_big   = workqueue
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
@@ -12,7 +12,7 @@ REGRESS      = $(sort $(filter-out workqueue--%,$(basename $(notdir $(wildcard s
 REGRESS_OPTS = --load-extension=workqueue
 
 # -Wextra minus unused-parameter, which PostgreSQL's own inline headers trip
-PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter
+PG_CPPFLAGS  = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -DWORKQUEUE_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK   = -lcurl
 
 PG_CONFIG   ?= pg_config

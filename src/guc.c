@@ -7,12 +7,18 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 
 #include "workqueue.h"
 
 int			workqueue_page_size = 25;
 char	   *workqueue_database_name = NULL;
+char	   *workqueue_databases = NULL;
+int			workqueue_http_max_concurrency = 16;
+int			workqueue_http_max_response_bytes = 64 * 1024 * 1024;
+int			workqueue_http_timeout_ms = 30000;
 
 /*
  * Defines every workqueue.* setting.
@@ -33,8 +39,40 @@ WorkqueueDefineGucs(void)
 							   NULL,
 							   &workqueue_database_name,
 							   "postgres",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("workqueue.databases",
+							   "Sets the databases, comma-separated, in which workqueue background workers run.",
+							   "Empty means the one database named by workqueue.database_name.",
+							   &workqueue_databases,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workqueue.http_max_concurrency",
+							"Sets the maximum number of HTTP transfers a worker keeps in flight.",
+							"A source's max_concurrency option is capped by this.",
+							&workqueue_http_max_concurrency,
+							16, 1, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workqueue.http_max_response_bytes",
+							"Sets the largest HTTP response body a worker accepts.",
+							NULL,
+							&workqueue_http_max_response_bytes,
+							64 * 1024 * 1024, 1024, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workqueue.http_timeout",
+							"Sets the default time limit of one HTTP request.",
+							"A source's timeout_ms option overrides it.",
+							&workqueue_http_timeout_ms,
+							30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("workqueue");
 }

@@ -8,16 +8,25 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+#include "worker.h"
 #include "workqueue.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/*
+ * Defines the settings; when loaded through shared_preload_libraries, also
+ * reserves shared memory and registers the launcher background worker.
+ */
 void
 _PG_init(void)
 {
 	WorkqueueDefineGucs();
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
+		return;
+	WorkqueueShmemInit();
+	WorkqueueRegisterLauncher();
 }
 
 /*

@@ -10,6 +10,10 @@
 /* guc.c */
 extern int	workqueue_page_size;
 extern char *workqueue_database_name;
+extern char *workqueue_databases;
+extern int	workqueue_http_max_concurrency;
+extern int	workqueue_http_max_response_bytes;
+extern int	workqueue_http_timeout_ms;
 extern void WorkqueueDefineGucs(void);
 
 /* workqueue.c */

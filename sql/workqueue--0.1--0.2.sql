@@ -1,0 +1,336 @@
+-- workqueue 0.1 -> 0.2: upstream sync.
+--
+-- Sources describe an external API that lists open cases; sync runs,
+-- executed by the background worker, keep a queue in step with it.
+
+\echo Use "ALTER EXTENSION workqueue UPDATE TO '0.2'" to load this file. \quit
+
+CREATE TABLE workqueue.source (
+    name        text PRIMARY KEY CHECK (name <> ''),
+    queue       text NOT NULL REFERENCES workqueue.queue (name),
+    ids_url     text NOT NULL,
+    details_url text,
+    options     jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text NOT NULL DEFAULT current_user,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE workqueue.sync_run (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source        text NOT NULL REFERENCES workqueue.source (name),
+    "full"        boolean NOT NULL DEFAULT false,
+    status        text NOT NULL DEFAULT 'queued'
+                  CHECK (status IN ('queued', 'running', 'completed', 'failed')),
+    triggered_by  text NOT NULL,
+    retry_of      bigint REFERENCES workqueue.sync_run (id),
+    queued_at     timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    phase         text,
+    ids_seen      int NOT NULL DEFAULT 0,
+    missing       int NOT NULL DEFAULT 0,
+    inserted      int NOT NULL DEFAULT 0,
+    updated       int NOT NULL DEFAULT 0,
+    unchanged     int NOT NULL DEFAULT 0,
+    closed        int NOT NULL DEFAULT 0,
+    reopened      int NOT NULL DEFAULT 0,
+    errors        int NOT NULL DEFAULT 0,
+    pages         int NOT NULL DEFAULT 0,
+    batches_total int NOT NULL DEFAULT 0,
+    batches_done  int NOT NULL DEFAULT 0,
+    error         text,
+    error_samples jsonb NOT NULL DEFAULT '[]',
+    worker_pid    int
+);
+CREATE INDEX sync_run_active_idx ON workqueue.sync_run (source, id) WHERE status IN ('queued', 'running');
+CREATE INDEX sync_run_source_idx ON workqueue.sync_run (source, id);
+
+-- the open items of a source, for closing what vanished upstream
+CREATE INDEX item_source_idx ON workqueue.item (queue, source) WHERE status IN ('open', 'in_progress');
+
+SELECT pg_catalog.pg_extension_config_dump('workqueue.source', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.sync_run', '');
+
+------------------------------------------------------------------------------
+-- Sources
+------------------------------------------------------------------------------
+
+-- Validates a source definition (C: the same parser the worker uses).
+CREATE FUNCTION workqueue._check_source(ids_url text, details_url text, options jsonb) RETURNS void
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'workqueue_check_source';
+
+CREATE FUNCTION workqueue.create_source(name text, queue text, ids_url text, details_url text,
+                                        options jsonb DEFAULT '{}')
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('create sources');
+    IF create_source.name IS NULL OR create_source.name = '' THEN
+        RAISE EXCEPTION 'source name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._queue(create_source.queue);
+    PERFORM workqueue._check_source(create_source.ids_url, create_source.details_url,
+                                    coalesce(create_source.options, '{}'));
+    IF EXISTS (SELECT 1 FROM workqueue.source WHERE name = create_source.name) THEN
+        RAISE EXCEPTION 'source "%" already exists', create_source.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Change it with workqueue.alter_source().';
+    END IF;
+    INSERT INTO workqueue.source (name, queue, ids_url, details_url, options, created_by)
+    VALUES (create_source.name, create_source.queue, create_source.ids_url, create_source.details_url,
+            coalesce(create_source.options, '{}'), workqueue._caller());
+END
+$$;
+
+CREATE FUNCTION workqueue.alter_source(name text, changes jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    s workqueue.source;
+    opts jsonb;
+BEGIN
+    PERFORM workqueue._require_admin('alter sources');
+    SELECT * INTO s FROM workqueue.source WHERE name = alter_source.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source "%" does not exist', alter_source.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_source().';
+    END IF;
+    IF alter_source.changes IS NULL OR jsonb_typeof(alter_source.changes) <> 'object' THEN
+        RAISE EXCEPTION 'changes must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. {"ids_url": "...", "batch_size": 50}; a null option value removes the option.';
+    END IF;
+    IF changes ? 'queue' THEN
+        s.queue := (workqueue._queue(changes->>'queue')).name;
+    END IF;
+    IF changes ? 'ids_url' THEN
+        s.ids_url := changes->>'ids_url';
+    END IF;
+    IF changes ? 'details_url' THEN
+        s.details_url := changes->>'details_url';
+    END IF;
+    opts := jsonb_strip_nulls(s.options || (changes - 'queue' - 'ids_url' - 'details_url'));
+    PERFORM workqueue._check_source(s.ids_url, s.details_url, opts);
+    UPDATE workqueue.source
+       SET queue = s.queue, ids_url = s.ids_url, details_url = s.details_url, options = opts,
+           updated_at = now()
+     WHERE name = s.name;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Sync runs
+------------------------------------------------------------------------------
+
+-- Wakes this database's worker when the current transaction commits.
+CREATE FUNCTION workqueue._wake() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'workqueue_wake';
+
+CREATE FUNCTION workqueue.sync(source text, "full" boolean DEFAULT false, force boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    run_id bigint;
+BEGIN
+    -- serialize requests per source so that two callers cannot both queue
+    PERFORM 1 FROM workqueue.source WHERE name = sync.source FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source "%" does not exist', coalesce(sync.source, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_source(), or list sources with: SELECT name FROM workqueue.source;';
+    END IF;
+    IF NOT coalesce(sync.force, false) THEN
+        SELECT id INTO run_id FROM workqueue.sync_run
+         WHERE source = sync.source AND status IN ('queued', 'running')
+         ORDER BY id LIMIT 1;
+        IF FOUND THEN
+            RETURN run_id;
+        END IF;
+    END IF;
+    INSERT INTO workqueue.sync_run (source, "full", triggered_by)
+    VALUES (sync.source, coalesce(sync."full", false), workqueue._caller())
+    RETURNING id INTO run_id;
+    PERFORM workqueue._wake();
+    RETURN run_id;
+END
+$$;
+
+CREATE FUNCTION workqueue.wait(run bigint, timeout interval DEFAULT '10 minutes')
+    RETURNS workqueue.sync_run
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r workqueue.sync_run;
+    deadline timestamptz := clock_timestamp() + coalesce(wait.timeout, '10 minutes');
+    last_note text := '';
+    note text;
+BEGIN
+    LOOP
+        SELECT * INTO r FROM workqueue.sync_run WHERE id = wait.run;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'sync run % does not exist', coalesce(wait.run::text, 'NULL')
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'sync() returns the run id; recent runs: SELECT * FROM workqueue.sync_run ORDER BY id DESC;';
+        END IF;
+        note := format('run %s %s: %s ids listed, %s missing, batches %s/%s, inserted %s, updated %s, unchanged %s, closed %s, errors %s',
+                       r.id, coalesce(r.phase, r.status), r.ids_seen, r.missing, r.batches_done, r.batches_total,
+                       r.inserted, r.updated, r.unchanged, r.closed, r.errors);
+        IF r.status = 'running' AND r.batches_done > 0 AND r.batches_total > r.batches_done THEN
+            note := note || format(', about %s s left',
+                round(extract(epoch FROM clock_timestamp() - r.started_at)
+                      * (r.batches_total - r.batches_done) / r.batches_done));
+        END IF;
+        IF note <> last_note AND r.status <> 'queued' THEN
+            RAISE NOTICE '%', note;
+            last_note := note;
+        END IF;
+        EXIT WHEN r.status IN ('completed', 'failed');
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'sync run % did not finish within %', r.id, wait.timeout
+                USING ERRCODE = 'query_canceled',
+                      DETAIL = format('It is %s.', coalesce(r.phase, r.status)),
+                      HINT = 'Wait again, or check that the workqueue worker runs for this database (workqueue.databases).';
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN r;
+END
+$$;
+
+CREATE FUNCTION workqueue.schedule_sync(source text, cron text, "full" boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    job bigint;
+BEGIN
+    PERFORM workqueue._require_admin('schedule syncs');
+    IF NOT EXISTS (SELECT 1 FROM workqueue.source WHERE name = schedule_sync.source) THEN
+        RAISE EXCEPTION 'source "%" does not exist', coalesce(schedule_sync.source, 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with workqueue.create_source().';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Database "%s" has no extension pg_cron.', current_database()),
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and run CREATE EXTENSION pg_cron.';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+       INTO job
+      USING 'workqueue sync ' || schedule_sync.source, schedule_sync.cron,
+            format('SELECT workqueue.sync(%L, %L)', schedule_sync.source, coalesce(schedule_sync."full", false));
+    RETURN job;
+END
+$$;
+
+-- Worker side (called by the background worker through SPI) ---------------
+
+CREATE FUNCTION workqueue._claim_run() RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE workqueue.sync_run
+       SET status = 'running', started_at = now(), phase = 'listing', worker_pid = pg_backend_pid()
+     WHERE id = (SELECT id FROM workqueue.sync_run WHERE status = 'queued'
+                  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING id
+$$;
+
+-- Runs left "running" by a worker that died are failed, and re-queued once.
+CREATE FUNCTION workqueue._recover_runs() RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int;
+BEGIN
+    WITH dead AS (
+        UPDATE workqueue.sync_run
+           SET status = 'failed', finished_at = now(), phase = NULL,
+               error = 'interrupted by server restart'
+         WHERE status = 'running'
+        RETURNING id, source, "full", triggered_by, retry_of)
+    INSERT INTO workqueue.sync_run (source, "full", triggered_by, retry_of)
+    SELECT source, "full", triggered_by, id FROM dead WHERE retry_of IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION workqueue._fail_run(run bigint, message text) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE workqueue.sync_run SET status = 'failed', finished_at = now(), phase = NULL, error = message
+     WHERE id = run AND status IN ('queued', 'running')
+$$;
+
+-- Listed again: closed items of the source go back to "open" at their step.
+CREATE FUNCTION workqueue._reopen_listed(queue text, source text, ids text[]) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN
+        UPDATE workqueue.item i SET status = 'open', updated_at = now(), last_seen_at = now()
+         WHERE i.queue = _reopen_listed.queue AND i.status = 'closed'
+           AND i.external_id = ANY (_reopen_listed.ids)
+        RETURNING i.queue, i.id, i.step
+    LOOP
+        PERFORM workqueue._event(r.queue, r.id, _reopen_listed.source, 'upstream_reopened', r.step, r.step,
+                                 jsonb_build_object('source', _reopen_listed.source));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Closes the source's open items that the listing did not name (and that
+-- the details endpoint did not confirm as open: "keep").
+CREATE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN
+        WITH gone AS (
+            SELECT i.queue, i.id, i.status, i.claimed_by, i.lease_until
+              FROM workqueue.item i
+             WHERE i.queue = _close_unlisted.queue AND i.source = _close_unlisted.source
+               AND i.status IN ('open', 'in_progress')
+               AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.listed) AS l(x) WHERE l.x = i.external_id)
+               AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.keep) AS k(x) WHERE k.x = i.external_id)
+               FOR UPDATE OF i)
+        UPDATE workqueue.item i
+           SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now()
+          FROM gone g WHERE i.queue = g.queue AND i.id = g.id
+        RETURNING i.queue, i.id, i.step, g.status AS old_status, g.claimed_by, g.lease_until
+    LOOP
+        PERFORM workqueue._event(r.queue, r.id, _close_unlisted.source, 'upstream_closed', r.step, r.step,
+                                 jsonb_strip_nulls(jsonb_build_object(
+                                     'source', _close_unlisted.source, 'old_status', r.old_status,
+                                     'claimed_by', r.claimed_by, 'lease_until', r.lease_until)));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+-- Source options may hold API tokens (headers): only administrators read them.
+REVOKE ALL ON workqueue.source FROM PUBLIC;
+GRANT ALL ON workqueue.source, workqueue.sync_run TO workqueue_admin;
+GRANT SELECT ON workqueue.sync_run TO PUBLIC;
+CREATE VIEW workqueue.sources AS
+    SELECT name, queue, ids_url, details_url, options - 'headers' AS options,
+           options ? 'headers' AS has_headers, created_at, created_by, updated_at
+      FROM workqueue.source;
+GRANT SELECT ON workqueue.sources TO PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._claim_run(), workqueue._recover_runs(), workqueue._fail_run(bigint, text),
+    workqueue._reopen_listed(text, text, text[]), workqueue._close_unlisted(text, text, text[], text[])
+    FROM PUBLIC;

@@ -1,0 +1,727 @@
+/*
+ * source.c
+ *		Parsing source definitions, and turning API responses into ids and
+ *		items.
+ *
+ * Paths in options are PostgreSQL jsonpath expressions evaluated in lax,
+ * silent mode; the common "$" and "$.key" forms are looked up directly.
+ * A path's results are flattened one level: an array result contributes
+ * its elements, so "$" on an array body and "$.ids" both yield the ids.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/jsonpath.h"
+#include "utils/numeric.h"
+
+#include "source.h"
+#include "workqueue.h"
+
+#define OPT_ERROR(...) \
+	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), __VA_ARGS__))
+
+static const char *const option_keys[] = {
+	"ids_path", "details_method", "batch_size", "records_path", "id_path", "mapping", "headers",
+	"timeout_ms", "max_concurrency", "retries", "pagination", "confirm_close", "children", NULL
+};
+static const char *const pagination_keys[] = {
+	"next_url_path", "link_header", "cursor_path", "cursor_param", "offset_param", "limit_param",
+	"limit", "total_path", "max_pages", NULL
+};
+
+static bool
+KeyIn(const char *const *keys, const char *k)
+{
+	for (; *keys; keys++)
+		if (strcmp(*keys, k) == 0)
+			return true;
+	return false;
+}
+
+static char *
+KeyList(const char *const *keys)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	for (const char *const *k = keys; *k; k++)
+		appendStringInfo(&b, "%s%s", k == keys ? "" : ", ", *k);
+	return b.data;
+}
+
+static const char *
+TypeName(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
+		default:
+			return "value";
+	}
+}
+
+static char *
+OptText(JsonbValue *v, const char *name)
+{
+	if (v->type != jbvString || v->val.string.len == 0)
+		OPT_ERROR(errmsg("option \"%s\" must be a non-empty string", name),
+				  errdetail("It is a %s.", TypeName(v)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+static int
+OptInt(JsonbValue *v, const char *name, int min, int max)
+{
+	char	   *s;
+	char	   *end;
+	long		n;
+
+	if (v->type != jbvNumeric)
+		OPT_ERROR(errmsg("option \"%s\" must be a number", name),
+				  errdetail("It is a %s.", TypeName(v)));
+	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	n = strtol(s, &end, 10);
+	if (*end != '\0' || n < min || n > max)
+		OPT_ERROR(errmsg("option \"%s\" must be an integer between %d and %d", name, min, max),
+				  errdetail("It is %.40s.", s));
+	return (int) n;
+}
+
+static bool
+OptBool(JsonbValue *v, const char *name)
+{
+	if (v->type != jbvBool)
+		OPT_ERROR(errmsg("option \"%s\" must be true or false", name),
+				  errdetail("It is a %s.", TypeName(v)));
+	return v->val.boolean;
+}
+
+typedef struct PathErrorContext
+{
+	const char *option;
+} PathErrorContext;
+
+static void
+PathErrorCallback(void *arg)
+{
+	errcontext("jsonpath of option \"%s\"", ((PathErrorContext *) arg)->option);
+}
+
+static void
+ParsePath(JPath *p, const char *text, const char *option)
+{
+	ErrorContextCallback cb;
+	PathErrorContext ctx = {option};
+	size_t		len = strlen(text);
+
+	p->text = pstrdup(text);
+	cb.callback = PathErrorCallback;
+	cb.arg = &ctx;
+	cb.previous = error_context_stack;
+	error_context_stack = &cb;
+	p->path = DirectFunctionCall1(jsonpath_in, CStringGetDatum(p->text));
+	error_context_stack = cb.previous;
+
+	p->is_root = strcmp(text, "$") == 0;
+	p->simple_key = NULL;
+	if (len > 2 && text[0] == '$' && text[1] == '.')
+	{
+		bool		simple = true;
+
+		for (size_t i = 2; i < len; i++)
+			if (!((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z') ||
+				  (text[i] >= '0' && text[i] <= '9' && i > 2) || text[i] == '_'))
+				simple = false;
+		if (simple)
+			p->simple_key = pstrdup(text + 2);
+	}
+}
+
+static JsonbValue *
+Get(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	return getKeyJsonValueFromContainer(obj, key, strlen(key), v);
+}
+
+static bool
+IsObject(JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
+static void
+CheckUrl(const char *url, const char *what)
+{
+	if (url == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+		OPT_ERROR(errmsg("%s must be an http or https URL", what),
+				  errdetail("It is \"%s\".", url ? url : "NULL"));
+}
+
+static void
+ParsePagination(SourceDef *src, JsonbValue *pv)
+{
+	JsonbContainer *c;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+	int			styles = 0;
+
+	if (!IsObject(pv))
+		OPT_ERROR(errmsg("option \"pagination\" must be an object"),
+				  errdetail("It is a %s.", TypeName(pv)),
+				  errhint("For example {\"next_url_path\": \"$.next\"} or {\"link_header\": true}."));
+	c = pv->val.binary.data;
+	it = JsonbIteratorInit(c);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!KeyIn(pagination_keys, key))
+				OPT_ERROR(errmsg("unrecognized pagination option \"%s\"", key),
+						  errhint("Valid keys are: %s.", KeyList(pagination_keys)));
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		if (strcmp(key, "next_url_path") == 0)
+		{
+			ParsePath(&src->next_url_path, OptText(&v, "pagination.next_url_path"), "pagination.next_url_path");
+			src->page_style = PAGE_NEXT_URL;
+			styles++;
+		}
+		else if (strcmp(key, "link_header") == 0)
+		{
+			if (OptBool(&v, "pagination.link_header"))
+			{
+				src->page_style = PAGE_LINK;
+				styles++;
+			}
+		}
+		else if (strcmp(key, "cursor_path") == 0)
+		{
+			ParsePath(&src->cursor_path, OptText(&v, "pagination.cursor_path"), "pagination.cursor_path");
+			src->page_style = PAGE_CURSOR;
+			styles++;
+		}
+		else if (strcmp(key, "cursor_param") == 0)
+			src->cursor_param = OptText(&v, "pagination.cursor_param");
+		else if (strcmp(key, "offset_param") == 0)
+		{
+			src->offset_param = OptText(&v, "pagination.offset_param");
+			src->page_style = PAGE_OFFSET;
+			styles++;
+		}
+		else if (strcmp(key, "limit_param") == 0)
+			src->limit_param = OptText(&v, "pagination.limit_param");
+		else if (strcmp(key, "limit") == 0)
+			src->limit = OptInt(&v, "pagination.limit", 1, 100000);
+		else if (strcmp(key, "total_path") == 0)
+		{
+			ParsePath(&src->total_path, OptText(&v, "pagination.total_path"), "pagination.total_path");
+			src->has_total = true;
+		}
+		else if (strcmp(key, "max_pages") == 0)
+			src->max_pages = OptInt(&v, "pagination.max_pages", 1, 10000000);
+	}
+	if (styles > 1)
+		OPT_ERROR(errmsg("option \"pagination\" names several pagination styles"),
+				  errhint("Use one of next_url_path, link_header, cursor_path or offset_param."));
+	if (src->page_style == PAGE_CURSOR && src->cursor_param == NULL)
+		OPT_ERROR(errmsg("cursor pagination needs \"cursor_param\""),
+				  errhint("Name the query parameter that carries the cursor, e.g. \"cursor\"."));
+	if (src->page_style == PAGE_OFFSET && (src->limit_param == NULL || src->limit == 0))
+		OPT_ERROR(errmsg("offset pagination needs \"limit_param\" and \"limit\""),
+				  errhint("For example {\"offset_param\": \"startAt\", \"limit_param\": \"maxResults\", \"limit\": 100}."));
+	if (src->page_style == PAGE_NONE && (src->cursor_param || src->limit_param || src->has_total))
+		OPT_ERROR(errmsg("option \"pagination\" names no pagination style"),
+				  errhint("Use one of next_url_path, link_header, cursor_path or offset_param."));
+}
+
+static void
+ParseMapping(SourceDef *src, JsonbValue *mv)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+	int			n;
+
+	if (!IsObject(mv))
+		OPT_ERROR(errmsg("option \"mapping\" must be an object"),
+				  errdetail("It is a %s.", TypeName(mv)),
+				  errhint("For example {\"priority\": \"$.severity\", \"data.title\": \"$.name\"}."));
+	n = JsonContainerSize(mv->val.binary.data);
+	src->map = palloc0(sizeof(MapEntry) * Max(n, 1));
+	it = JsonbIteratorInit(mv->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		{
+			MapEntry   *e = &src->map[src->nmap++];
+			char	   *what = psprintf("mapping.%s", key);
+
+			if (strcmp(key, "priority") == 0)
+			{
+				e->key = NULL;
+				src->map_priority = e;
+			}
+			else if (strncmp(key, "data.", 5) == 0 && key[5] != '\0')
+			{
+				e->key = pstrdup(key + 5);
+				src->map_data = true;
+			}
+			else
+				OPT_ERROR(errmsg("unrecognized mapping target \"%s\"", key),
+						  errhint("Map \"priority\" or \"data.<field>\"; other fields are locally owned."));
+			ParsePath(&e->path, OptText(&v, what), what);
+		}
+	}
+}
+
+static void
+ParseHeaders(SourceDef *src, JsonbValue *hv)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (!IsObject(hv))
+		OPT_ERROR(errmsg("option \"headers\" must be an object of header names and values"),
+				  errdetail("It is a %s.", TypeName(hv)));
+	it = JsonbIteratorInit(hv->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (key[0] == '\0' || strpbrk(key, ":\r\n ") != NULL)
+				OPT_ERROR(errmsg("invalid HTTP header name \"%s\"", key));
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		if (v.type != jbvString || memchr(v.val.string.val, '\n', v.val.string.len) ||
+			memchr(v.val.string.val, '\r', v.val.string.len))
+			OPT_ERROR(errmsg("value of HTTP header \"%s\" must be a single-line string", key));
+		src->headers = lappend(src->headers,
+							   psprintf("%s: %.*s", key, v.val.string.len, v.val.string.val));
+	}
+}
+
+/*
+ * Parses and validates a source; raises an error naming the offending
+ * option.  Everything is allocated in CurrentMemoryContext.
+ */
+SourceDef *
+SourceParse(const char *name, const char *queue, const char *ids_url, const char *details_url,
+			Jsonb *options)
+{
+	SourceDef  *src = palloc0(sizeof(SourceDef));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	src->name = name ? pstrdup(name) : NULL;
+	src->queue = queue ? pstrdup(queue) : NULL;
+	CheckUrl(ids_url, "ids_url");
+	src->ids_url = pstrdup(ids_url);
+	if (details_url)
+	{
+		CheckUrl(details_url, "details_url");
+		src->details_url = pstrdup(details_url);
+	}
+	src->batch_size = 100;
+	src->timeout_ms = workqueue_http_timeout_ms;
+	src->max_concurrency = 4;
+	src->retries = 3;
+	src->max_pages = 10000;
+	ParsePath(&src->ids_path, "$", "ids_path");
+	ParsePath(&src->records_path, "$", "records_path");
+	ParsePath(&src->id_path, "$.id", "id_path");
+
+	if (options == NULL || !JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
+		OPT_ERROR(errmsg("source options must be a JSON object"));
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!KeyIn(option_keys, key))
+				OPT_ERROR(errmsg("unrecognized source option \"%s\"", key),
+						  errhint("Valid options are: %s.", KeyList(option_keys)));
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		if (strcmp(key, "ids_path") == 0)
+			ParsePath(&src->ids_path, OptText(&v, key), key);
+		else if (strcmp(key, "records_path") == 0)
+			ParsePath(&src->records_path, OptText(&v, key), key);
+		else if (strcmp(key, "id_path") == 0)
+			ParsePath(&src->id_path, OptText(&v, key), key);
+		else if (strcmp(key, "details_method") == 0)
+		{
+			char	   *m = OptText(&v, key);
+
+			if (pg_strcasecmp(m, "POST") == 0)
+				src->details_post = true;
+			else if (pg_strcasecmp(m, "GET") != 0)
+				OPT_ERROR(errmsg("option \"details_method\" must be GET or POST"),
+						  errdetail("It is \"%s\".", m));
+		}
+		else if (strcmp(key, "batch_size") == 0)
+			src->batch_size = OptInt(&v, key, 1, 10000);
+		else if (strcmp(key, "timeout_ms") == 0)
+			src->timeout_ms = OptInt(&v, key, 100, 3600 * 1000);
+		else if (strcmp(key, "max_concurrency") == 0)
+			src->max_concurrency = OptInt(&v, key, 1, 1024);
+		else if (strcmp(key, "retries") == 0)
+			src->retries = OptInt(&v, key, 0, 20);
+		else if (strcmp(key, "confirm_close") == 0)
+			src->confirm_close = OptBool(&v, key);
+		else if (strcmp(key, "mapping") == 0)
+			ParseMapping(src, &v);
+		else if (strcmp(key, "headers") == 0)
+			ParseHeaders(src, &v);
+		else if (strcmp(key, "pagination") == 0)
+			ParsePagination(src, &v);
+		else if (strcmp(key, "children") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("option \"children\" is not supported yet"),
+					 errhint("Hierarchical sources will come in a later version; remove the option.")));
+	}
+	if (src->details_url && !src->details_post && strstr(src->details_url, "{ids}") == NULL)
+		OPT_ERROR(errmsg("details_url must contain \"{ids}\" for GET requests"),
+				  errdetail("It is \"%s\".", src->details_url),
+				  errhint("Put {ids} where the comma-separated ids go, or set \"details_method\": \"POST\"."));
+	if (src->confirm_close && src->details_url == NULL)
+		OPT_ERROR(errmsg("option \"confirm_close\" needs a details_url"),
+				  errhint("Closing is confirmed by asking the details endpoint for the vanished ids."));
+	src->max_concurrency = Min(src->max_concurrency, workqueue_http_max_concurrency);
+	return src;
+}
+
+static void
+AppendFlattened(List **out, JsonbValue *v)
+{
+	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+	{
+		JsonbContainer *c = v->val.binary.data;
+		int			n = JsonContainerSize(c);
+
+		for (int i = 0; i < n; i++)
+			*out = lappend(*out, getIthJsonbValueFromContainer(c, i));
+	}
+	else
+		*out = lappend(*out, v);
+}
+
+/*
+ * The values a path selects in doc, arrays flattened one level; a list of
+ * JsonbValue * (which may point into doc).
+ */
+List *
+PathValues(Jsonb *doc, const JPath *p)
+{
+	List	   *out = NIL;
+
+	if (JB_ROOT_IS_SCALAR(doc))
+	{
+		JsonbValue *v = palloc(sizeof(JsonbValue));
+
+		if (p->is_root && JsonbExtractScalar(&doc->root, v))
+			out = lappend(out, v);
+		return out;
+	}
+	if (p->is_root)
+	{
+		JsonbValue *v = palloc(sizeof(JsonbValue));
+
+		v->type = jbvBinary;
+		v->val.binary.data = &doc->root;
+		v->val.binary.len = VARSIZE(doc) - VARHDRSZ;
+		AppendFlattened(&out, v);
+	}
+	else if (p->simple_key && JB_ROOT_IS_OBJECT(doc))
+	{
+		JsonbValue *v = Get(&doc->root, p->simple_key);
+
+		if (v)
+			AppendFlattened(&out, v);
+	}
+	else
+	{
+		Jsonb	   *vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		Jsonb	   *arr = DatumGetJsonbP(DirectFunctionCall4(jsonb_path_query_array,
+															 JsonbPGetDatum(doc), p->path,
+															 JsonbPGetDatum(vars), BoolGetDatum(true)));
+		int			n = JsonContainerSize(&arr->root);
+
+		for (int i = 0; i < n; i++)
+			AppendFlattened(&out, getIthJsonbValueFromContainer(&arr->root, i));
+	}
+	return out;
+}
+
+/* A string as itself, a number in its text form; NULL for anything else. */
+char *
+JsonbScalarText(JsonbValue *v)
+{
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
+}
+
+bool
+PathFirstText(Jsonb *doc, const JPath *path, char **out)
+{
+	List	   *vals = PathValues(doc, path);
+
+	*out = vals ? JsonbScalarText((JsonbValue *) linitial(vals)) : NULL;
+	return *out != NULL;
+}
+
+/* Appends the ids a listing page holds (ids_path) to *ids. */
+void
+ListingIds(const SourceDef *src, Jsonb *page, List **ids)
+{
+	List	   *vals = PathValues(page, &src->ids_path);
+	ListCell   *lc;
+
+	foreach(lc, vals)
+	{
+		JsonbValue *v = lfirst(lc);
+		char	   *id = JsonbScalarText(v);
+
+		if (id == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("ids_path \"%s\" selected a %s, not an id", src->ids_path.text, TypeName(v)),
+					 errhint("Point ids_path at the ids themselves, e.g. \"$.ids\" or \"$.data[*].id\".")));
+		*ids = lappend(*ids, id);
+	}
+}
+
+static void
+RecordError(RecordErrors *errs, int position, const char *id, const char *reason)
+{
+	StringInfoData s;
+
+	errs->count++;
+	if (errs->nsamples >= 20)
+		return;
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"record\": ");
+	appendStringInfo(&s, "%d, \"id\": ", position);
+	if (id)
+		escape_json(&s, id);
+	else
+		appendStringInfoString(&s, "null");
+	appendStringInfoString(&s, ", \"reason\": ");
+	escape_json(&s, reason);
+	appendStringInfoChar(&s, '}');
+	if (errs->samples->len > 0)
+		appendStringInfoString(errs->samples, ", ");
+	appendStringInfoString(errs->samples, s.data);
+	errs->nsamples++;
+}
+
+/* The first value of a path in a record (a JsonbValue of an object). */
+static JsonbValue *
+RecordValue(JsonbValue *rec, Jsonb **recdoc, const JPath *p)
+{
+	List	   *vals;
+
+	if (p->simple_key)
+		return Get(rec->val.binary.data, p->simple_key);
+	if (p->is_root)
+		return rec;
+	if (*recdoc == NULL)
+		*recdoc = JsonbValueToJsonb(rec);
+	vals = PathValues(*recdoc, p);
+	return vals ? (JsonbValue *) linitial(vals) : NULL;
+}
+
+static void
+PushKey(JsonbParseState **st, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(st, WJB_KEY, &k);
+}
+
+/* A mapped priority as an integer 1-5, or -1 (with *why set). */
+static int
+PriorityOf(JsonbValue *v, const char **why)
+{
+	char	   *s = v ? JsonbScalarText(v) : NULL;
+	char	   *end;
+	long		n;
+
+	if (v == NULL || v->type == jbvNull)
+	{
+		*why = "priority is missing";
+		return -1;
+	}
+	if (s == NULL)
+	{
+		*why = "priority is not a number";
+		return -1;
+	}
+	n = strtol(s, &end, 10);
+	if (end == s || *end != '\0')
+	{
+		*why = psprintf("priority \"%s\" is not an integer", s);
+		return -1;
+	}
+	if (n < 1 || n > 5)
+	{
+		*why = psprintf("priority %s is out of range 1-5", s);
+		return -1;
+	}
+	return (int) n;
+}
+
+/*
+ * Turns a details (or listing-only) response into the items array of
+ * upsert_items: records_path selects the records, id_path the id of each,
+ * mapping the priority and data.  Records without an id or with a bad
+ * priority are counted in errs and skipped.  The ids of the records kept
+ * are appended to *ids.
+ */
+Jsonb *
+RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs)
+{
+	List	   *records = PathValues(body, &src->records_path);
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	ListCell   *lc;
+	int			pos = 0;
+
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	foreach(lc, records)
+	{
+		JsonbValue *rec = lfirst(lc);
+		Jsonb	   *recdoc = NULL;
+		JsonbValue *idv;
+		char	   *id;
+		int			priority = 0;
+		JsonbValue	jv;
+
+		pos++;
+		if (!IsObject(rec))
+		{
+			RecordError(errs, pos, NULL, psprintf("record is a %s, not an object", TypeName(rec)));
+			continue;
+		}
+		idv = RecordValue(rec, &recdoc, &src->id_path);
+		id = idv ? JsonbScalarText(idv) : NULL;
+		if (id == NULL || id[0] == '\0')
+		{
+			RecordError(errs, pos, NULL, psprintf("record has no id at \"%s\"", src->id_path.text));
+			continue;
+		}
+		if (src->map_priority)
+		{
+			const char *why = NULL;
+
+			priority = PriorityOf(RecordValue(rec, &recdoc, &src->map_priority->path), &why);
+			if (priority < 0)
+			{
+				RecordError(errs, pos, id, why);
+				continue;
+			}
+		}
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		PushKey(&st, "external_id");
+		jv.type = jbvString;
+		jv.val.string.val = id;
+		jv.val.string.len = strlen(id);
+		pushJsonbValue(&st, WJB_VALUE, &jv);
+		if (src->map_priority)
+		{
+			PushKey(&st, "priority");
+			jv.type = jbvNumeric;
+			jv.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(priority)));
+			pushJsonbValue(&st, WJB_VALUE, &jv);
+		}
+		PushKey(&st, "data");
+		if (src->map_data)
+		{
+			pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+			for (int i = 0; i < src->nmap; i++)
+			{
+				MapEntry   *e = &src->map[i];
+				JsonbValue *val;
+
+				if (e->key == NULL)
+					continue;
+				val = RecordValue(rec, &recdoc, &e->path);
+				if (val == NULL)
+					continue;
+				PushKey(&st, e->key);
+				pushJsonbValue(&st, WJB_VALUE, val);
+			}
+			pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+		}
+		else
+			pushJsonbValue(&st, WJB_VALUE, rec);
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+		*ids = lappend(*ids, id);
+	}
+	res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+PG_FUNCTION_INFO_V1(workqueue_check_source);
+
+/*
+ * SQL: workqueue._check_source(ids_url, details_url, options) raises the
+ * first problem of a source definition.
+ */
+Datum
+workqueue_check_source(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ids_url must not be null"),
+				 errhint("Give the URL that lists the open ids.")));
+	(void) SourceParse(NULL, NULL, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					   PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+					   PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+	PG_RETURN_VOID();
+}
