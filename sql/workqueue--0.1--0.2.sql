@@ -191,7 +191,7 @@ BEGIN
         EXIT WHEN r.status IN ('completed', 'failed');
         IF clock_timestamp() > deadline THEN
             RAISE EXCEPTION 'sync run % did not finish within %', r.id, wait.timeout
-                USING ERRCODE = 'query_canceled',
+                USING ERRCODE = 'object_not_in_prerequisite_state',
                       DETAIL = format('It is %s.', coalesce(r.phase, r.status)),
                       HINT = 'Wait again, or check that the workqueue worker runs for this database (workqueue.databases).';
         END IF;
@@ -221,7 +221,8 @@ BEGIN
     EXECUTE 'SELECT cron.schedule($1, $2, $3)'
        INTO job
       USING 'workqueue sync ' || schedule_sync.source, schedule_sync.cron,
-            format('SELECT workqueue.sync(%L, %L)', schedule_sync.source, coalesce(schedule_sync."full", false));
+            format('SELECT workqueue.sync(%L, "full" => %s)', schedule_sync.source,
+                   CASE WHEN schedule_sync."full" THEN 'true' ELSE 'false' END);
     RETURN job;
 END
 $$;
