@@ -1,7 +1,27 @@
--- The README demo: a queue, items, a claim, transitions and the audit trail.
+-- The README demo: a sync from the bundled sample API, then a queue with a
+-- workflow: items, claims, transitions and the audit trail.
+-- Run with psql -v api=http://127.0.0.1:PORT (test/run.sh demo does).
 \pset footer off
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS workqueue;
+
+\echo
+\echo '== 0. Sync: pull the open cases of the sample API into a queue'
+SELECT workqueue.create_queue('cases');
+SELECT workqueue.create_source('sample', 'cases', :'api' || '/cases/ids/next?per_page=100',
+       :'api' || '/cases/details?ids={ids}',
+       '{"ids_path": "$.ids", "pagination": {"next_url_path": "$.next"}, "batch_size": 50,
+         "mapping": {"priority": "$.severity", "data.title": "$.name", "data.customer": "$.details.customer"}}');
+SELECT workqueue.sync('sample') AS run \gset
+SET client_min_messages = notice;
+SELECT id, status, ids_seen, inserted, updated, unchanged, closed, errors
+  FROM workqueue.wait(:run);
+SET client_min_messages = warning;
+SELECT priority, count(*) AS items FROM workqueue.item WHERE queue = 'cases' GROUP BY priority ORDER BY priority;
+SELECT external_id, priority, data FROM workqueue.list_items('cases', first => 3);
+\echo '   ... a full reload finds nothing changed and writes nothing:'
+SELECT workqueue.sync('sample', "full" => true) AS run \gset
+SELECT status, ids_seen, inserted, updated, unchanged, closed FROM workqueue.wait(:run);
 
 \echo
 \echo '== 1. A workflow: triage -> review -> resolved | rejected, steps owned by roles'

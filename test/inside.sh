@@ -12,11 +12,24 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-check}
 
-psql -Xq -c "CREATE EXTENSION IF NOT EXISTS pg_cron" >/dev/null
+psql -Xq -c "CREATE EXTENSION IF NOT EXISTS pg_cron" -c "CREATE EXTENSION IF NOT EXISTS workqueue" >/dev/null
+
+# the cluster's name, for tests that restart it (pg_ctlcluster VERSION NAME)
+WQ_CLUSTER=$(pg_lsclusters -h | awk -v p="$PGPORT" '$3 == p {print $1 "/" $2}')
+export WQ_CLUSTER
+
+# the sample case API on a free loopback port, for sync tests and the demo
+api_port_file=$(mktemp)
+python3 test/sample_api.py --port 0 --port-file "$api_port_file" >/dev/null &
+api_pid=$!
+trap 'kill $api_pid 2>/dev/null' EXIT
+for _ in $(seq 200); do [[ -s $api_port_file ]] && break; sleep 0.05; done
+WQ_API="http://127.0.0.1:$(cat "$api_port_file")"
+export WQ_API
 
 case $mode in
 demo)
-    psql -X -q -v ON_ERROR_STOP=1 -f test/demo.sql
+    psql -X -q -v ON_ERROR_STOP=1 -v api="$WQ_API" -f test/demo.sql
     exit $?
     ;;
 bench)

@@ -8,7 +8,8 @@
 #
 # Must run as root (it installs Debian packages and uses pg_virtualenv, which
 # creates and destroys a PostgreSQL 15 cluster with
-# shared_preload_libraries = 'pg_cron,workqueue').
+# shared_preload_libraries = 'pg_cron,workqueue'; the workqueue worker serves
+# database "postgres", where the demo and the worker tests run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-check}
@@ -21,7 +22,7 @@ fi
 
 # 1. Packages a bare Debian 12 lacks.
 packages=(make gcc libc6-dev postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev)
+          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -55,5 +56,7 @@ fi
 exec pg_virtualenv -v 15 \
     -o "shared_preload_libraries=pg_cron,workqueue" \
     -o "cron.database_name=postgres" \
+    -o "cron.use_background_workers=on" \
+    -o "max_worker_processes=32" \
     -o "max_connections=100" \
     bash test/inside.sh "$mode"
