@@ -7,8 +7,8 @@ OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA         = $(wildcard sql/workqueue--*.sql)
 PGFILEDESC   = "workqueue - work queues, workflows, sync and SLA inside PostgreSQL"
 
-# pg_regress: sql/<name>.sql -> expected/<name>.out (install scripts excluded)
-REGRESS      = $(sort $(filter-out workqueue--%,$(basename $(notdir $(wildcard sql/*.sql)))))
+# pg_regress: sql/<name>.sql -> expected/<name>.out, in this order
+REGRESS      = queue workflow upgrade
 REGRESS_OPTS = --load-extension=workqueue
 
 # -Wextra minus unused-parameter, which PostgreSQL's own inline headers trip

@@ -618,8 +618,9 @@ PriorityOf(JsonbValue *v, const char **why)
  * Turns a details (or listing-only) response into the items array of
  * upsert_items: records_path selects the records, id_path the id of each,
  * mapping the priority and data.  Records without an id or with a bad
- * priority are counted in errs and skipped.  The ids of the records kept
- * are appended to *ids.
+ * priority are counted in errs and skipped.  The ids of all records that
+ * have one (kept or skipped for their priority) are appended to *ids: they
+ * are open upstream, so a full run must not close their items.
  */
 Jsonb *
 RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs)
@@ -661,6 +662,7 @@ RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs
 			if (priority < 0)
 			{
 				RecordError(errs, pos, id, why);
+				*ids = lappend(*ids, id);	/* skipped, but listed upstream */
 				continue;
 			}
 		}

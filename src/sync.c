@@ -254,6 +254,7 @@ ListIds(SyncRun *run)
 		HttpRequest req = {0};
 		Jsonb	   *body;
 		List	   *page_ids = NIL;
+		int			page_records;
 		char	   *next = NULL;
 		char	   *text;
 		Oid			types[3] = {INT8OID, INT4OID, INT4OID};
@@ -276,12 +277,18 @@ ListIds(SyncRun *run)
 		body = ParseBody(&req, "listing");
 		if (src->details_url == NULL)
 		{
+			int			errors_before = run->errs.count;
 			Jsonb	   *items = RecordsToItems(src, body, &page_ids, &run->errs);
 
 			UpsertAndCount(run, items, false);
+			/* every record of the page counts towards the offset */
+			page_records = list_length(page_ids) + (run->errs.count - errors_before);
 		}
 		else
+		{
 			ListingIds(src, body, &page_ids);
+			page_records = list_length(page_ids);
+		}
 		run->ids = AppendStrings(run->ids, page_ids, run->cxt);
 
 		switch (src->page_style)
@@ -302,7 +309,7 @@ ListIds(SyncRun *run)
 				break;
 			case PAGE_OFFSET:
 				{
-					int			count = list_length(page_ids);
+					int			count = page_records;
 					long		total = -1;
 
 					offset += count;
