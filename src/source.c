@@ -623,7 +623,7 @@ PriorityOf(JsonbValue *v, const char **why)
  * are open upstream, so a full run must not close their items.
  */
 Jsonb *
-RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs)
+RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs, int *nrecords)
 {
 	List	   *records = PathValues(body, &src->records_path);
 	JsonbParseState *st = NULL;
@@ -705,6 +705,8 @@ RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs
 		*ids = lappend(*ids, id);
 	}
 	res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	if (nrecords)
+		*nrecords = list_length(records);
 	return JsonbValueToJsonb(res);
 }
 

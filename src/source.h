@@ -84,7 +84,8 @@ extern SourceDef *SourceParse(const char *name, const char *queue, const char *i
 extern List *PathValues(Jsonb *doc, const JPath *path);
 extern char *JsonbScalarText(JsonbValue *v);
 extern void ListingIds(const SourceDef *src, Jsonb *page, List **ids);
-extern Jsonb *RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs);
+extern Jsonb *RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs,
+							 int *nrecords);
 extern bool PathFirstText(Jsonb *doc, const JPath *path, char **out);
 
 #endif							/* WORKQUEUE_SOURCE_H */

@@ -277,12 +277,9 @@ ListIds(SyncRun *run)
 		body = ParseBody(&req, "listing");
 		if (src->details_url == NULL)
 		{
-			int			errors_before = run->errs.count;
-			Jsonb	   *items = RecordsToItems(src, body, &page_ids, &run->errs);
+			Jsonb	   *items = RecordsToItems(src, body, &page_ids, &run->errs, &page_records);
 
 			UpsertAndCount(run, items, false);
-			/* every record of the page counts towards the offset */
-			page_records = list_length(page_ids) + (run->errs.count - errors_before);
 		}
 		else
 		{
@@ -418,7 +415,7 @@ FetchDetails(SyncRun *run, List *ids, bool count_batches)
 				HttpFailed(run, &reqs[r], "details");
 			TxBegin("workqueue sync: writing a batch");
 			body = ParseBody(&reqs[r], "details");
-			items = RecordsToItems(src, body, &got, &run->errs);
+			items = RecordsToItems(src, body, &got, &run->errs, NULL);
 			UpsertAndCount(run, items, count_batches);
 			returned = AppendStrings(returned, got, run->cxt);
 			TxCommit(wavecxt);
