@@ -8,6 +8,9 @@
 # a plain table without constraints, so that a double claim would show up.
 # Round 2: 1000 fresh items; 8 clients each run, in one transaction,
 # claim(queue, 5) followed by transition_many(ids, 'resolve').
+# Round 3: 200 items with 20 ms leases, claimed by 8 clients for 3 s: claim
+# takes expired leases back and hands the items out again; no item may go to
+# a second caller while an earlier lease on it is live.
 #
 # Uses whatever PGHOST/PGPORT/PGUSER/PGPASSWORD the environment gives; works
 # in a database of its own, created fresh and dropped at the end.  Prints
@@ -19,6 +22,7 @@ db=wq_claim_concurrency
 clients=8
 items1=2000
 items2=1000
+items3=200
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wq-claim.XXXXXX")
 
 cleanup() {
@@ -78,12 +82,15 @@ psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<SQL
 CREATE EXTENSION workqueue;
 SELECT workqueue.create_queue('cq');
 SELECT workqueue.create_queue('cq2');
+SELECT workqueue.create_queue('cq3', lease_timeout => '20 milliseconds');
 -- Deliberately no key and no unique constraint: a double claim must be visible.
 CREATE TABLE claims (item_id bigint, worker text, at timestamptz DEFAULT clock_timestamp());
 CREATE TABLE claims2 (item_id bigint, worker text);
+CREATE TABLE claims3 (item_id bigint, worker text);
 -- Mixed priorities, spread so that every priority is claimed concurrently with the others.
 SELECT count(workqueue.add('cq', jsonb_build_object('n', g), 1 + (g * 7919) % 5)) FROM generate_series(1, $items1) g;
 SELECT count(workqueue.add('cq2', jsonb_build_object('n', g), 1 + (g * 7919) % 5)) FROM generate_series(1, $items2) g;
+SELECT count(workqueue.add('cq3', jsonb_build_object('n', g), 1 + (g * 7919) % 5)) FROM generate_series(1, $items3) g;
 SQL
 
 echo "# round 1: $clients clients claim 1 item at a time from $items1 items"
@@ -140,6 +147,35 @@ is "$(q "SELECT count(*) FROM workqueue.item_event e JOIN claims2 c ON c.item_id
           WHERE e.queue = 'cq2' AND e.kind = 'transition' AND e.actor = c.worker
             AND e.from_step = 'review' AND e.to_step = 'resolved'")" "$items2" \
    "round 2: each item was resolved (review -> resolved) by the worker that claimed it"
+
+echo "# round 3: $clients clients claim for 3 s from $items3 items whose leases last 20 ms, so that"
+echo "#          expired leases are taken back and handed out again all the time"
+cat >"$tmp/claim_expiring.sql" <<'SQL'
+INSERT INTO claims3 (item_id, worker) SELECT id, 'w' || :client_id FROM workqueue.claim('cq3', 1, 'w' || :client_id);
+SQL
+run_pgbench "round 3" -c "$clients" -j 2 -T 3 -f "$tmp/claim_expiring.sql"
+
+# The item's history of claims and expiries, oldest first, with each claim's lease.
+hist="SELECT item_id, id, kind, at, (payload->>'lease_until')::timestamptz AS lease_until,
+             lag(kind) OVER w AS prev_kind, lag((payload->>'lease_until')::timestamptz) OVER w AS prev_lease
+        FROM workqueue.item_event
+       WHERE queue = 'cq3' AND kind IN ('claimed', 'lease_expired', 'released')
+      WINDOW w AS (PARTITION BY item_id ORDER BY id)"
+claims3=$(q "SELECT count(*) FROM claims3")
+echo "# round 3: $claims3 claims, $(q "SELECT count(DISTINCT item_id) FROM claims3") distinct items"
+is "$(q "SELECT count(*) > $items3 FROM claims3")" t "round 3: items were claimed again after their leases expired"
+is "$(q "SELECT count(*) FROM workqueue.item_event WHERE queue = 'cq3' AND kind = 'claimed'")" "$claims3" \
+   "round 3: one 'claimed' event per claim handed out"
+is "$(q "SELECT count(*) FROM ($hist) h WHERE kind = 'claimed' AND prev_kind = 'claimed'")" 0 \
+   "round 3: no item was claimed again before its previous claim ended"
+is "$(q "SELECT count(*) FROM ($hist) h WHERE kind = 'claimed' AND prev_lease IS NOT NULL AND at <= prev_lease")" 0 \
+   "round 3: no item was handed out while an earlier lease on it was live"
+is "$(q "SELECT count(*) FROM ($hist) h WHERE kind = 'lease_expired' AND prev_kind IS DISTINCT FROM 'claimed'")" 0 \
+   "round 3: every 'lease_expired' ends a claim"
+is "$(q "SELECT count(*) FROM workqueue.item i WHERE queue = 'cq3' AND (status = 'in_progress') <>
+          ((SELECT kind FROM workqueue.item_event e WHERE e.queue = i.queue AND e.item_id = i.id
+             AND kind IN ('claimed', 'lease_expired', 'released') ORDER BY id DESC LIMIT 1) = 'claimed')")" 0 \
+   "round 3: each item's status agrees with its last claim event"
 
 echo "# runtime $((SECONDS - start)) s"
 echo "$passed passed, $failed failed"

@@ -3,11 +3,11 @@
 # JSON payload naming the item, the queue and the kind of change (SPEC §3).
 #
 # One psql session LISTENs on "workqueue" and then calls add, claim,
-# update_fields, comment, release, transition and transition_many itself;
-# psql prints each notification after the statement that caused it.  The
-# payloads are parsed back as JSON in SQL and checked.  A second session,
-# listening while a first one writes, checks delivery to other clients, and
-# changes that fail or roll back must send nothing.
+# update_fields, comment, release, extend_lease, transition and
+# transition_many itself; psql prints each notification after the statement
+# that caused it.  The payloads are parsed back as JSON in SQL and checked.
+# A second session, listening while a first one writes, checks delivery to
+# other clients; changes that fail or roll back must send nothing.
 #
 # Uses whatever PGHOST/PGPORT/PGUSER/PGPASSWORD the environment gives; works
 # in a database of its own, created fresh and dropped at the end.  Prints
@@ -21,7 +21,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/wq-notify.XXXXXX")
 listener_pid=
 
 cleanup() {
-    [[ -n $listener_pid ]] && kill "$listener_pid" 2>/dev/null || true
+    if [[ -n $listener_pid ]]; then kill "$listener_pid" 2>/dev/null || true; fi
     dropdb --if-exists "$db" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
@@ -97,6 +97,8 @@ SELECT workqueue.comment(:a, 'looked at it', 'wn');
 SELECT id FROM workqueue.release(:a, 'wn');
 \echo MARK reclaim
 SELECT id FROM workqueue.claim('nq', 1, 'wn');
+\echo MARK extend_lease
+SELECT id FROM workqueue.extend_lease(:a, '5 minutes', 'wn');
 \echo MARK transition
 SELECT status FROM workqueue.transition(:a, 'resolve', '{}', 'wn');
 \echo MARK failing
@@ -115,11 +117,11 @@ read -r a b c < <(sed -n "s/^MARK ids //p" "$tmp/session.out") || true
 : "${a:=0}" "${b:=0}" "${c:=0}"
 load same "$tmp/session.out"
 
-is "$(q "SELECT count(*) FROM same")" 11 "one session: 11 notifications for 11 state changes"
+is "$(q "SELECT count(*) FROM same")" 12 "one session: 12 notifications for 12 state changes"
 # (a payload that is not JSON makes the cast, and so this check, fail)
-is "$(q "SELECT count(*) FROM same WHERE json_typeof(payload::json) = 'object'")" 11 \
+is "$(q "SELECT count(*) FROM same WHERE json_typeof(payload::json) = 'object'")" 12 \
    "every payload is a JSON object"
-is "$(count same "j->>'item' IS NOT NULL AND j->>'queue' = 'nq' AND j->>'kind' IS NOT NULL")" 11 \
+is "$(count same "j->>'item' IS NOT NULL AND j->>'queue' = 'nq' AND j->>'kind' IS NOT NULL")" 12 \
    "every payload has item, queue and kind"
 is "$(count same "(j->>'item')::bigint = $a AND j->>'kind' = 'created'")" 1 "add() sends kind created"
 is "$(count same "(j->>'item')::bigint IN ($a, $b, $c) AND j->>'kind' = 'created'")" 3 \
@@ -129,6 +131,8 @@ is "$(count same "(j->>'item')::bigint = $a AND j->>'kind' = 'field_update'")" 1
    "update_fields() sends kind field_update"
 is "$(count same "(j->>'item')::bigint = $a AND j->>'kind' = 'comment'")" 1 "comment() sends kind comment"
 is "$(count same "(j->>'item')::bigint = $a AND j->>'kind' = 'released'")" 1 "release() sends kind released"
+is "$(count same "(j->>'item')::bigint = $a AND j->>'kind' = 'lease_extended'")" 1 \
+   "extend_lease() sends kind lease_extended"
 is "$(count same "(j->>'item')::bigint = $a AND j->>'kind' = 'transition'")" 1 \
    "transition() sends kind transition"
 is "$(count same "(j->>'item')::bigint IN ($b, $c) AND j->>'kind' = 'transition'")" 2 \
@@ -138,7 +142,7 @@ is "$(count same "(j->>'item')::bigint = $b AND j->>'kind' = 'comment'")" 0 \
 is "$(q "SELECT count(*) FROM (SELECT payload::json AS j FROM same) p
           JOIN workqueue.item_event e ON e.id = (j->>'event')::bigint
          WHERE e.item_id = (j->>'item')::bigint AND e.kind = j->>'kind' AND e.queue = j->>'queue'")" 11 \
-   "each notification matches the audit event it announces"
+   "each notification of an audited change matches the event it announces"
 # The failing transition sits between the MARK failing and MARK transition_many lines.
 is "$(sed -n '/^MARK failing/,/^MARK transition_many/p' "$tmp/session.out" | grep -c '^Asynchronous notification' || true)" 0 \
    "a failed transition sends nothing"
