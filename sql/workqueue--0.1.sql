@@ -105,6 +105,9 @@ CREATE INDEX item_id_idx ON workqueue.item (id);
 -- inbox order: priority 1 first, then oldest; serves claim and list_items
 CREATE INDEX item_inbox_idx ON workqueue.item (queue, status, priority, created_at, id);
 CREATE INDEX item_lease_idx ON workqueue.item (queue, lease_until) WHERE status = 'in_progress';
+-- a queue table: every claim leaves a dead index entry at the head of the
+-- inbox until vacuum, so vacuum it early
+ALTER TABLE workqueue.item SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
 
 -- Append-only audit trail.  Written only by the API functions (never by
 -- triggers, so it distributes with the item); ordinary roles may read it.
@@ -154,24 +157,16 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.role_member', '');
 CREATE FUNCTION workqueue._caller() RETURNS text
     LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'workqueue_caller';
 
--- Is this database role an administrator of workqueue: a superuser, the
--- extension's owner or a member of workqueue_admin?  Defaults to the caller.
+-- Is this database role an administrator of workqueue: a superuser or a
+-- member of workqueue_admin?  Defaults to the caller.  (C, system caches.)
 CREATE FUNCTION workqueue.is_admin(who text DEFAULT NULL) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((
-        SELECT r.rolsuper OR r.oid = e.extowner
-               OR pg_catalog.pg_has_role(r.oid, 'workqueue_admin', 'MEMBER')
-          FROM pg_catalog.pg_roles r, pg_catalog.pg_extension e
-         WHERE r.rolname = coalesce(who, workqueue._caller()) AND e.extname = 'workqueue'), false)
-$$;
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_is_admin';
 
 -- Does "actor" act with administrator rights?  Only if it names an
 -- administrator and is either the caller itself or named by an
 -- administrator: acting as someone else never gains rights.
 CREATE FUNCTION workqueue._actor_is_admin(actor text) RETURNS boolean
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT workqueue.is_admin(actor) AND (actor = workqueue._caller() OR workqueue.is_admin())
-$$;
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_actor_is_admin';
 
 CREATE FUNCTION workqueue._require_admin(what text) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -237,27 +232,9 @@ $$;
 
 -- Checks a worker/actor argument: not empty, and naming someone other than
 -- the caller only if the caller is an administrator or a member of
--- workqueue_agent (an application acting for its users).
+-- workqueue_agent (an application acting for its users).  (C.)
 CREATE FUNCTION workqueue._check_actor(actor text, what text) RETURNS void
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    caller text := workqueue._caller();
-BEGIN
-    IF actor IS NULL OR actor = '' THEN
-        RAISE EXCEPTION '% must not be empty', what
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = format('Pass the name of who is acting as "%s", or leave it out to use current_user.', what);
-    END IF;
-    IF actor <> caller AND NOT workqueue.is_admin()
-       AND NOT pg_catalog.pg_has_role(caller, 'workqueue_agent', 'MEMBER') THEN
-        RAISE EXCEPTION 'role "%" cannot act as "%"', caller, actor
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('The %s argument names someone other than the calling role.', what),
-                  HINT = format('Leave %s out to act as yourself, or ask an administrator to run: GRANT workqueue_agent TO %s;',
-                                what, quote_ident(caller));
-    END IF;
-END
-$$;
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_check_actor';
 
 ------------------------------------------------------------------------------
 -- Workflows
@@ -560,7 +537,6 @@ CREATE FUNCTION workqueue.claim(queue text, n int DEFAULT 1, worker text DEFAULT
 #variable_conflict use_column
 DECLARE
     q workqueue.queue := workqueue._queue(claim.queue);
-    it workqueue.item;
 BEGIN
     IF claim.n IS NULL OR claim.n < 1 OR claim.n > 10000 THEN
         RAISE EXCEPTION 'cannot claim % items at once', coalesce(claim.n::text, 'NULL')
@@ -569,25 +545,32 @@ BEGIN
     PERFORM workqueue._check_actor(claim.worker, 'worker');
     PERFORM workqueue._expire_leases(q.name);
 
-    FOR it IN
+    -- one statement: take the items, write their events, announce them
+    RETURN QUERY
         WITH c AS (
             SELECT i.queue, i.id FROM workqueue.item i
              WHERE i.queue = q.name AND i.status = 'open'
              ORDER BY i.priority, i.created_at, i.id
              LIMIT claim.n
-               FOR UPDATE SKIP LOCKED)
-        , u AS (
+               FOR UPDATE SKIP LOCKED),
+        u AS (
             UPDATE workqueue.item i
                SET status = 'in_progress', claimed_by = claim.worker,
                    lease_until = now() + q.lease_timeout, updated_at = now()
               FROM c WHERE i.queue = c.queue AND i.id = c.id
-            RETURNING i.*)
-        SELECT * FROM u ORDER BY u.priority, u.created_at, u.id
-    LOOP
-        PERFORM workqueue._event(it.queue, it.id, claim.worker, 'claimed', it.step, it.step,
-                                 jsonb_build_object('lease_until', it.lease_until));
-        RETURN NEXT it;
-    END LOOP;
+            RETURNING i.*),
+        e AS (
+            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+            SELECT u.queue, u.id, claim.worker, 'claimed', u.step, u.step,
+                   jsonb_build_object('lease_until', u.lease_until)
+              FROM u
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step),
+        announced AS (
+            SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+                       'item', e.item_id, 'queue', e.queue, 'kind', 'claimed', 'event', e.id,
+                       'step', e.to_step)::text)) AS n
+              FROM e)
+        SELECT u.* FROM u, announced ORDER BY u.priority, u.created_at, u.id;
 END
 $$;
 

@@ -53,13 +53,12 @@ typedef struct ItemState
 static SPIPlanPtr lock_plan;
 static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
-static SPIPlanPtr admin_plan;
 static SPIPlanPtr move_plan;
-static SPIPlanPtr event_plan;
+static SPIPlanPtr result_plan;
 
 #define ITEM_COLUMNS \
-	"SELECT queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
-	"workflow, workflow_version FROM workqueue.item WHERE id = $1"
+	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
+	"workflow, workflow_version FROM workqueue.item"
 
 static SPIPlanPtr
 Prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -76,65 +75,91 @@ Prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 	return *slot;
 }
 
-static char *
-Col(int col)
-{
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
-}
-
 /*
- * Checks the actor argument (not empty; someone other than the caller only
- * for administrators and workqueue_agent members), then tells whether the
- * actor acts with administrator rights (see _actor_is_admin).
+ * Checks the actor argument (see WorkqueueCheckActor) and tells whether the
+ * actor acts with administrator rights.
  */
 static bool
-ActorIsAdmin(const char *actor)
+ActorRights(const char *actor)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(actor)};
-	bool		isnull;
-	bool		result;
-
-	Prepare(&admin_plan,
-			"SELECT workqueue._actor_is_admin($1) FROM workqueue._check_actor($1, 'actor')", 1, types);
-	if (SPI_execute_plan(admin_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not check workqueue administrator status");
-	result = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
-	return !isnull && result;
+	WorkqueueCheckActor(actor, "actor");
+	return WorkqueueActorIsAdmin(actor);
 }
 
-/* Reads (and with lock, locks) an item; raises if it does not exist. */
+/* Fills an ItemState from row r of SPI_tuptable (columns of ITEM_COLUMNS). */
 static void
-ReadItem(int64 id, bool lock, ItemState *it)
+FillItem(ItemState *it, int r)
+{
+	HeapTuple	tup = SPI_tuptable->vals[r];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	char	   *live;
+
+	it->id = pg_strtoint64(SPI_getvalue(tup, desc, 1));
+	it->queue = SPI_getvalue(tup, desc, 2);
+	it->step = SPI_getvalue(tup, desc, 3);
+	it->status = SPI_getvalue(tup, desc, 4);
+	it->claimed_by = SPI_getvalue(tup, desc, 5);
+	live = SPI_getvalue(tup, desc, 6);
+	it->lease_live = it->claimed_by != NULL && live != NULL && strcmp(live, "t") == 0;
+	it->lease_until = SPI_getvalue(tup, desc, 7);
+	it->assignee = SPI_getvalue(tup, desc, 8);
+	it->workflow = SPI_getvalue(tup, desc, 9);
+	it->version = pg_strtoint32(SPI_getvalue(tup, desc, 10));
+}
+
+static void
+NoSuchItem(int64 id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("item " INT64_FORMAT " does not exist", id),
+			 errhint("Look items up with workqueue.list_items() or workqueue.get_items_by_external().")));
+}
+
+/* Reads an item without locking it; raises if it does not exist. */
+static void
+ReadItem(int64 id, ItemState *it)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(id)};
-	int			rc;
 
-	if (lock)
-		rc = SPI_execute_plan(Prepare(&lock_plan, ITEM_COLUMNS " FOR UPDATE", 1, types),
-							  args, NULL, false, 1);
-	else
-		rc = SPI_execute_plan(Prepare(&peek_plan, ITEM_COLUMNS, 1, types), args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
+	if (SPI_execute_plan(Prepare(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 1, types),
+						 args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read item " INT64_FORMAT, id);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("item " INT64_FORMAT " does not exist", id),
-				 errhint("Look items up with workqueue.list_items() or workqueue.get_items_by_external().")));
-	it->id = id;
-	it->queue = Col(1);
-	it->step = Col(2);
-	it->status = Col(3);
-	it->claimed_by = Col(4);
-	it->lease_live = it->claimed_by != NULL && strcmp(Col(5), "t") == 0;
-	it->lease_until = Col(6);
-	it->assignee = Col(7);
-	it->workflow = Col(8);
-	it->version = pg_strtoint32(Col(9));
+		NoSuchItem(id);
+	FillItem(it, 0);
 	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Locks the items of a sorted, duplicate-free id array in id order (so
+ * concurrent batches cannot deadlock) and reads them; raises for the first
+ * id that does not exist.
+ */
+static ItemState *
+LockItems(int64 *ids, int n)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum		args[1];
+	ItemState  *items = palloc0(sizeof(ItemState) * n);
+
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(Prepare(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+								 1, types), args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock items");
+	for (int i = 0, r = 0; i < n; i++)
+	{
+		if (r >= (int) SPI_processed || pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[r],
+																	SPI_tuptable->tupdesc, 1)) != ids[i])
+			NoSuchItem(ids[i]);
+		FillItem(&items[i], r++);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return items;
 }
 
 static bool
@@ -235,59 +260,75 @@ PayloadArg(FunctionCallInfo fcinfo, int n)
 	return payload;
 }
 
-/*
- * Performs one transition.  With want_result, returns the updated item row
- * copied out of SPI; otherwise NULL.
- */
-static HeapTupleHeader
-TransitionOne(int64 id, const char *tname, Jsonb *payload, const char *actor,
-			  bool admin, bool want_result)
+/* Memo of role membership checks within one call (the actor is fixed). */
+typedef struct RoleMemo
 {
-	ItemState	it;
-	const Workflow *wf;
+	const char *role;
+	bool		member;
+} RoleMemo;
+
+/*
+ * Checks one move (rules 1-5 of the file header); returns the index of the
+ * target step.
+ */
+static int
+CheckMove(const ItemState *it, const Workflow *wf, const char *tname, Jsonb *payload,
+		  const char *actor, bool admin, List **memo)
+{
 	int			cur;
 	int			ti;
 	const WfTransition *t;
-	const WfStep *to;
-	const char *new_status;
-	HeapTupleHeader result = NULL;
 
-	ReadItem(id, true, &it);
-	if (strcmp(it.status, "closed") == 0)
+	if (strcmp(it->status, "closed") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("item " INT64_FORMAT " is closed", id),
+				 errmsg("item " INT64_FORMAT " is closed", it->id),
 				 errdetail("It was closed because its source no longer lists it as open."),
 				 errhint("It reopens at its step when the source lists it again.")));
-
-	wf = WorkflowGet(it.workflow, it.version);
-	cur = WorkflowFindStep(wf, it.step);
+	cur = WorkflowFindStep(wf, it->step);
 	if (cur < 0)
 		elog(ERROR, "item " INT64_FORMAT " is at step \"%s\", which workflow \"%s\" version %d lacks",
-			 id, it.step, it.workflow, it.version);
+			 it->id, it->step, it->workflow, it->version);
 
 	if (!admin)
-		CheckLease(&it, actor, false);
+		CheckLease(it, actor, false);
 
 	ti = WorkflowFindTransition(wf, tname);
 	if (ti < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("transition \"%s\" does not exist in workflow \"%s\" version %d",
-						tname, it.workflow, it.version),
-				 errdetail("Item " INT64_FORMAT " is at step \"%s\".", id, it.step),
+						tname, it->workflow, it->version),
+				 errdetail("Item " INT64_FORMAT " is at step \"%s\".", it->id, it->step),
 				 errhint("Allowed transitions: %s.", WorkflowAllowedList(wf, cur))));
 	t = &wf->transitions[ti];
 	if (!WorkflowTransitionFrom(t, cur))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("transition \"%s\" is not allowed from step \"%s\"", tname, it.step),
+				 errmsg("transition \"%s\" is not allowed from step \"%s\"", tname, it->step),
 				 errdetail("Item " INT64_FORMAT " is at step \"%s\" of workflow \"%s\" version %d.",
-						   id, it.step, it.workflow, it.version),
+						   it->id, it->step, it->workflow, it->version),
 				 errhint("Allowed transitions: %s.", WorkflowAllowedList(wf, cur))));
 
-	if (!admin)
-		CheckRole(&it, &wf->steps[cur], actor, false);
+	if (!admin && wf->steps[cur].role != NULL &&
+		!(it->assignee != NULL && strcmp(it->assignee, actor) == 0))
+	{
+		ListCell   *lc;
+		RoleMemo   *m = NULL;
+
+		foreach(lc, *memo)
+			if (strcmp(((RoleMemo *) lfirst(lc))->role, wf->steps[cur].role) == 0)
+				m = lfirst(lc);
+		if (m == NULL)
+		{
+			m = palloc(sizeof(RoleMemo));
+			m->role = wf->steps[cur].role;
+			m->member = IsActiveMember(m->role, actor);
+			*memo = lappend(*memo, m);
+		}
+		if (!m->member)
+			CheckRole(it, &wf->steps[cur], actor, false);
+	}
 
 	for (int i = 0; i < t->nrequires; i++)
 	{
@@ -302,57 +343,118 @@ TransitionOne(int64 id, const char *tname, Jsonb *payload, const char *actor,
 					 errdetail("The payload has no non-null \"%s\".", t->requires[i]),
 					 errhint("Pass it in the payload, e.g. '{\"%s\": \"...\"}'.", t->requires[i])));
 	}
+	return t->to;
+}
 
-	to = &wf->steps[t->to];
-	new_status = to->kind == WF_RESOLVED ? "resolved" : to->kind == WF_REJECTED ? "rejected" : "open";
+static Datum
+TextArrayOf(char **values, int n, bool *nulls)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+		elems[i] = values[i] ? CStringGetTextDatum(values[i]) : (Datum) 0;
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(TEXTOID));
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Moves a batch of items: locks them, checks every move, then writes all
+ * steps, events and notifications with one statement.  All or nothing: the
+ * first refusal raises.  ids must be sorted and free of duplicates.
+ */
+static void
+TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char *actor, bool admin)
+{
+	ItemState  *items = LockItems(ids, n);
+	List	   *memo = NIL;
+	char	  **queues = palloc(sizeof(char *) * n);
+	char	  **steps = palloc(sizeof(char *) * n);
+	char	  **statuses = palloc(sizeof(char *) * n);
+	char	  **old_steps = palloc(sizeof(char *) * n);
+	char	  **old_statuses = palloc(sizeof(char *) * n);
+	char	  **old_claimed = palloc(sizeof(char *) * n);
+	char	  **old_assignees = palloc(sizeof(char *) * n);
+	bool	   *claimed_nulls = palloc(sizeof(bool) * n);
+	bool	   *assignee_nulls = palloc(sizeof(bool) * n);
+	Datum	   *id_elems = palloc(sizeof(Datum) * n);
+	const Workflow *wf = NULL;
+	const char *wf_name = NULL;
+	int			wf_version = 0;
+
+	for (int i = 0; i < n; i++)
 	{
-		Oid			types[6] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, BOOLOID, JSONBOID};
-		Datum		args[6] = {
-			CStringGetTextDatum(it.queue), Int64GetDatum(id), CStringGetTextDatum(to->name),
-			CStringGetTextDatum(new_status), BoolGetDatum(to->kind != WF_WORK), JsonbPGetDatum(payload)
-		};
+		ItemState  *it = &items[i];
+		const WfStep *to;
 
+		if (wf == NULL || wf_version != it->version || strcmp(wf_name, it->workflow) != 0)
+		{
+			wf = WorkflowGet(it->workflow, it->version);
+			wf_name = it->workflow;
+			wf_version = it->version;
+		}
+		to = &wf->steps[CheckMove(it, wf, tname, payload, actor, admin, &memo)];
+		queues[i] = it->queue;
+		steps[i] = to->name;
+		statuses[i] = to->kind == WF_RESOLVED ? "resolved" : to->kind == WF_REJECTED ? "rejected" : "open";
+		old_steps[i] = it->step;
+		old_statuses[i] = it->status;
+		old_claimed[i] = it->claimed_by;
+		old_assignees[i] = it->assignee;
+		claimed_nulls[i] = it->claimed_by == NULL;
+		assignee_nulls[i] = it->assignee == NULL;
+		id_elems[i] = Int64GetDatum(it->id);
+	}
+
+	{
+		Oid			types[11] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID};
+		Datum		args[11];
+		bool		isnull;
+
+		args[0] = TextArrayOf(queues, n, NULL);
+		args[1] = PointerGetDatum(construct_array(id_elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = TextArrayOf(steps, n, NULL);
+		args[3] = TextArrayOf(statuses, n, NULL);
+		args[4] = JsonbPGetDatum(payload);
+		args[5] = TextArrayOf(old_steps, n, NULL);
+		args[6] = TextArrayOf(old_statuses, n, NULL);
+		args[7] = TextArrayOf(old_claimed, n, claimed_nulls);
+		args[8] = TextArrayOf(old_assignees, n, assignee_nulls);
+		args[9] = CStringGetTextDatum(actor);
+		args[10] = CStringGetTextDatum(tname);
 		Prepare(&move_plan,
-				"UPDATE workqueue.item SET step = $3, status = $4, "
-				"resolved_at = CASE WHEN $5 THEN now() END, claimed_by = NULL, lease_until = NULL, "
-				"assignee = NULL, notes = notes || $6, updated_at = now() "
-				"WHERE queue = $1 AND id = $2 RETURNING *", 6, types);
-		if (SPI_execute_plan(move_plan, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING ||
-			SPI_processed != 1)
-			elog(ERROR, "could not move item " INT64_FORMAT, id);
-		if (want_result)
-			result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+				"WITH m AS ("
+				"  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
+				"                       $8::text[], $9::text[])"
+				"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee)),"
+				" u AS ("
+				"  UPDATE workqueue.item i SET step = m.step, status = m.status,"
+				"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END,"
+				"         claimed_by = NULL, lease_until = NULL, assignee = NULL, notes = i.notes || $5,"
+				"         updated_at = now()"
+				"    FROM m WHERE i.queue = m.queue AND i.id = m.id"
+				"  RETURNING i.queue, i.id, i.step, i.status, i.resolved_at),"
+				" e AS ("
+				"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+				"  SELECT u.queue, u.id, $10, 'transition', m.old_step, u.step, jsonb_build_object("
+				"         'transition', $11, 'payload', $5,"
+				"         'old', jsonb_build_object('step', m.old_step, 'status', m.old_status,"
+				"                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee),"
+				"         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))"
+				"    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id"
+				"  RETURNING queue, item_id, id, to_step)"
+				" SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
+				"         'item', item_id, 'queue', queue, 'kind', 'transition', 'event', id, 'step', to_step)::text))"
+				"   FROM e",
+				11, types);
+		if (SPI_execute_plan(move_plan, args, NULL, false, 0) != SPI_OK_SELECT ||
+			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
+			elog(ERROR, "could not move %d items", n);
 		SPI_freetuptable(SPI_tuptable);
 	}
-	{
-		Oid			types[10] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
-		TEXTOID, TEXTOID, TEXTOID};
-		Datum		args[10] = {
-			CStringGetTextDatum(it.queue), Int64GetDatum(id), CStringGetTextDatum(actor),
-			CStringGetTextDatum(it.step), CStringGetTextDatum(to->name), CStringGetTextDatum(tname),
-			JsonbPGetDatum(payload), CStringGetTextDatum(it.status), 0, 0
-		};
-		char		nulls[10] = "          ";
-
-		if (it.claimed_by)
-			args[8] = CStringGetTextDatum(it.claimed_by);
-		else
-			nulls[8] = 'n';
-		if (it.assignee)
-			args[9] = CStringGetTextDatum(it.assignee);
-		else
-			nulls[9] = 'n';
-		Prepare(&event_plan,
-				"SELECT workqueue._event($1, $2, $3, 'transition', $4, $5, jsonb_build_object("
-				"'transition', $6, 'payload', $7, "
-				"'old', jsonb_build_object('step', $4, 'status', $8, 'claimed_by', $9, 'assignee', $10), "
-				"'new', jsonb_build_object('step', $5, 'status', status, 'resolved_at', resolved_at))) "
-				"FROM workqueue.item WHERE queue = $1 AND id = $2", 10, types);
-		if (SPI_execute_plan(event_plan, args, nulls, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not record transition of item " INT64_FORMAT, id);
-		SPI_freetuptable(SPI_tuptable);
-	}
-	return result;
 }
 
 PG_FUNCTION_INFO_V1(workqueue_transition);
@@ -369,15 +471,22 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	Jsonb	   *payload = PayloadArg(fcinfo, 2);
 	char	   *actor = TextArg(fcinfo, 3, "actor");
 	HeapTupleHeader result;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1];
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("item id must not be null")));
 	id = PG_GETARG_INT64(0);
+	args[0] = Int64GetDatum(id);
 
 	SPI_connect();
-	result = TransitionOne(id, tname, payload, actor, ActorIsAdmin(actor), true);
+	TransitionBatch(&id, 1, tname, payload, actor, ActorRights(actor));
+	if (SPI_execute_plan(Prepare(&result_plan, "SELECT * FROM workqueue.item WHERE id = $1", 1, types),
+						 args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read item " INT64_FORMAT " back", id);
+	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_finish();
 	PG_RETURN_HEAPTUPLEHEADER(result);
 }
@@ -396,8 +505,7 @@ PG_FUNCTION_INFO_V1(workqueue_transition_many);
 /*
  * SQL: workqueue.transition_many(items bigint[], ...) returns int
  *
- * All or nothing: the first failure raises and rolls the whole call back.
- * Items are locked in id order so that concurrent batches cannot deadlock.
+ * All or nothing: the first refusal raises and rolls the whole call back.
  */
 Datum
 workqueue_transition_many(PG_FUNCTION_ARGS)
@@ -411,7 +519,6 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 	int			n;
 	int64	   *ids;
 	int			nids = 0;
-	bool		admin;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -433,11 +540,11 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 		if (nids == 0 || ids[nids - 1] != ids[i])
 			ids[nids++] = ids[i];
+	if (nids == 0)
+		PG_RETURN_INT32(0);
 
 	SPI_connect();
-	admin = ActorIsAdmin(actor);
-	for (int i = 0; i < nids; i++)
-		TransitionOne(ids[i], tname, payload, actor, admin, false);
+	TransitionBatch(ids, nids, tname, payload, actor, ActorRights(actor));
 	SPI_finish();
 	PG_RETURN_INT32(nids);
 }
@@ -466,8 +573,8 @@ workqueue_allowed_transitions(PG_FUNCTION_ARGS)
 				 errmsg("item id must not be null")));
 
 	SPI_connect();
-	admin = ActorIsAdmin(actor);
-	ReadItem(PG_GETARG_INT64(0), false, &it);
+	admin = ActorRights(actor);
+	ReadItem(PG_GETARG_INT64(0), &it);
 	wf = WorkflowGet(it.workflow, it.version);
 	cur = WorkflowFindStep(wf, it.step);
 	if (cur >= 0 && strcmp(it.status, "closed") != 0 &&

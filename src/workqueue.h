@@ -19,4 +19,9 @@ extern void WorkqueueDefineGucs(void);
 /* workqueue.c */
 extern char *WorkqueueCallerName(void);
 
+/* privileges.c */
+extern bool WorkqueueIsAdmin(const char *role);
+extern bool WorkqueueActorIsAdmin(const char *actor);
+extern void WorkqueueCheckActor(const char *actor, const char *what);
+
 #endif							/* WORKQUEUE_H */
