@@ -1,6 +1,6 @@
 # workqueue: PostgreSQL extension (PGXS build)
 EXTENSION    = workqueue
-EXTVERSION   = 0.2
+EXTVERSION   = 0.3
 
 MODULE_big   = workqueue
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))

@@ -19,6 +19,7 @@ char	   *workqueue_databases = NULL;
 int			workqueue_http_max_concurrency = 16;
 int			workqueue_http_max_response_bytes = 64 * 1024 * 1024;
 int			workqueue_http_timeout_ms = 30000;
+int			workqueue_http_max_per_host = 0;
 
 /*
  * Defines every workqueue.* setting.
@@ -55,6 +56,14 @@ WorkqueueDefineGucs(void)
 							"A source's max_concurrency option is capped by this.",
 							&workqueue_http_max_concurrency,
 							16, 1, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workqueue.http_max_per_host",
+							"Sets the maximum number of connections a worker opens to one host.",
+							"0 means no limit beyond workqueue.http_max_concurrency.",
+							&workqueue_http_max_per_host,
+							0, 0, 1024,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -49,9 +49,12 @@ typedef struct Transfer
 	bool		too_large;
 	int			retry_after;	/* seconds, -1 if none */
 	char	   *link_next;
+	struct curl_slist *own_headers; /* async transfers: freed when done */
 } Transfer;
 
 static bool curl_ready = false;
+
+static struct curl_slist *BuildHeaders(const HttpOptions *opts);
 
 static void
 EnsureCurl(void)
@@ -319,6 +322,7 @@ Finish(Transfer *t, MemoryContext cxt)
 {
 	HttpRequest *req = t->req;
 
+	req->retry_delay_ms = req->retryable ? RetryDelayMs(t) : 0;
 	if (req->error == NULL)
 	{
 		req->response = MemoryContextAlloc(cxt, t->len + 1);
@@ -343,7 +347,6 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 	Transfer   *ts;
 	CURLM	   *volatile multi = NULL;
 	struct curl_slist *volatile headers = NULL;
-	ListCell   *lc;
 
 	if (nreqs == 0)
 		return;
@@ -371,10 +374,7 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("could not create a libcurl multi handle")));
-		headers = curl_slist_append(headers, "Accept: application/json");
-		headers = curl_slist_append(headers, "Content-Type: application/json");
-		foreach(lc, opts->headers)
-			headers = curl_slist_append(headers, (char *) lfirst(lc));
+		headers = BuildHeaders(opts);
 
 		while (done < nreqs)
 		{
@@ -457,6 +457,131 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 	}
 	PG_END_TRY();
 	pfree(ts);
+}
+
+static struct curl_slist *
+BuildHeaders(const HttpOptions *opts)
+{
+	struct curl_slist *headers = NULL;
+	ListCell   *lc;
+
+	headers = curl_slist_append(headers, "Accept: application/json");
+	headers = curl_slist_append(headers, "Content-Type: application/json");
+	foreach(lc, opts->headers)
+		headers = curl_slist_append(headers, (char *) lfirst(lc));
+	return headers;
+}
+
+struct HttpAsync
+{
+	CURLM	   *multi;
+	MemoryContext cxt;
+	int			inflight;
+	HttpRequest **done;			/* finished, not yet collected */
+	int			ndone;
+	int			cap;
+};
+
+HttpAsync *
+HttpAsyncCreate(MemoryContext cxt, long max_per_host)
+{
+	HttpAsync  *a = MemoryContextAllocZero(cxt, sizeof(HttpAsync));
+
+	EnsureCurl();
+	a->cxt = cxt;
+	a->multi = curl_multi_init();
+	if (a->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	if (max_per_host > 0)
+		curl_multi_setopt(a->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_per_host);
+	a->cap = 64;
+	a->done = MemoryContextAlloc(cxt, sizeof(HttpRequest *) * a->cap);
+	return a;
+}
+
+/* Starts one attempt of req (which must live in the HttpAsync's context). */
+void
+HttpAsyncStart(HttpAsync *a, HttpRequest *req, const HttpOptions *opts)
+{
+	Transfer   *t = calloc(1, sizeof(Transfer));
+
+	if (t == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	t->req = req;
+	t->limit = opts->max_response_bytes;
+	t->retry_after = -1;
+	t->own_headers = BuildHeaders(opts);
+	req->error = NULL;
+	req->response = NULL;
+	req->next_link = NULL;
+	req->status = 0;
+	PG_TRY();
+	{
+		StartTransfer(a->multi, t, opts, t->own_headers);
+	}
+	PG_CATCH();
+	{
+		if (t->easy)
+			curl_easy_cleanup(t->easy);
+		curl_slist_free_all(t->own_headers);
+		free(t);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	a->inflight++;
+}
+
+/* Lets transfers progress for up to timeout_ms; collects finished ones. */
+void
+HttpAsyncWait(HttpAsync *a, long timeout_ms)
+{
+	int			running;
+	int			left;
+	CURLMsg    *msg;
+
+	if (a->inflight > 0 && timeout_ms > 0)
+		curl_multi_poll(a->multi, NULL, 0, (int) timeout_ms, NULL);
+	curl_multi_perform(a->multi, &running);
+	while ((msg = curl_multi_info_read(a->multi, &left)) != NULL)
+	{
+		Transfer   *t;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		curl_multi_remove_handle(a->multi, t->easy);
+		a->inflight--;
+		(void) Classify(t, msg->data.result, a->cxt);
+		Finish(t, a->cxt);
+		curl_easy_cleanup(t->easy);
+		free(t->buf);
+		free(t->link_next);
+		curl_slist_free_all(t->own_headers);
+		if (a->ndone == a->cap)
+		{
+			a->cap *= 2;
+			a->done = repalloc(a->done, sizeof(HttpRequest *) * a->cap);
+		}
+		a->done[a->ndone++] = t->req;
+		free(t);
+	}
+}
+
+/* The next finished request, or NULL. */
+HttpRequest *
+HttpAsyncNextDone(HttpAsync *a)
+{
+	if (a->ndone == 0)
+		return NULL;
+	return a->done[--a->ndone];
+}
+
+int
+HttpAsyncInFlight(HttpAsync *a)
+{
+	return a->inflight;
 }
 
 /* Percent-encodes everything but RFC 3986's unreserved characters. */

@@ -27,6 +27,8 @@ typedef struct HttpRequest
 	char	   *error;			/* NULL on success */
 	int			attempts;
 	bool		retryable;		/* the final error was of a transient kind */
+	long		retry_delay_ms; /* backoff (or Retry-After) before another try */
+	void	   *tag;			/* the caller's, untouched */
 } HttpRequest;
 
 typedef struct HttpOptions
@@ -40,6 +42,21 @@ typedef struct HttpOptions
 } HttpOptions;
 
 extern void HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts);
+
+/*
+ * Asynchronous use, for a loop that keeps transfers in flight across
+ * iterations (the fetch worker): start requests, wait a little, collect
+ * the finished ones.  Each request is tried once (retries are the
+ * caller's); requests and their results live in the memory context given
+ * to HttpAsyncCreate.  An HttpAsync lives as long as its process.
+ */
+typedef struct HttpAsync HttpAsync;
+
+extern HttpAsync *HttpAsyncCreate(MemoryContext cxt, long max_per_host);
+extern void HttpAsyncStart(HttpAsync *a, HttpRequest *req, const HttpOptions *opts);
+extern void HttpAsyncWait(HttpAsync *a, long timeout_ms);
+extern HttpRequest *HttpAsyncNextDone(HttpAsync *a);
+extern int	HttpAsyncInFlight(HttpAsync *a);
 extern char *HttpResolveUrl(const char *base, const char *ref);
 extern char *HttpUrlWithParam(const char *url, const char *name, const char *value);
 extern char *HttpEncode(const char *s);

@@ -4,8 +4,9 @@
  *
  * The launcher is registered at shared_preload_libraries time.  It connects
  * to no database (shared catalogs only), reads workqueue.databases and keeps
- * one dynamic background worker running for each of those databases that
- * exists, starting it again (no sooner than WORKER_RESTART_MS after its
+ * two dynamic background workers running for each of those databases that
+ * exists -- a sync worker that executes sync runs, and a worker for the
+ * fetch queue and timers, which a long sync never holds up -- starting it again (no sooner than WORKER_RESTART_MS after its
  * previous start) whenever it stops: after pg_terminate_backend, an error or
  * a crash it is back within seconds.
  *
@@ -34,6 +35,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -114,53 +116,112 @@ WorkqueueRegisterLauncher(void)
  * Sets the latch of the worker serving a database, if one runs.
  */
 void
-WorkqueueWakeWorker(Oid dboid)
+WorkqueueWakeWorker(Oid dboid, WorkerKind kind)
 {
 	int			procno = -1;
 
 	if (WqShared == NULL)
 		return;
 	SpinLockAcquire(&WqShared->mutex);
-	for (int i = 0; i < WQ_MAX_DATABASES; i++)
-		if (WqShared->slots[i].dboid == dboid && WqShared->slots[i].pid != 0)
+	for (int i = 0; i < WQ_MAX_SLOTS; i++)
+		if (WqShared->slots[i].dboid == dboid && WqShared->slots[i].kind == kind &&
+			WqShared->slots[i].pid != 0)
 			procno = WqShared->slots[i].procno;
 	SpinLockRelease(&WqShared->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
-static bool wake_pending = false;
+static bool wake_pending[WORKER_KINDS];
 static bool wake_callback_registered = false;
 
 static void
 WakeAtCommit(XactEvent event, void *arg)
 {
-	if (!wake_pending)
-		return;
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	for (int k = 0; k < WORKER_KINDS; k++)
 	{
-		wake_pending = false;
-		WorkqueueWakeWorker(MyDatabaseId);
+		if (!wake_pending[k])
+			continue;
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		{
+			wake_pending[k] = false;
+			WorkqueueWakeWorker(MyDatabaseId, (WorkerKind) k);
+		}
+		else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+			wake_pending[k] = false;
 	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_pending = false;
 }
 
-PG_FUNCTION_INFO_V1(workqueue_wake);
-
-/*
- * SQL: workqueue._wake() -- wake this database's worker when the current
- * transaction commits.  Repeated calls in one transaction wake it once.
- */
-Datum
-workqueue_wake(PG_FUNCTION_ARGS)
+/* Wakes this database's worker of a kind when the transaction commits. */
+static void
+WakeAtCommitOf(WorkerKind kind)
 {
 	if (!wake_callback_registered)
 	{
 		RegisterXactCallback(WakeAtCommit, NULL);
 		wake_callback_registered = true;
 	}
-	wake_pending = true;
+	wake_pending[kind] = true;
+}
+
+PG_FUNCTION_INFO_V1(workqueue_workers);
+
+/*
+ * SQL: workqueue._workers() -- the workers of the cluster, from shared
+ * memory.
+ */
+Datum
+workqueue_workers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WorkerSlot	copy[WQ_MAX_SLOTS];
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (WqShared == NULL)
+		return (Datum) 0;
+	SpinLockAcquire(&WqShared->mutex);
+	memcpy(copy, WqShared->slots, sizeof(copy));
+	SpinLockRelease(&WqShared->mutex);
+	for (int i = 0; i < WQ_MAX_SLOTS; i++)
+	{
+		Datum		values[7];
+		bool		nulls[7] = {0};
+
+		if (copy[i].pid == 0)
+			continue;
+		values[0] = CStringGetTextDatum(copy[i].dbname);
+		values[1] = CStringGetTextDatum(copy[i].kind == WORKER_SYNC ? "sync" : "fetch");
+		values[2] = Int32GetDatum(copy[i].pid);
+		values[3] = TimestampTzGetDatum(copy[i].started_at);
+		values[4] = TimestampTzGetDatum(copy[i].last_loop_at);
+		values[5] = Int64GetDatum(copy[i].jobs_done);
+		values[6] = Int32GetDatum(copy[i].in_flight);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(workqueue_wake);
+
+/*
+ * SQL: workqueue._wake() -- wake this database's sync worker when the
+ * current transaction commits.  Repeated calls in one transaction wake it
+ * once.
+ */
+Datum
+workqueue_wake(PG_FUNCTION_ARGS)
+{
+	WakeAtCommitOf(WORKER_SYNC);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(workqueue_wake_fetch);
+
+/* SQL: workqueue._wake_fetch() -- the same for the fetch worker. */
+Datum
+workqueue_wake_fetch(PG_FUNCTION_ARGS)
+{
+	WakeAtCommitOf(WORKER_FETCH);
 	PG_RETURN_VOID();
 }
 
@@ -217,6 +278,8 @@ DatabaseExists(const char *name)
 static BackgroundWorkerHandle *
 StartDatabaseWorker(int slotno, const char *dbname)
 {
+	const char *kind = slotno % WORKER_KINDS == WORKER_SYNC ? "sync worker" : "worker";
+
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 
@@ -226,8 +289,8 @@ StartDatabaseWorker(int slotno, const char *dbname)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "workqueue");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "WorkqueueWorkerMain");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "workqueue worker for database %s", dbname);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "workqueue worker");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "workqueue %s for database %s", kind, dbname);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "workqueue %s", kind);
 	bgw.bgw_main_arg = Int32GetDatum(slotno);
 	strlcpy(bgw.bgw_extra, dbname, BGW_EXTRALEN);
 	bgw.bgw_notify_pid = MyProcPid;
@@ -244,8 +307,8 @@ StartDatabaseWorker(int slotno, const char *dbname)
 void
 WorkqueueLauncherMain(Datum arg)
 {
-	BackgroundWorkerHandle *handles[WQ_MAX_DATABASES] = {0};
-	TimestampTz last_start[WQ_MAX_DATABASES] = {0};
+	BackgroundWorkerHandle *handles[WQ_MAX_SLOTS] = {0};
+	TimestampTz last_start[WQ_MAX_SLOTS] = {0};
 	MemoryContext loopcxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -278,24 +341,38 @@ WorkqueueLauncherMain(Datum arg)
 		foreach(lc, dbs)
 		{
 			char	   *name = (char *) lfirst(lc);
-			pid_t		pid;
-			bool		running;
+			bool		exists = false;
+			bool		checked = false;
 
 			if (i >= WQ_MAX_DATABASES)
 				break;
-			running = handles[i] != NULL &&
-				GetBackgroundWorkerPid(handles[i], &pid) != BGWH_STOPPED;
-			if (!running &&
-				TimestampDifferenceExceeds(last_start[i], GetCurrentTimestamp(), WORKER_RESTART_MS) &&
-				DatabaseExists(name))
+			for (int k = 0; k < WORKER_KINDS; k++)
 			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+				int			slot = i * WORKER_KINDS + k;
+				pid_t		pid;
+				bool		running;
 
-				if (handles[i])
-					pfree(handles[i]);
-				handles[i] = StartDatabaseWorker(i, name);
-				last_start[i] = GetCurrentTimestamp();
-				MemoryContextSwitchTo(old);
+				running = handles[slot] != NULL &&
+					GetBackgroundWorkerPid(handles[slot], &pid) != BGWH_STOPPED;
+				if (running ||
+					!TimestampDifferenceExceeds(last_start[slot], GetCurrentTimestamp(), WORKER_RESTART_MS))
+					continue;
+				if (!checked)
+				{
+					exists = DatabaseExists(name);
+					checked = true;
+				}
+				if (!exists)
+					break;
+				{
+					MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+					if (handles[slot])
+						pfree(handles[slot]);
+					handles[slot] = StartDatabaseWorker(slot, name);
+					last_start[slot] = GetCurrentTimestamp();
+					MemoryContextSwitchTo(old);
+				}
 			}
 			i++;
 		}

@@ -710,6 +710,37 @@ RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs
 	return JsonbValueToJsonb(res);
 }
 
+/*
+ * Parses a response body as JSON; a body that is not JSON raises
+ * "invalid JSON in <what> response from <url>" with the parser's message
+ * as detail.
+ */
+Jsonb *
+ParseJsonBody(const char *body, const char *url, const char *what)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *result = NULL;
+
+	PG_TRY();
+	{
+		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid JSON in %s response from %s", what, url),
+				 errdetail("%s", edata->message)));
+	}
+	PG_END_TRY();
+	return result;
+}
+
 PG_FUNCTION_INFO_V1(workqueue_check_source);
 
 /*

@@ -47,27 +47,6 @@ typedef struct SyncRun
 	RecordErrors errs;
 } SyncRun;
 
-/* Transactions, in worker_spi's order. */
-static void
-TxBegin(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-TxCommit(MemoryContext back)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(back);
-}
-
 static void
 Exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
@@ -121,33 +100,6 @@ AppendStrings(List *list, List *strings, MemoryContext cxt)
 	return list;
 }
 
-/* Parses a response body as JSON; a body that is not JSON fails the run. */
-static Jsonb *
-ParseBody(HttpRequest *req, const char *what)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	Jsonb	   *result = NULL;
-
-	PG_TRY();
-	{
-		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(req->response)));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid JSON in %s response from %s", what, req->url),
-				 errdetail("%s", edata->message)));
-	}
-	PG_END_TRY();
-	return result;
-}
-
 static void
 HttpFailed(SyncRun *run, HttpRequest *req, const char *what)
 {
@@ -168,7 +120,7 @@ LoadRun(SyncRun *run)
 	Datum		opts;
 	MemoryContext old;
 
-	TxBegin("workqueue sync: loading run");
+	WorkerTxBegin("workqueue sync: loading run");
 	Exec("SELECT r.\"full\", s.name, s.queue, s.ids_url, s.details_url, s.options "
 		 "FROM workqueue.sync_run r JOIN workqueue.source s ON s.name = r.source WHERE r.id = $1",
 		 1, types, values, NULL, SPI_OK_SELECT);
@@ -190,7 +142,7 @@ LoadRun(SyncRun *run)
 	run->http.headers = run->src->headers;
 	run->errs.samples = makeStringInfo();
 	MemoryContextSwitchTo(old);
-	TxCommit(run->cxt);
+	WorkerTxCommit(run->cxt);
 }
 
 /* Upserts an items array; adds the counts to the run (caller holds a tx). */
@@ -273,8 +225,8 @@ ListIds(SyncRun *run)
 		if (req.error)
 			HttpFailed(run, &req, "listing");
 
-		TxBegin("workqueue sync: listing page");
-		body = ParseBody(&req, "listing");
+		WorkerTxBegin("workqueue sync: listing page");
+		body = ParseJsonBody(req.response, req.url, "listing");
 		if (src->details_url == NULL)
 		{
 			Jsonb	   *items = RecordsToItems(src, body, &page_ids, &run->errs, &page_records);
@@ -324,7 +276,7 @@ ListIds(SyncRun *run)
 			 3, types, values, NULL, SPI_OK_UPDATE);
 		if (next)
 			next = MemoryContextStrdup(run->cxt, next);
-		TxCommit(run->cxt);
+		WorkerTxCommit(run->cxt);
 		if (next == NULL)
 			break;
 		url = next;
@@ -413,12 +365,12 @@ FetchDetails(SyncRun *run, List *ids, bool count_batches)
 
 			if (reqs[r].error)
 				HttpFailed(run, &reqs[r], "details");
-			TxBegin("workqueue sync: writing a batch");
-			body = ParseBody(&reqs[r], "details");
+			WorkerTxBegin("workqueue sync: writing a batch");
+			body = ParseJsonBody(reqs[r].response, reqs[r].url, "details");
 			items = RecordsToItems(src, body, &got, &run->errs, NULL);
 			UpsertAndCount(run, items, count_batches);
 			returned = AppendStrings(returned, got, run->cxt);
-			TxCommit(wavecxt);
+			WorkerTxCommit(wavecxt);
 		}
 	}
 	MemoryContextSwitchTo(run->cxt);
@@ -438,7 +390,7 @@ PlanDetails(SyncRun *run)
 	TupleDesc	desc;
 	int			nfetch;
 
-	TxBegin("workqueue sync: planning");
+	WorkerTxBegin("workqueue sync: planning");
 	values[0] = CStringGetTextDatum(run->src->queue);
 	values[1] = CStringGetTextDatum(run->src->name);
 	values[2] = TextArray(run->ids);
@@ -471,7 +423,7 @@ PlanDetails(SyncRun *run)
 			 "batches_total = $5, phase = $6 WHERE id = $1",
 			 6, utypes, uvalues, NULL, SPI_OK_UPDATE);
 	}
-	TxCommit(run->cxt);
+	WorkerTxCommit(run->cxt);
 	return to_fetch;
 }
 
@@ -492,7 +444,7 @@ CloseVanished(SyncRun *run)
 	{
 		List	   *candidates;
 
-		TxBegin("workqueue sync: confirming closes");
+		WorkerTxBegin("workqueue sync: confirming closes");
 		values[2] = TextArray(run->ids);
 		Exec("SELECT ARRAY(SELECT i.external_id FROM workqueue.item i "
 			 " WHERE i.queue = $1 AND i.source = $2 AND i.status IN ('open', 'in_progress') "
@@ -501,17 +453,17 @@ CloseVanished(SyncRun *run)
 		candidates = TextArrayToList(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
 									 run->cxt);
 		SetPhase(run, "confirming");
-		TxCommit(run->cxt);
+		WorkerTxCommit(run->cxt);
 		if (candidates != NIL)
 			keep = FetchDetails(run, candidates, false);
 	}
 
-	TxBegin("workqueue sync: closing vanished items");
+	WorkerTxBegin("workqueue sync: closing vanished items");
 	values[2] = TextArray(run->ids);
 	values[3] = TextArray(keep);
 	Exec("UPDATE workqueue.sync_run SET closed = workqueue._close_unlisted($1, $2, $3, $4), phase = 'closing' "
 		 "WHERE id = $5", 5, types, values, NULL, SPI_OK_UPDATE);
-	TxCommit(run->cxt);
+	WorkerTxCommit(run->cxt);
 }
 
 void
@@ -538,10 +490,10 @@ SyncRunExecute(int64 run_id)
 		Oid			types[1] = {INT8OID};
 		Datum		values[1] = {Int64GetDatum(run_id)};
 
-		TxBegin("workqueue sync: finishing");
+		WorkerTxBegin("workqueue sync: finishing");
 		Exec("UPDATE workqueue.sync_run SET status = 'completed', phase = NULL, finished_at = now() "
 			 "WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
-		TxCommit(outer);
+		WorkerTxCommit(outer);
 	}
 	MemoryContextDelete(run->cxt);
 }
@@ -553,9 +505,9 @@ SyncRunFail(int64 run_id, const char *message)
 	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(message)};
 	MemoryContext old = CurrentMemoryContext;
 
-	TxBegin("workqueue sync: recording a failure");
+	WorkerTxBegin("workqueue sync: recording a failure");
 	Exec("SELECT workqueue._fail_run($1, $2)", 2, types, values, NULL, SPI_OK_SELECT);
-	TxCommit(old);
+	WorkerTxCommit(old);
 	ereport(LOG, (errmsg("workqueue sync run " INT64_FORMAT " failed: %s", run_id, message)));
 }
 
@@ -566,10 +518,10 @@ SyncRecoverInterrupted(void)
 	int			n;
 	bool		isnull;
 
-	TxBegin("workqueue: recovering sync runs");
+	WorkerTxBegin("workqueue: recovering sync runs");
 	Exec("SELECT workqueue._recover_runs()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	TxCommit(old);
+	WorkerTxCommit(old);
 	if (n > 0)
 		ereport(LOG, (errmsg("workqueue re-queued %d sync run(s) interrupted by a restart", n)));
 }
@@ -581,7 +533,7 @@ SyncClaimNextRun(void)
 	int64		id = 0;
 	bool		isnull;
 
-	TxBegin("workqueue: looking for sync runs");
+	WorkerTxBegin("workqueue: looking for sync runs");
 	Exec("SELECT workqueue._claim_run()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
@@ -590,6 +542,6 @@ SyncClaimNextRun(void)
 		if (!isnull)
 			id = DatumGetInt64(d);
 	}
-	TxCommit(old);
+	WorkerTxCommit(old);
 	return id;
 }

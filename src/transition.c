@@ -55,6 +55,7 @@ static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
 static SPIPlanPtr move_plan;
 static SPIPlanPtr result_plan;
+static SPIPlanPtr on_enter_plan;
 
 #define ITEM_COLUMNS \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
@@ -383,6 +384,9 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	const Workflow *wf = NULL;
 	const char *wf_name = NULL;
 	int			wf_version = 0;
+	Datum	   *fetch_items = palloc(sizeof(Datum) * n);
+	Datum	   *fetch_sources = palloc(sizeof(Datum) * n);
+	int			nfetch = 0;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -406,6 +410,11 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		claimed_nulls[i] = it->claimed_by == NULL;
 		assignee_nulls[i] = it->assignee == NULL;
 		id_elems[i] = Int64GetDatum(it->id);
+		if (to->on_enter_fetch)
+		{
+			fetch_items[nfetch] = Int64GetDatum(it->id);
+			fetch_sources[nfetch++] = CStringGetTextDatum(to->on_enter_fetch);
+		}
 	}
 
 	{
@@ -453,6 +462,21 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		if (SPI_execute_plan(move_plan, args, NULL, false, 0) != SPI_OK_SELECT ||
 			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 			elog(ERROR, "could not move %d items", n);
+		SPI_freetuptable(SPI_tuptable);
+	}
+
+	/* on_enter hooks: queue an enrichment fetch per item, in this transaction */
+	if (nfetch > 0)
+	{
+		Oid			types[2] = {INT8ARRAYOID, TEXTARRAYOID};
+		Datum		args[2];
+
+		args[0] = PointerGetDatum(construct_array(fetch_items, nfetch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(construct_array(fetch_sources, nfetch, TEXTOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_plan(Prepare(&on_enter_plan,
+									 "SELECT count(workqueue.enqueue_fetch(i, s)) FROM unnest($1::int8[], $2::text[]) AS x(i, s)",
+									 2, types), args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not queue the fetches of on_enter");
 		SPI_freetuptable(SPI_tuptable);
 	}
 }

@@ -19,6 +19,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -51,9 +52,9 @@ ReleaseSlot(int code, Datum arg)
 	SpinLockRelease(&WqShared->mutex);
 }
 
-/* Is the extension installed here, at a version with sync runs? */
-static bool
-ExtensionReady(void)
+/* Is the extension installed here, at a version that has this table? */
+bool
+WorkerExtensionReady(const char *table)
 {
 	bool		ready = false;
 	Oid			nsp;
@@ -63,10 +64,50 @@ ExtensionReady(void)
 	if (OidIsValid(get_extension_oid("workqueue", true)))
 	{
 		nsp = get_namespace_oid("workqueue", true);
-		ready = OidIsValid(nsp) && OidIsValid(get_relname_relid("sync_run", nsp));
+		ready = OidIsValid(nsp) && OidIsValid(get_relname_relid(table, nsp));
 	}
 	CommitTransactionCommand();
 	return ready;
+}
+
+/* Starts a transaction for SPI work, in worker_spi's order. */
+void
+WorkerTxBegin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/* Commits it and switches back to memory context back. */
+void
+WorkerTxCommit(MemoryContext back)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(back);
+}
+
+/* Publishes this worker's transfers in flight (workqueue.worker_status). */
+void
+WorkerSetInFlight(int n)
+{
+	SpinLockAcquire(&WqShared->mutex);
+	WqShared->slots[my_slot].in_flight = n;
+	WqShared->slots[my_slot].last_loop_at = GetCurrentTimestamp();
+	SpinLockRelease(&WqShared->mutex);
+}
+
+void
+WorkerCountJobs(int n)
+{
+	SpinLockAcquire(&WqShared->mutex);
+	WqShared->slots[my_slot].jobs_done += n;
+	SpinLockRelease(&WqShared->mutex);
 }
 
 static void
@@ -111,6 +152,9 @@ WorkqueueWorkerMain(Datum arg)
 
 	SpinLockAcquire(&WqShared->mutex);
 	WqShared->slots[my_slot].dboid = MyDatabaseId;
+	WqShared->slots[my_slot].kind = (WorkerKind) (my_slot % WORKER_KINDS);
+	WqShared->slots[my_slot].jobs_done = 0;
+	WqShared->slots[my_slot].in_flight = 0;
 	strlcpy(WqShared->slots[my_slot].dbname, dbname, NAMEDATALEN);
 	WqShared->slots[my_slot].pid = MyProcPid;
 	WqShared->slots[my_slot].procno = MyProc->pgprocno;
@@ -118,7 +162,10 @@ WorkqueueWorkerMain(Datum arg)
 	SpinLockRelease(&WqShared->mutex);
 	before_shmem_exit(ReleaseSlot, (Datum) 0);
 
-	ereport(LOG, (errmsg("workqueue worker started for database \"%s\"", dbname)));
+	ereport(LOG, (errmsg("workqueue %s worker started for database \"%s\"",
+						 my_slot % WORKER_KINDS == WORKER_SYNC ? "sync" : "fetch", dbname)));
+	if (my_slot % WORKER_KINDS == WORKER_FETCH)
+		FetchWorkerLoop();		/* never returns */
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "workqueue worker loop", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
@@ -137,7 +184,7 @@ WorkqueueWorkerMain(Datum arg)
 		WqShared->slots[my_slot].last_loop_at = GetCurrentTimestamp();
 		SpinLockRelease(&WqShared->mutex);
 
-		if (ExtensionReady())
+		if (WorkerExtensionReady("sync_run"))
 		{
 			int64		run_id;
 
@@ -150,9 +197,7 @@ WorkqueueWorkerMain(Datum arg)
 			if (run_id > 0)
 			{
 				ExecuteRunSafely(run_id);
-				SpinLockAcquire(&WqShared->mutex);
-				WqShared->slots[my_slot].runs_done++;
-				SpinLockRelease(&WqShared->mutex);
+				WorkerCountJobs(1);
 				continue;		/* look for more work at once */
 			}
 		}

@@ -14,6 +14,7 @@ extern char *workqueue_databases;
 extern int	workqueue_http_max_concurrency;
 extern int	workqueue_http_max_response_bytes;
 extern int	workqueue_http_timeout_ms;
+extern int	workqueue_http_max_per_host;
 extern void WorkqueueDefineGucs(void);
 
 /* workqueue.c */
