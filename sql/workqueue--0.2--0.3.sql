@@ -123,7 +123,7 @@ CREATE FUNCTION workqueue.cancel_fetch(id bigint) RETURNS workqueue.fetch
 DECLARE
     f workqueue.fetch;
 BEGIN
-    SELECT * INTO f FROM workqueue.fetch WHERE fetch.id = cancel_fetch.id FOR UPDATE;
+    SELECT * INTO f FROM workqueue.fetch g WHERE g.id = cancel_fetch.id FOR UPDATE OF g;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'fetch % does not exist', coalesce(cancel_fetch.id::text, 'NULL')
             USING ERRCODE = 'undefined_object', HINT = 'List fetches with: SELECT * FROM workqueue.fetch;';
@@ -133,8 +133,8 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only queued fetches can be cancelled; one in flight finishes on its own.';
     END IF;
-    UPDATE workqueue.fetch SET status = 'cancelled', finished_at = now(), error = 'cancelled by ' || workqueue._caller()
-     WHERE queue = f.queue AND fetch.id = f.id RETURNING * INTO f;
+    UPDATE workqueue.fetch g SET status = 'cancelled', finished_at = now(), error = 'cancelled by ' || workqueue._caller()
+     WHERE g.queue = f.queue AND g.id = f.id RETURNING g.* INTO f;
     RETURN f;
 END
 $$;

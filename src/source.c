@@ -525,7 +525,7 @@ ListingIds(const SourceDef *src, Jsonb *page, List **ids)
 		if (id == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("ids_path \"%s\" selected a %s, not an id", src->ids_path.text, TypeName(v)),
+					 errmsg("ids_path \"%s\" selected a value of type %s, not an id", src->ids_path.text, TypeName(v)),
 					 errhint("Point ids_path at the ids themselves, e.g. \"$.ids\" or \"$.data[*].id\".")));
 		*ids = lappend(*ids, id);
 	}
