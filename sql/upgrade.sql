@@ -9,6 +9,8 @@ SELECT workqueue.create_queue('before_upgrade');
 SELECT workqueue.add('before_upgrade', '{"kept": true}', 2, 'U-1') AS item \gset
 ALTER EXTENSION workqueue UPDATE TO '0.2';
 SELECT extversion FROM pg_extension WHERE extname = 'workqueue';
+ALTER EXTENSION workqueue UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'workqueue';
 SELECT external_id, priority, data, step, status FROM workqueue.item WHERE id = :item;
 SELECT kind FROM workqueue.history(:item);
 -- every member object of the extension

@@ -53,6 +53,36 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.source', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.sync_run', '');
 
 ------------------------------------------------------------------------------
+-- Diffing and upserting (C: src/diff.c, src/upsert.c)
+------------------------------------------------------------------------------
+
+-- External ids of "ids" that have no item in the queue, in input order,
+-- each once; NULLs ignored.  A NULL array gives no rows.
+CREATE FUNCTION workqueue.missing_ids(queue text, ids text[]) RETURNS SETOF text
+    LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 1000
+    AS 'MODULE_PATHNAME', 'workqueue_missing_ids';
+
+-- Payload of a "synced" event: old and new values of what changed (C).
+CREATE FUNCTION workqueue._sync_payload(old_data jsonb, new_data jsonb, old_priority smallint,
+                                        new_priority smallint) RETURNS jsonb
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'workqueue_sync_payload';
+
+-- Inserts new items and updates changed ones from a JSON array of
+-- {"external_id": ..., "priority": ..., "data": {...}}; unchanged items are
+-- not written at all.
+CREATE FUNCTION workqueue.upsert_items(queue text, items jsonb, source text DEFAULT NULL)
+    RETURNS TABLE (inserted int, updated int, unchanged int)
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    -- JIT only slows a write of this shape down (by half a second at 100k items)
+    SET jit = off
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'workqueue_upsert_items';
+
+REVOKE ALL ON FUNCTION workqueue._sync_payload(jsonb, jsonb, smallint, smallint) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- Sources
 ------------------------------------------------------------------------------
 

@@ -1,0 +1,1003 @@
+/*
+ * upsert.c
+ *		upsert_items: writes a batch of upstream records as work items.
+ *
+ * A call has three phases; nothing is written before the third.
+ *
+ *	1. Validation (ParseItems), in C: items is an array of objects with the
+ *	   keys external_id (a string or a number, which becomes its text form),
+ *	   priority (absent, null or an integer 1-5, as a number or a numeric
+ *	   string) and data (absent, which means {}, or an object), and no
+ *	   external_id appears twice.  The first problem raises an error naming
+ *	   the element's 1-based position.  Nothing is copied: each SyncItem
+ *	   points into the items value.
+ *
+ *	2. Reading (Classify), in C: each external id is probed in the unique
+ *	   index on (queue, external_id) with a fresh snapshot, and the item
+ *	   found, if any, is compared with the record: data with jsonb equality,
+ *	   priority only when given.  This sorts the records into new ones,
+ *	   changed ones and equal ones.  Equal ones are done with: no lock, no
+ *	   new tuple, no event, so a re-sync of unchanged records writes no WAL.
+ *
+ *	3. Writing: one SQL statement (UPSERT_SQL), prepared once per backend,
+ *	   run through SPI with the new and the changed records as arrays.  It
+ *	   - locks the changed items in id order (FOR NO KEY UPDATE, which reads
+ *	     their latest version) and updates those that still differ: data,
+ *	     priority when given, last_seen_at, updated_at, and source when it
+ *	     was NULL; each gets a "synced" event with the old and new values of
+ *	     what changed (workqueue._sync_payload);
+ *	   - inserts the new ones, in external-id order, at the start step of
+ *	     the current version of the queue's workflow, each with a "created"
+ *	     event;
+ *	   - sends one NOTIFY per event when the call writes at most
+ *	     NOTIFY_PER_ITEM_MAX events; above that, C sends one summary.
+ *	   The statement is re-planned for every call (CURSOR_OPT_CUSTOM_PLAN):
+ *	   a generic plan guesses ten array elements.
+ *
+ * Concurrency.  Inserts use ON CONFLICT (queue, external_id) DO NOTHING:
+ * when another transaction inserts the same new external id first, our row
+ * is skipped (after waiting for that transaction to end), never duplicated
+ * and never a unique violation.  The statement returns the skipped records
+ * and the call classifies and writes just those once more, with a new
+ * snapshot in which they exist (under REPEATABLE READ the conflict is a
+ * serialization failure instead, as for any write-write conflict).  Rows
+ * are locked in a fixed order -- existing items by id, new external ids in
+ * byte order -- so that concurrent upserts of overlapping batches cannot
+ * deadlock.
+ *
+ * The ownership rule holds by construction: the statement writes no other
+ * column of an existing item than the upstream-owned ones above.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/nbtree.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "sync_db.h"
+
+/* Above this many changed items a call sends one summary notification. */
+#define NOTIFY_PER_ITEM_MAX		1000
+
+/* Rounds of classify-and-write per call: the first, and retries of races. */
+#define UPSERT_MAX_PASSES		3
+
+/* One validated element of items; pointers go into the items value. */
+typedef struct SyncItem
+{
+	SyncId		id;				/* external id (palloc'd if it was a number) */
+	bool		has_priority;
+	int16		priority;
+	JsonbContainer *data;		/* the data object */
+	uint32		datalen;
+} SyncItem;
+
+/* The queue's workflow and where new items start. */
+typedef struct SyncQueue
+{
+	char	   *workflow;
+	int32		version;
+	char	   *start_step;
+} SyncQueue;
+
+/* What Classify found for a set of positions of the input. */
+typedef struct Classified
+{
+	int		   *newpos;			/* positions with no item, in external-id order */
+	int			nnew;
+	int		   *chpos;			/* positions whose item differs, in item-id order */
+	int64	   *chid;			/* ... and those items' ids */
+	int			nch;
+} Classified;
+
+/* Counts of one run of the statement. */
+typedef struct PassResult
+{
+	int64		inserted;
+	int64		updated;
+	int64		events;
+	int		   *skipped;		/* positions of new items lost to a race */
+	int			nskipped;
+} PassResult;
+
+#define UPSERT_NARGS 13
+
+/*
+ * $1 queue, $2-$4 the new items (external ids, priorities, data) in
+ * external-id order, $5 source, $6 actor, $7 workflow, $8 its version,
+ * $9 start step, $10 most events to announce one by one, $11-$13 the
+ * changed items (item ids, priorities, data) in id order.
+ *
+ * Returns the counts of inserted items, updated items, events and
+ * notifications, and the 1-based positions in $2 of new items another
+ * transaction inserted first (NULL if none).  The arrays are read with
+ * unnest() in the target list, which streams them in order (unnest() in
+ * FROM would first copy them into a tuplestore).
+ */
+static const char *const UPSERT_SQL =
+"WITH lk AS ("
+"    SELECT i.id, i.step, i.data AS old_data, i.priority AS old_priority,"
+"           c.data AS new_data, c.priority AS new_priority"
+"      FROM (SELECT unnest($11::int8[]) AS id, unnest($12::int2[]) AS priority,"
+"                   unnest($13::jsonb[]) AS data) AS c"
+"      JOIN workqueue.item i ON i.queue = $1 AND i.id = c.id"
+"     ORDER BY i.id"
+"       FOR NO KEY UPDATE OF i"
+"), upd AS ("
+"    UPDATE workqueue.item i"
+"       SET data = lk.new_data, priority = coalesce(lk.new_priority, i.priority),"
+"           source = coalesce(i.source, $5), last_seen_at = now(), updated_at = now()"
+"      FROM lk"
+"     WHERE i.queue = $1 AND i.id = lk.id"
+"       AND (lk.old_data <> lk.new_data OR coalesce(lk.old_priority <> lk.new_priority, false))"
+"    RETURNING i.id, i.step, lk.old_data, lk.new_data, lk.old_priority, lk.new_priority"
+"), ins AS ("
+"    INSERT INTO workqueue.item AS i (queue, external_id, source, step, status, priority, data,"
+"                                     workflow, workflow_version, last_seen_at)"
+"    SELECT $1, n.external_id, $5, $9, 'open', coalesce(n.priority, 3), n.data, $7, $8, now()"
+"      FROM (SELECT unnest($2::text[]) AS external_id, unnest($3::int2[]) AS priority,"
+"                   unnest($4::jsonb[]) AS data) AS n"
+"        ON CONFLICT (queue, external_id) DO NOTHING"
+"    RETURNING i.id, i.external_id, i.priority"
+"), ev AS ("
+"    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+"    SELECT $1, ins.id, $6, 'created', NULL, $9,"
+"           pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+"               'priority', ins.priority, 'external_id', ins.external_id,"
+"               'workflow', $7, 'workflow_version', $8, 'source', $5))"
+"      FROM ins"
+"    UNION ALL"
+"    SELECT $1, upd.id, $6, 'synced', upd.step, upd.step,"
+"           workqueue._sync_payload(upd.old_data, upd.new_data, upd.old_priority, upd.new_priority)"
+"      FROM upd"
+"    RETURNING id, item_id, kind, to_step"
+"), cnt AS ("
+"    SELECT count(*) AS events FROM ev"
+")"
+"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT events FROM cnt),"
+"       (SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
+"                   'item', ev.item_id, 'queue', $1, 'kind', ev.kind, 'event', ev.id, 'step', ev.to_step)::text))"
+"          FROM ev WHERE (SELECT events FROM cnt) <= $10),"
+"       CASE WHEN (SELECT count(*) FROM ins) < pg_catalog.cardinality($2) THEN"
+"            ARRAY(SELECT n.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS n(external_id, ord)"
+"                   WHERE NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)"
+"                   ORDER BY n.ord) END";
+
+static SPIPlanPtr queue_plan;
+static SPIPlanPtr upsert_plan;
+
+/*
+ * external_id of element pos: a string as it is, a number in its text form.
+ */
+static void
+ExternalId(JsonbValue *v, int pos, SyncItem *item)
+{
+	if (v == NULL || v->type == jbvNull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("element %d of items has no \"external_id\"", pos),
+				 errhint("Every element needs an \"external_id\" that is a string or a number.")));
+	if (v->type == jbvNumeric)
+	{
+		item->id.s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		item->id.len = strlen(item->id.s);
+		return;
+	}
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"external_id\" of element %d must be a string or a number", pos),
+				 errdetail("It is of type %s.", JsonbTypeName(v))));
+	if (v->val.string.len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("element %d of items has an empty \"external_id\"", pos),
+				 errhint("Every element needs a non-empty \"external_id\".")));
+	item->id.s = v->val.string.val;
+	item->id.len = v->val.string.len;
+}
+
+/*
+ * Reads a priority written as text (a JSON number in its text form, or a
+ * numeric string): blanks, sign, digits, an optional fraction, blanks.
+ * Raises unless it is an integer from 1 to 5.
+ */
+static int16
+PriorityFromText(const char *s, int len, int pos, bool quoted)
+{
+	const char *p = s;
+	const char *end = s + len;
+	const char *start;
+	bool		negative = false;
+	int			digits = 0;
+	int			value = 0;
+	bool		integral = true;
+
+	while (p < end && isspace((unsigned char) *p))
+		p++;
+	while (end > p && isspace((unsigned char) end[-1]))
+		end--;
+	start = p;
+	if (p < end && (*p == '+' || *p == '-'))
+		negative = *p++ == '-';
+	for (; p < end && isdigit((unsigned char) *p); p++, digits++)
+		value = Min(value * 10 + (*p - '0'), 1000);
+	if (p < end && *p == '.')
+	{
+		for (p++; p < end && isdigit((unsigned char) *p); p++, digits++)
+			if (*p != '0')
+				integral = false;
+	}
+	if (digits == 0 || p != end)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("priority \"%s\" of element %d is not a number", pnstrdup(s, len), pos),
+				 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
+				 errhint("Pass an integer from 1 to 5, as a number or a numeric string.")));
+	if (!integral)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg(quoted ? "priority \"%s\" of element %d is not an integer"
+						: "priority %s of element %d is not an integer", pnstrdup(start, end - start), pos),
+				 errdetail("Priorities run from 1 (highest) to 5 (lowest).")));
+	if (negative || value < 1 || value > 5)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg(quoted ? "priority \"%s\" of element %d is out of range"
+						: "priority %s of element %d is out of range", pnstrdup(start, end - start), pos),
+				 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
+				 errhint("Pass a priority between 1 and 5, or leave it out to keep the item's priority.")));
+	return (int16) value;
+}
+
+/* priority of element pos, unless absent or null. */
+static void
+Priority(JsonbValue *v, int pos, SyncItem *item)
+{
+	item->has_priority = v != NULL && v->type != jbvNull;
+	if (!item->has_priority)
+		return;
+	if (v->type == jbvNumeric)
+	{
+		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+
+		item->priority = PriorityFromText(s, strlen(s), pos, false);
+		pfree(s);
+	}
+	else if (v->type == jbvString)
+		item->priority = PriorityFromText(v->val.string.val, v->val.string.len, pos, true);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("priority of element %d must be a number or a numeric string", pos),
+				 errdetail("It is of type %s.", JsonbTypeName(v))));
+}
+
+/*
+ * Reads element pos (1-based) of items; empty is the {} used when there is
+ * no "data".
+ */
+static void
+ParseElement(JsonbValue *elem, int pos, SyncItem *item, Jsonb *empty)
+{
+	JsonbContainer *obj;
+	JsonbValue	idv;
+	JsonbValue	priov;
+	JsonbValue	datav;
+	JsonbValue *id;
+	JsonbValue *prio;
+	JsonbValue *data;
+
+	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("element %d of items is not a JSON object", pos),
+				 errdetail("It is of type %s.", JsonbTypeName(elem)),
+				 errhint("Each element looks like {\"external_id\": \"A-1\", \"priority\": 2, \"data\": {...}}.")));
+	obj = elem->val.binary.data;
+
+	id = getKeyJsonValueFromContainer(obj, "external_id", 11, &idv);
+	prio = getKeyJsonValueFromContainer(obj, "priority", 8, &priov);
+	data = getKeyJsonValueFromContainer(obj, "data", 4, &datav);
+	if (JsonContainerSize(obj) > (uint32) ((id != NULL) + (prio != NULL) + (data != NULL)))
+	{
+		JsonbIterator *it = JsonbIteratorInit(obj);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY &&
+				!(v.val.string.len == 11 && memcmp(v.val.string.val, "external_id", 11) == 0) &&
+				!(v.val.string.len == 8 && memcmp(v.val.string.val, "priority", 8) == 0) &&
+				!(v.val.string.len == 4 && memcmp(v.val.string.val, "data", 4) == 0))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("element %d of items has unrecognized key \"%s\"", pos,
+								pnstrdup(v.val.string.val, v.val.string.len)),
+						 errhint("The keys of an element are \"external_id\", \"priority\" and \"data\".")));
+		}
+	}
+
+	ExternalId(id, pos, item);
+	Priority(prio, pos, item);
+	if (data == NULL)
+	{
+		item->data = &empty->root;
+		item->datalen = VARSIZE(empty) - VARHDRSZ;
+	}
+	else if (data->type == jbvBinary && JsonContainerIsObject(data->val.binary.data))
+	{
+		item->data = data->val.binary.data;
+		item->datalen = data->val.binary.len;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"data\" of element %d must be a JSON object", pos),
+				 errdetail("It is of type %s.", JsonbTypeName(data)),
+				 errhint("Leave \"data\" out for an empty object, or wrap the value, e.g. {\"value\": ...}.")));
+}
+
+/*
+ * Validates items and returns its elements; raises on the first problem.
+ * Also returns the set of their external ids (for the first Classify).
+ */
+static SyncItem *
+ParseItems(Jsonb *items, int *n, SyncIdSet **set)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	Jsonb	   *empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	SyncItem   *out;
+	int			pos = 0;
+	SyncId	   *ids;
+	int			dup1;
+	int			dup2;
+
+	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
+	{
+		JsonbValue	root;
+
+		JsonbToJsonbValue(items, &root);
+		if (JB_ROOT_IS_SCALAR(items))
+			(void) JsonbExtractScalar(&items->root, &root);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items must be a JSON array"),
+				 errdetail("The value given is of type %s.", JsonbTypeName(&root)),
+				 errhint("Pass an array of objects like {\"external_id\": \"A-1\", \"priority\": 2, \"data\": {...}}.")));
+	}
+
+	*n = JB_ROOT_COUNT(items);
+	out = palloc(sizeof(SyncItem) * Max(*n, 1));
+	it = JsonbIteratorInit(&items->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		ParseElement(&v, pos + 1, &out[pos], empty);
+		pos++;
+	}
+	Assert(pos == *n);
+
+	ids = palloc(sizeof(SyncId) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		ids[i] = out[i].id;
+	*set = SyncIdSetFromList(ids, *n, &dup1, &dup2);
+	if (*set == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("external_id \"%s\" appears in elements %d and %d of items",
+						pnstrdup(out[dup1].id.s, out[dup1].id.len), dup1 + 1, dup2 + 1),
+				 errhint("Pass each external id once per call.")));
+	return out;
+}
+
+/*
+ * Looks up the queue's workflow version and start step; raises the error
+ * of workqueue._queue() if there is no such queue.  Must be connected to
+ * SPI.
+ */
+static void
+ReadQueue(text *name, SyncQueue *q)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {PointerGetDatum(name)};
+	bool		isnull;
+
+	if (queue_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT q.workflow, v.version, v.start_step FROM workqueue.queue q"
+									   "  JOIN workqueue.workflow w ON w.name = q.workflow"
+									   "  JOIN workqueue.workflow_version v"
+									   "    ON v.workflow = w.name AND v.version = w.current_version"
+									   " WHERE q.name = $1", 1, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		queue_plan = plan;
+	}
+	if (SPI_execute_plan(queue_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read workqueue.queue");
+	if (SPI_processed == 0)
+		SYNC_QUEUE_NOT_FOUND(text_to_cstring(name));
+	q->workflow = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	q->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	q->start_step = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* Byte order of the external ids of two positions (for qsort_arg). */
+static int
+CompareIds(const void *a, const void *b, void *arg)
+{
+	const SyncItem *x = &((const SyncItem *) arg)[*(const int *) a];
+	const SyncItem *y = &((const SyncItem *) arg)[*(const int *) b];
+	int			c = memcmp(x->id.s, y->id.s, Min(x->id.len, y->id.len));
+
+	return c != 0 ? c : (x->id.len > y->id.len) - (x->id.len < y->id.len);
+}
+
+typedef struct Changed
+{
+	int64		id;
+	int			pos;
+} Changed;
+
+static int
+CompareChanged(const void *a, const void *b)
+{
+	int64		x = ((const Changed *) a)->id;
+	int64		y = ((const Changed *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/* Classify's state while SyncFindItems reports the items it finds. */
+typedef struct ClassifyState
+{
+	SyncItem   *items;
+	int		   *pos;			/* set index -> position in items */
+	AttrNumber	col_id;
+	AttrNumber	col_priority;
+	AttrNumber	col_data;
+	Changed    *changed;
+	int			nch;
+	MemoryContext tmp;
+} ClassifyState;
+
+/* Compares a record with its item's row (a SyncFoundFn). */
+static void
+ItemFound(void *arg, uint32 index, TupleTableSlot *slot)
+{
+	ClassifyState *st = (ClassifyState *) arg;
+	SyncItem   *item = &st->items[st->pos[index]];
+	bool		isnull;
+	bool		same;
+
+	same = !item->has_priority ||
+		DatumGetInt16(slot_getattr(slot, st->col_priority, &isnull)) == item->priority;
+	if (same)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(st->tmp);
+		Jsonb	   *cur = DatumGetJsonbP(slot_getattr(slot, st->col_data, &isnull));
+
+		same = compareJsonbContainers(&cur->root, item->data) == 0;
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(st->tmp);
+	}
+	if (!same)
+	{
+		st->changed[st->nch].id = DatumGetInt64(slot_getattr(slot, st->col_id, &isnull));
+		st->changed[st->nch].pos = st->pos[index];
+		st->nch++;
+	}
+}
+
+/*
+ * Looks up the items of the records at positions pos[0..npos-1] (whose
+ * external ids make up set) with a new snapshot, and sorts the positions
+ * into new items and items that differ; equal ones are left out.  Takes no
+ * locks beyond AccessShareLock.
+ */
+static void
+Classify(text *queue, SyncItem *items, int *pos, int npos, SyncIdSet *set, Classified *out)
+{
+	ClassifyState st;
+	Oid			itemrel = get_relname_relid("item", get_namespace_oid("workqueue", false));
+	Snapshot	snap;
+
+	st.col_id = get_attnum(itemrel, "id");
+	st.col_priority = get_attnum(itemrel, "priority");
+	st.col_data = get_attnum(itemrel, "data");
+	st.items = items;
+	st.pos = pos;
+	st.changed = palloc(sizeof(Changed) * Max(npos, 1));
+	st.nch = 0;
+	st.tmp = AllocSetContextCreate(CurrentMemoryContext, "workqueue upsert compare", ALLOCSET_SMALL_SIZES);
+
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	SyncFindItems(set, queue, snap, ItemFound, &st);
+	UnregisterSnapshot(snap);
+	MemoryContextDelete(st.tmp);
+
+	out->newpos = palloc(sizeof(int) * Max(npos, 1));
+	out->nnew = 0;
+	for (int i = 0; i < npos; i++)
+		if (SyncIdSetMissing(set, i))
+			out->newpos[out->nnew++] = pos[i];
+
+	/* the orders in which the statement takes row locks: see the header */
+	qsort_arg(out->newpos, out->nnew, sizeof(int), CompareIds, items);
+	qsort(st.changed, st.nch, sizeof(Changed), CompareChanged);
+	out->nch = st.nch;
+	out->chpos = palloc(sizeof(int) * Max(st.nch, 1));
+	out->chid = palloc(sizeof(int64) * Max(st.nch, 1));
+	for (int i = 0; i < st.nch; i++)
+	{
+		out->chpos[i] = st.changed[i].pos;
+		out->chid[i] = st.changed[i].id;
+	}
+	pfree(st.changed);
+}
+
+/*
+ * A one-dimensional text[] of the external ids (or, with data, a jsonb[]
+ * of the data) of the given positions, built in one piece: each element is
+ * copied once, straight from the items value.
+ */
+static Datum
+VarlenaArray(SyncItem *items, int *pos, int n, bool data)
+{
+	Size		size = ARR_OVERHEAD_NONULLS(1);
+	ArrayType  *arr;
+	char	   *p;
+
+	for (int i = 0; i < n; i++)
+		size += INTALIGN(VARHDRSZ + (data ? items[pos[i]].datalen : (uint32) items[pos[i]].id.len));
+	if (!AllocSizeIsValid(size))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("items is too large for one call"),
+				 errhint("Pass the records in smaller batches.")));
+	arr = palloc0(size);
+	SET_VARSIZE(arr, size);
+	arr->ndim = 1;
+	arr->dataoffset = 0;
+	arr->elemtype = data ? JSONBOID : TEXTOID;
+	ARR_DIMS(arr)[0] = n;
+	ARR_LBOUND(arr)[0] = 1;
+	p = (char *) arr + ARR_OVERHEAD_NONULLS(1);
+	for (int i = 0; i < n; i++)
+	{
+		SyncItem   *item = &items[pos[i]];
+		uint32		len = data ? item->datalen : (uint32) item->id.len;
+
+		SET_VARSIZE(p, VARHDRSZ + len);
+		memcpy(VARDATA(p), data ? (const char *) item->data : item->id.s, len);
+		p += INTALIGN(VARHDRSZ + len);
+	}
+	return PointerGetDatum(arr);
+}
+
+/* The priorities of the given positions as int2[], NULL where absent. */
+static Datum
+PriorityArray(SyncItem *items, int *pos, int n)
+{
+	Datum	   *v = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *isnull = palloc(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(INT2OID));
+	for (int i = 0; i < n; i++)
+	{
+		v[i] = Int16GetDatum(items[pos[i]].priority);
+		isnull[i] = !items[pos[i]].has_priority;
+	}
+	return PointerGetDatum(construct_md_array(v, isnull, 1, dims, lbs, INT2OID, 2, true, TYPALIGN_SHORT));
+}
+
+/*
+ * Runs the statement for what Classify found and fills *res.
+ */
+static void
+RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_max,
+		PassResult *res)
+{
+	bool		isnull;
+	HeapTuple	row;
+	TupleDesc	desc;
+	Datum		d;
+	Datum	   *ids = palloc(sizeof(Datum) * Max(c->nch, 1));
+
+	args[1] = VarlenaArray(items, c->newpos, c->nnew, false);
+	args[2] = PriorityArray(items, c->newpos, c->nnew);
+	args[3] = VarlenaArray(items, c->newpos, c->nnew, true);
+	args[9] = Int64GetDatum(notify_max);
+	for (int i = 0; i < c->nch; i++)
+		ids[i] = Int64GetDatum(c->chid[i]);
+	args[10] = PointerGetDatum(c->nch == 0 ? construct_empty_array(INT8OID)
+							   : construct_array(ids, c->nch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[11] = PriorityArray(items, c->chpos, c->nch);
+	args[12] = VarlenaArray(items, c->chpos, c->nch, true);
+
+	if (upsert_plan == NULL)
+	{
+		Oid			types[UPSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JSONBARRAYOID,
+			TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID,
+		INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID};
+		SPIPlanPtr	plan = SPI_prepare_cursor(UPSERT_SQL, UPSERT_NARGS, types, CURSOR_OPT_CUSTOM_PLAN);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		upsert_plan = plan;
+	}
+	if (SPI_execute_plan(upsert_plan, args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not upsert items");
+
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	res->inserted = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	res->updated = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	res->events = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	res->nskipped = 0;
+	d = SPI_getbinval(row, desc, 5, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(d), INT4OID, 4, true, TYPALIGN_INT, &elems, &enulls, &n);
+		res->skipped = palloc(sizeof(int) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			res->skipped[i] = c->newpos[DatumGetInt32(elems[i]) - 1];
+		res->nskipped = n;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	pfree(ids);
+}
+
+/*
+ * Classifies and writes the items, then again the new items another
+ * transaction inserted first.  Adds up the counts; sends the summary
+ * notification of a bulk call.
+ */
+static void
+WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
+		   int64 *inserted, int64 *updated)
+{
+	SyncQueue	q;
+	Datum		args[UPSERT_NARGS];
+	char		nulls[UPSERT_NARGS + 1];
+	int		   *pos = palloc(sizeof(int) * Max(n, 1));
+	int			npos = n;
+	int64		events = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	memset(nulls, ' ', UPSERT_NARGS);
+	nulls[UPSERT_NARGS] = '\0';
+	for (int i = 0; i < n; i++)
+		pos[i] = i;
+
+	SPI_connect();
+	ReadQueue(queue, &q);
+	args[0] = PointerGetDatum(queue);
+	args[4] = PointerGetDatum(source);
+	nulls[4] = source ? ' ' : 'n';
+	args[5] = source ? PointerGetDatum(source) : CStringGetTextDatum(WorkqueueCallerName());
+	args[6] = CStringGetTextDatum(q.workflow);
+	args[7] = Int32GetDatum(q.version);
+	args[8] = CStringGetTextDatum(q.start_step);
+
+	for (int pass = 1; npos > 0; pass++)
+	{
+		Classified	c;
+		PassResult	res;
+		MemoryContext oldcxt;
+
+		if (pass > UPSERT_MAX_PASSES)
+			elog(ERROR, "could not upsert %d items after %d attempts", npos, UPSERT_MAX_PASSES);
+		oldcxt = MemoryContextSwitchTo(cxt);
+		if (pass > 1)
+		{
+			SyncId	   *ids = palloc(sizeof(SyncId) * npos);
+			int			dup1;
+			int			dup2;
+
+			for (int i = 0; i < npos; i++)
+				ids[i] = items[pos[i]].id;
+			set = SyncIdSetFromList(ids, npos, &dup1, &dup2);
+		}
+		Classify(queue, items, pos, npos, set, &c);
+		if (c.nnew + c.nch == 0)
+		{
+			MemoryContextSwitchTo(oldcxt);
+			break;				/* all equal: nothing to write */
+		}
+		RunPass(items, &c, args, nulls, Max(NOTIFY_PER_ITEM_MAX - events, 0), &res);
+		MemoryContextSwitchTo(oldcxt);
+
+		*inserted += res.inserted;
+		*updated += res.updated;
+		events += res.events;
+		pos = res.skipped;
+		npos = res.nskipped;
+	}
+	SPI_finish();
+
+	if (events > NOTIFY_PER_ITEM_MAX)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "{\"queue\": ");
+		escape_json(&buf, text_to_cstring(queue));
+		appendStringInfo(&buf, ", \"kind\": \"synced\", \"inserted\": " INT64_FORMAT
+						 ", \"updated\": " INT64_FORMAT ", \"bulk\": true}", *inserted, *updated);
+		Async_Notify("workqueue", buf.data);
+	}
+}
+
+PG_FUNCTION_INFO_V1(workqueue_upsert_items);
+
+/*
+ * SQL: workqueue.upsert_items(queue text, items jsonb, source text)
+ *		returns table(inserted int, updated int, unchanged int)
+ */
+Datum
+workqueue_upsert_items(PG_FUNCTION_ARGS)
+{
+	text	   *queue;
+	text	   *source = NULL;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	SyncItem   *items;
+	SyncIdSet  *set;
+	int			n;
+	int64		inserted = 0;
+	int64		updated = 0;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("queue name must not be null")));
+	queue = PG_GETARG_TEXT_PP(0);
+	if (!PG_ARGISNULL(2))
+	{
+		source = PG_GETARG_TEXT_PP(2);
+		if (VARSIZE_ANY_EXHDR(source) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("source must not be empty"),
+					 errhint("Pass the name of the source, or leave it out (NULL).")));
+	}
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items must be a JSON array"),
+				 errdetail("The value given is of type NULL."),
+				 errhint("Pass an array of objects like {\"external_id\": \"A-1\", \"priority\": 2, \"data\": {...}}.")));
+	store = SyncMaterializedResult(fcinfo, &tupdesc);
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "workqueue upsert", ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	items = ParseItems(PG_GETARG_JSONB_P(1), &n, &set);
+	WriteItems(queue, items, n, set, source, &inserted, &updated);
+	MemoryContextSwitchTo(oldcxt);
+
+	values[0] = Int32GetDatum((int32) inserted);
+	values[1] = Int32GetDatum((int32) updated);
+	values[2] = Int32GetDatum((int32) (n - inserted - updated));
+	tuplestore_putvalues(store, tupdesc, values, nulls);
+	MemoryContextDelete(cxt);
+	return (Datum) 0;
+}
+
+/*
+ * Are two JSON values (scalars, or containers as jbvBinary) equal?
+ */
+static bool
+ValuesEqual(JsonbValue *a, JsonbValue *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvBool:
+			return a->val.boolean == b->val.boolean;
+		case jbvString:
+			return a->val.string.len == b->val.string.len &&
+				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+		case jbvNumeric:
+			return DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(a->val.numeric),
+													NumericGetDatum(b->val.numeric)));
+		case jbvBinary:
+			return compareJsonbContainers(a->val.binary.data, b->val.binary.data) == 0;
+		default:
+			return false;
+	}
+}
+
+/* One top-level key whose value differs; a NULL side lacks the key. */
+typedef struct KeyChange
+{
+	JsonbValue	key;
+	JsonbValue *old;
+	JsonbValue *new;
+} KeyChange;
+
+/*
+ * Collects the top-level keys whose values differ between two objects.
+ */
+static int
+DiffObjects(Jsonb *old, Jsonb *new, KeyChange **out)
+{
+	int			cap = 8;
+	int			n = 0;
+	KeyChange  *ch = palloc(sizeof(KeyChange) * cap);
+
+	for (int side = 0; side < 2; side++)
+	{
+		Jsonb	   *from = side == 0 ? old : new;
+		Jsonb	   *other = side == 0 ? new : old;
+		JsonbIterator *it = JsonbIteratorInit(&from->root);
+		JsonbValue	k;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			JsonbValue *v;
+			JsonbValue *ov;
+
+			if (tok != WJB_KEY)
+				continue;
+			v = palloc(sizeof(JsonbValue));
+			tok = JsonbIteratorNext(&it, v, true);
+			Assert(tok == WJB_VALUE);
+			ov = getKeyJsonValueFromContainer(&other->root, k.val.string.val, k.val.string.len, NULL);
+			/* keys in both objects are compared once, from the old side */
+			if (ov != NULL && (side == 1 || ValuesEqual(v, ov)))
+				continue;
+			if (n == cap)
+				ch = repalloc(ch, sizeof(KeyChange) * (cap *= 2));
+			ch[n].key = k;
+			ch[n].old = side == 0 ? v : ov;
+			ch[n].new = side == 0 ? ov : v;
+			n++;
+		}
+	}
+	*out = ch;
+	return n;
+}
+
+static void
+PushKey(JsonbParseState **st, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(st, WJB_KEY, &k);
+}
+
+/* Pushes one side ("old" or "new") of a synced event's payload. */
+static void
+PushSide(JsonbParseState **st, bool new_side, KeyChange *ch, int nch, Jsonb *whole,
+		 bool prio_changed, int16 prio)
+{
+	PushKey(st, new_side ? "new" : "old");
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	if (whole != NULL)
+	{
+		JsonbValue	v;
+
+		/* not both objects: the whole value */
+		PushKey(st, "data");
+		v.type = jbvBinary;
+		v.val.binary.data = &whole->root;
+		v.val.binary.len = VARSIZE(whole) - VARHDRSZ;
+		if (JB_ROOT_IS_SCALAR(whole))
+			(void) JsonbExtractScalar(&whole->root, &v);
+		pushJsonbValue(st, WJB_VALUE, &v);
+	}
+	else if (nch > 0)
+	{
+		PushKey(st, "data");
+		pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+		for (int i = 0; i < nch; i++)
+		{
+			JsonbValue *v = new_side ? ch[i].new : ch[i].old;
+
+			if (v == NULL)
+				continue;
+			pushJsonbValue(st, WJB_KEY, &ch[i].key);
+			pushJsonbValue(st, WJB_VALUE, v);
+		}
+		pushJsonbValue(st, WJB_END_OBJECT, NULL);
+	}
+	if (prio_changed)
+	{
+		JsonbValue	v;
+
+		PushKey(st, "priority");
+		v.type = jbvNumeric;
+		v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int2_numeric, Int16GetDatum(prio)));
+		pushJsonbValue(st, WJB_VALUE, &v);
+	}
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+PG_FUNCTION_INFO_V1(workqueue_sync_payload);
+
+/*
+ * SQL: workqueue._sync_payload(old_data jsonb, new_data jsonb,
+ *		old_priority smallint, new_priority smallint) returns jsonb
+ *
+ * The payload of a "synced" event: {"old": {...}, "new": {...}} where each
+ * side holds "data" with only the top-level keys that changed (a key
+ * missing from one side was added or removed) and "priority" if it
+ * changed.  Data that is not an object on both sides is recorded whole.
+ */
+Datum
+workqueue_sync_payload(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *old = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	Jsonb	   *new = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	bool		prio_changed = !PG_ARGISNULL(2) && !PG_ARGISNULL(3) &&
+		PG_GETARG_INT16(2) != PG_GETARG_INT16(3);
+	KeyChange  *ch = NULL;
+	int			nch = 0;
+	bool		whole = false;
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+
+	if (old != NULL && new != NULL)
+	{
+		if (JB_ROOT_IS_OBJECT(old) && JB_ROOT_IS_OBJECT(new))
+			nch = DiffObjects(old, new, &ch);
+		else
+			whole = compareJsonbContainers(&old->root, &new->root) != 0;
+	}
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	PushSide(&st, false, ch, nch, whole ? old : NULL, prio_changed,
+			 prio_changed ? PG_GETARG_INT16(2) : 0);
+	PushSide(&st, true, ch, nch, whole ? new : NULL, prio_changed,
+			 prio_changed ? PG_GETARG_INT16(3) : 0);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+}
