@@ -94,7 +94,7 @@ new_source p6 '/cases/ids' '/cases/details' '{"details_method": "POST", "records
 r=$(sync p6); is "$(wait_run $r)|$(count p6)" "completed||250" "POST details endpoint"
 new_source p7 '/numeric/ids' '/numeric/details?ids={ids}' '{}'
 r=$(sync p7); is "$(wait_run $r)|$(count p7)" "completed||20" "numeric ids become their text form"
-is "$(q "SELECT string_agg(external_id, ',' ORDER BY id) FROM (SELECT * FROM workqueue.item WHERE queue = 'p7' ORDER BY id LIMIT 3) x")" "1,2,3" "numeric external ids"
+is "$(q "SELECT string_agg(external_id, ',' ORDER BY external_id::int) FROM (SELECT * FROM workqueue.item WHERE queue = 'p7' ORDER BY external_id::int LIMIT 3) x")" "1,2,3" "numeric external ids"
 
 ########################################################################
 # failures: nothing closed, committed batches kept, clear errors
