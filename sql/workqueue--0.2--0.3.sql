@@ -180,23 +180,35 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION workqueue._fetch_completed(queue text, id bigint, item bigint, source text, http_status int,
-                                           items jsonb)
+-- Completed fetches of one queue and source: their records upserted with one
+-- call, the fetches marked, a fetch_completed event each.
+CREATE FUNCTION workqueue._fetches_completed(queue text, source text, items jsonb, fetch_ids bigint[],
+                                             http_statuses int[])
     RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    r record;
-    it workqueue.item;
+    announced bigint;
 BEGIN
-    SELECT * INTO r FROM workqueue.upsert_items(_fetch_completed.queue, _fetch_completed.items, _fetch_completed.source);
-    UPDATE workqueue.fetch f SET status = 'completed', http_status = _fetch_completed.http_status, error = NULL,
-                                 finished_at = now()
-     WHERE f.queue = _fetch_completed.queue AND f.id = _fetch_completed.id;
-    SELECT * INTO it FROM workqueue.item i WHERE i.queue = _fetch_completed.queue AND i.id = _fetch_completed.item;
-    PERFORM workqueue._event(it.queue, it.id, _fetch_completed.source, 'fetch_completed', it.step, it.step,
-                             jsonb_build_object('fetch', _fetch_completed.id, 'http_status', _fetch_completed.http_status,
-                                                'changed', r.updated > 0));
+    PERFORM * FROM workqueue.upsert_items(_fetches_completed.queue, _fetches_completed.items,
+                                          _fetches_completed.source);
+    WITH done AS (
+        UPDATE workqueue.fetch g
+           SET status = 'completed', http_status = x.s, error = NULL, finished_at = now()
+          FROM unnest(_fetches_completed.fetch_ids, _fetches_completed.http_statuses) AS x(id, s)
+         WHERE g.queue = _fetches_completed.queue AND g.id = x.id
+        RETURNING g.queue, g.id, g.item_id, x.s),
+    e AS (
+        INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+        SELECT i.queue, i.id, _fetches_completed.source, 'fetch_completed', i.step, i.step,
+               jsonb_build_object('fetch', done.id, 'http_status', done.s)
+          FROM done JOIN workqueue.item i ON i.queue = done.queue AND i.id = done.item_id
+        RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+    SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+               'item', e.item_id, 'queue', e.queue, 'kind', 'fetch_completed', 'event', e.id,
+               'step', e.to_step)::text))
+      INTO announced
+      FROM e;
 END
 $$;
 
@@ -245,7 +257,7 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION workqueue._claim_fetches(int), workqueue._requeue_fetches(),
-    workqueue._fetch_completed(text, bigint, bigint, text, int, jsonb),
+    workqueue._fetches_completed(text, text, jsonb, bigint[], int[]),
     workqueue._fetch_failed(text, bigint, int, text, boolean, bigint), workqueue._expire_all_leases()
     FROM PUBLIC;
 

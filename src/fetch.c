@@ -12,9 +12,9 @@
  *	  and starts them -- so a backlog of any size never puts more than the
  *	  cap in flight, and memory does not grow with the backlog;
  *	- lets transfers progress for up to 50 ms;
- *	- writes the outcome of every finished transfer in one transaction, each
- *	  in a subtransaction of its own: the record mapped onto the item through
- *	  the source's mapping (upsert_items, a fetch_completed event), or a
+ *	- writes the outcome of every finished transfer in one transaction: the
+ *	  records mapped onto their items through the source's mapping (one
+ *	  upsert_items call per queue and source, fetch_completed events), or a
  *	  retry after exponential backoff with jitter (Retry-After honoured), or,
  *	  after the source's retries, "failed" with the error (a fetch_failed
  *	  event).
@@ -35,6 +35,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -164,27 +165,21 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 }
 
 /*
- * Maps the response of a finished fetch onto its item (caller holds a
- * transaction).  Raises on anything that makes the fetch fail.
+ * Maps the response of a finished fetch to the items element of its item
+ * (a JsonbValue of the items array RecordsToItems built).  Raises on
+ * anything that makes the fetch fail; touches no table.
  */
-static void
-ApplyResponse(HttpRequest *req, FetchTag *tag, List **sources)
+static JsonbValue *
+MapResponse(HttpRequest *req, FetchTag *tag, List **sources)
 {
 	SourceDef  *src = LookupSource(sources, tag->source);
 	Jsonb	   *body = ParseJsonBody(req->response, req->url, "fetch");
 	List	   *ids = NIL;
 	RecordErrors errs = {0, 0, makeStringInfo()};
 	Jsonb	   *items = RecordsToItems(src, body, &ids, &errs, NULL);
-	JsonbParseState *st = NULL;
-	JsonbValue *one;
-	bool		found = false;
 	int			n = JsonContainerSize(&items->root);
-	Oid			types[6] = {TEXTOID, INT8OID, INT8OID, TEXTOID, INT4OID, JSONBOID};
-	Datum		values[6];
 
-	/* the record of this item, as a one-element items array */
-	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
-	for (int i = 0; i < n && !found; i++)
+	for (int i = 0; i < n; i++)
 	{
 		JsonbValue *elem = getIthJsonbValueFromContainer(&items->root, i);
 		JsonbValue	idv;
@@ -192,27 +187,70 @@ ApplyResponse(HttpRequest *req, FetchTag *tag, List **sources)
 		if (getKeyJsonValueFromContainer(elem->val.binary.data, "external_id", 11, &idv) &&
 			idv.type == jbvString && (size_t) idv.val.string.len == strlen(tag->external_id) &&
 			memcmp(idv.val.string.val, tag->external_id, idv.val.string.len) == 0)
-		{
-			pushJsonbValue(&st, WJB_ELEM, elem);
-			found = true;
-		}
+			return elem;
 	}
-	one = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
-	if (!found)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("no usable record for \"%s\" in the response", tag->external_id),
-				 errs.count > 0 ? errdetail("Rejected records: [%s].", errs.samples->data) : 0));
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("no usable record for \"%s\" in the response", tag->external_id),
+			 errs.count > 0 ? errdetail("Rejected records: [%s].", errs.samples->data) : 0));
+	return NULL;
+}
 
-	values[0] = CStringGetTextDatum(tag->queue);
-	values[1] = Int64GetDatum(tag->id);
-	values[2] = Int64GetDatum(tag->item_id);
-	values[3] = CStringGetTextDatum(tag->source);
-	values[4] = Int32GetDatum((int32) req->status);
-	values[5] = JsonbPGetDatum(JsonbValueToJsonb(one));
-	if (SPI_execute_with_args("SELECT workqueue._fetch_completed($1, $2, $3, $4, $5, $6)",
-							  6, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not record fetch " INT64_FORMAT, tag->id);
+/* Completed fetches of one queue and source, written with one statement. */
+typedef struct DoneGroup
+{
+	char	   *queue;
+	char	   *source;
+	JsonbParseState *items;
+	List	   *fetch_ids;		/* of int64 *, parallel to item order */
+	List	   *statuses;		/* of int (as intptr) */
+	int			n;
+} DoneGroup;
+
+static DoneGroup *
+GroupFor(List **groups, FetchTag *tag)
+{
+	ListCell   *lc;
+	DoneGroup  *g;
+
+	foreach(lc, *groups)
+	{
+		g = lfirst(lc);
+		if (strcmp(g->queue, tag->queue) == 0 && strcmp(g->source, tag->source) == 0)
+			return g;
+	}
+	g = palloc0(sizeof(DoneGroup));
+	g->queue = pstrdup(tag->queue);
+	g->source = pstrdup(tag->source);
+	pushJsonbValue(&g->items, WJB_BEGIN_ARRAY, NULL);
+	*groups = lappend(*groups, g);
+	return g;
+}
+
+static void
+WriteGroup(DoneGroup *g)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, INT8ARRAYOID, INT4ARRAYOID};
+	Datum		values[5];
+	Datum	   *ids = palloc(sizeof(Datum) * g->n);
+	Datum	   *sts = palloc(sizeof(Datum) * g->n);
+	ListCell   *a,
+			   *b;
+	int			i = 0;
+
+	forboth(a, g->fetch_ids, b, g->statuses)
+	{
+		ids[i] = Int64GetDatum(*(int64 *) lfirst(a));
+		sts[i++] = Int32GetDatum(lfirst_int(b));
+	}
+	values[0] = CStringGetTextDatum(g->queue);
+	values[1] = CStringGetTextDatum(g->source);
+	values[2] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&g->items, WJB_END_ARRAY, NULL)));
+	values[3] = PointerGetDatum(construct_array(ids, g->n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[4] = PointerGetDatum(construct_array(sts, g->n, INT4OID, 4, true, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT workqueue._fetches_completed($1, $2, $3, $4, $5)",
+							  5, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record completed fetches");
 }
 
 static void
@@ -236,8 +274,11 @@ RecordFailure(FetchTag *tag, long http_status, const char *error, bool retry, lo
 }
 
 /*
- * Writes the outcome of every finished transfer, each in a subtransaction:
- * an error while applying one response fails that fetch only.
+ * Writes the outcome of every finished transfer in one transaction: the
+ * responses are mapped first (an unusable one fails its fetch only), then
+ * the completed fetches of each queue and source are written with one
+ * statement -- in a subtransaction, so that a group that cannot be written
+ * fails its fetches instead of the worker.
  */
 static int
 FinishTransfers(HttpAsync *http)
@@ -245,8 +286,11 @@ FinishTransfers(HttpAsync *http)
 	MemoryContext turn = CurrentMemoryContext;
 	ResourceOwner owner;
 	List	   *sources = NIL;
+	List	   *groups = NIL;
+	List	   *volatile finished = NIL;
 	HttpRequest *req;
-	volatile int done = 0;
+	ListCell   *lc;
+	int			n;
 
 	if ((req = HttpAsyncNextDone(http)) == NULL)
 		return 0;
@@ -255,51 +299,102 @@ FinishTransfers(HttpAsync *http)
 	for (; req != NULL; req = HttpAsyncNextDone(http))
 	{
 		FetchTag   *tag = (FetchTag *) req->tag;
+		MemoryContext cxt = CurrentMemoryContext;
+		JsonbValue *volatile elem = NULL;
+		char	   *volatile why = NULL;
 
+		finished = lappend(finished, req);
 		if (req->error)
-			RecordFailure(tag, req->status, req->error, req->retryable, req->retry_delay_ms);
-		else
 		{
-			MemoryContext cxt = CurrentMemoryContext;
+			RecordFailure(tag, req->status, req->error, req->retryable, req->retry_delay_ms);
+			continue;
+		}
+		/* mapping touches no table: catching its errors needs no subtransaction */
+		PG_TRY();
+		{
+			elem = MapResponse(req, tag, &sources);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
 
-			BeginInternalSubTransaction(NULL);
 			MemoryContextSwitchTo(cxt);
-			PG_TRY();
-			{
-				ApplyResponse(req, tag, &sources);
-				ReleaseCurrentSubTransaction();
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
+			edata = CopyErrorData();
+			FlushErrorState();
+			why = strncmp(edata->message, "invalid JSON", 12) == 0 ? "invalid JSON" : pstrdup(edata->message);
+		}
+		PG_END_TRY();
+		if (why)
+		{
+			RecordFailure(tag, req->status, why, false, 0);
+			continue;
+		}
+		{
+			DoneGroup  *g = GroupFor(&groups, tag);
+			int64	   *id = palloc(sizeof(int64));
 
-				MemoryContextSwitchTo(cxt);
-				edata = CopyErrorData();
-				FlushErrorState();
-				RollbackAndReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(cxt);
-				CurrentResourceOwner = owner;
-				RecordFailure(tag, req->status,
-							  strncmp(edata->message, "invalid JSON", 12) == 0 ? "invalid JSON" : edata->message,
-							  false, 0);
-				FreeErrorData(edata);
-			}
-			PG_END_TRY();
+			*id = tag->id;
+			pushJsonbValue(&g->items, WJB_ELEM, elem);
+			g->fetch_ids = lappend(g->fetch_ids, id);
+			g->statuses = lappend_int(g->statuses, (int) req->status);
+			g->n++;
+		}
+	}
+
+	foreach(lc, groups)
+	{
+		DoneGroup  *g = lfirst(lc);
+		MemoryContext cxt = CurrentMemoryContext;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			WriteGroup(g);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			ListCell   *f;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
+			foreach(f, finished)
+			{
+				FetchTag   *tag = ((HttpRequest *) lfirst(f))->tag;
+
+				if (strcmp(tag->queue, g->queue) == 0 && strcmp(tag->source, g->source) == 0 &&
+					((HttpRequest *) lfirst(f))->error == NULL)
+					RecordFailure(tag, ((HttpRequest *) lfirst(f))->status, edata->message, false, 0);
+			}
 		}
-		done++;
-		if (req->response)
-			pfree(req->response);
-		pfree(req->url);
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	n = list_length(finished);
+	/* the requests live in the fetch context; the list in the transaction's */
+	foreach(lc, finished)
+	{
+		HttpRequest *r = lfirst(lc);
+		FetchTag   *tag = r->tag;
+
+		if (r->response)
+			pfree(r->response);
+		pfree(r->url);
 		pfree(tag->queue);
 		pfree(tag->source);
 		pfree(tag->external_id);
 		pfree(tag);
-		pfree(req);
+		pfree(r);
 	}
 	WorkerTxCommit(turn);
-	return done;
+	return n;
 }
 
 static void
@@ -388,8 +483,10 @@ FetchWorkerLoop(void)
 			next_lease_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LEASE_CHECK_MS);
 		}
 
+		/* take due fetches in batches: when idle, or a quarter of the slots is free */
 		inflight = HttpAsyncInFlight(http);
-		if (inflight < workqueue_http_max_concurrency)
+		if (inflight == 0 ||
+			workqueue_http_max_concurrency - inflight >= Max(1, workqueue_http_max_concurrency / 4))
 			inflight += StartDueFetches(http, fetchcxt, workqueue_http_max_concurrency - inflight);
 		WorkerSetInFlight(inflight);
 

@@ -541,9 +541,13 @@ HttpAsyncWait(HttpAsync *a, long timeout_ms)
 	int			left;
 	CURLMsg    *msg;
 
-	if (a->inflight > 0 && timeout_ms > 0)
-		curl_multi_poll(a->multi, NULL, 0, (int) timeout_ms, NULL);
+	/* drive new transfers first: a freshly added handle has no socket yet */
 	curl_multi_perform(a->multi, &running);
+	if (running > 0 && running == a->inflight && timeout_ms > 0)
+	{
+		curl_multi_poll(a->multi, NULL, 0, (int) timeout_ms, NULL);
+		curl_multi_perform(a->multi, &running);
+	}
 	while ((msg = curl_multi_info_read(a->multi, &left)) != NULL)
 	{
 		Transfer   *t;

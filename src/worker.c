@@ -29,6 +29,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/lsyscache.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -149,6 +150,14 @@ WorkqueueWorkerMain(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("workqueue worker");
+
+	/*
+	 * A crash can lose the last few commits of a worker; that is safe: runs
+	 * left "running" and fetches left "processing" are redone at start, and
+	 * redoing writes nothing new.  Not waiting for each flush is what lets
+	 * a worker finish thousands of fetches a second.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	SpinLockAcquire(&WqShared->mutex);
 	WqShared->slots[my_slot].dboid = MyDatabaseId;
