@@ -79,7 +79,13 @@ AppendPeriod(CalZone *z, int64 start, int64 off)
 	z->max_gap = Max(z->max_gap, off - z->p[z->n - 2].off);
 }
 
-/* Finds the next transition after z->scan and records it. */
+/*
+ * Finds the next transition after z->scan and records it.
+ *
+ * pg_next_dst_boundary() is asked about the second after the last boundary
+ * found, never about a boundary itself: asked about the very last entry of
+ * a zone's transition table it looks one entry past the table.
+ */
 static void
 Step(CalZone *z)
 {
@@ -87,23 +93,18 @@ Step(CalZone *z)
 				after;
 	int			before_isdst,
 				after_isdst;
-	pg_time_t	t = z->scan;
+	pg_time_t	t = z->scan + 1;
 	pg_time_t	boundary = 0;
 	int			res;
 
 	res = pg_next_dst_boundary(&t, &before, &before_isdst, &boundary, &after, &after_isdst, z->tz);
-	if (res == 1 && boundary <= t)
-	{
-		/* "at or after": step over a boundary we stand on */
-		t++;
-		res = pg_next_dst_boundary(&t, &before, &before_isdst, &boundary, &after, &after_isdst, z->tz);
-		if (res == 1 && boundary <= t)
-			res = -1;
-	}
 	if (res != 1 || boundary > SCAN_LAST)
 		z->complete = true;
 	else
 	{
+		if (boundary < t || after <= -SECS_PER_DAY || after >= SECS_PER_DAY)
+			elog(ERROR, "unexpected transition of time zone \"%s\" at %lld",
+				 pg_get_timezone_name(z->tz), (long long) boundary);
 		z->scan = boundary;
 		if ((int64) after * USECS_PER_SEC != z->p[z->n - 1].off)
 			AppendPeriod(z, UnixToPg(boundary), (int64) after * USECS_PER_SEC);

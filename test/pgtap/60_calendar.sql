@@ -8,7 +8,7 @@
 -- Runs in one transaction that is rolled back.  Names carry the file's
 -- number (c60_*, wq60_*) so that files may run in parallel.
 BEGIN;
-SELECT plan(189);
+SELECT plan(193);
 
 SET LOCAL timezone = 'UTC';
 
@@ -291,6 +291,10 @@ SELECT is(workqueue.business_between('2024-10-04 00:00+00', '2024-10-06 12:00+00
 SELECT is(workqueue.business_between('2024-06-07 00:00+00', '2024-06-09 12:00+00', 'c60_syd'), '08:00:00',
     'Sydney: an ordinary shift is 8 h');
 
+SELECT is(workqueue.create_calendar('c60_cet', 'CET', '{"sat": [["22:00", "06:00"]]}'), 1, 'a calendar in the zone CET');
+SELECT is(workqueue.business_between('2024-03-30 00:00+00', '2024-03-31 12:00+00', 'c60_cet'), '07:00:00',
+    'a zone is read as SET timezone reads it: CET has summer time (AT TIME ZONE ''CET'' would be the fixed abbreviation)');
+
 -- a wall-clock end that does not exist is read as PostgreSQL reads it
 SELECT is(workqueue.create_calendar('c60_gap', 'America/New_York', '{"sun": [["01:00", "02:30"]]}'), 1, 'an end in the spring gap');
 SELECT is(workqueue.business_between('2024-03-10 00:00+00', '2024-03-11 00:00+00', 'c60_gap'),
@@ -509,6 +513,11 @@ SELECT is(extract(epoch FROM workqueue.business_between('2020-01-06 00:00+00', '
     'ten years of office hours across 20 DST changes match the plain-SQL count');
 SELECT is(workqueue.business_between('2024-06-07 16:00+00', workqueue.business_add('2024-06-07 16:00+00', '10 years', 'c60_office'), 'c60_office'),
     '87660:00:00', 'adding ten years of working time and measuring it back');
+SELECT is(extract(epoch FROM workqueue.business_between('2760-01-01 00:00+00', '2780-01-01 00:00+00', 'c60_office')),
+    wqt60.oracle('2760-01-01 00:00+00', '2780-01-01 00:00+00', 'c60_office'),
+    'past the end of the zone''s transition table, DST is extrapolated as PostgreSQL does');
+SELECT is(workqueue.business_add('5000-07-03 09:00 Europe/London', '1 hour', 'c60_office'), '5000-07-03 10:00 Europe/London',
+    'summer time in the year 5000');
 SELECT is(workqueue.business_add('2024-06-07 16:00+00', '-10 years', 'c60_ny'),
     workqueue.business_add(workqueue.business_add('2024-06-07 16:00+00', '-5 years', 'c60_ny'), '-5 years', 'c60_ny'),
     'ten years back is twice five years back on a night-shift calendar');
