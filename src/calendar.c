@@ -335,6 +335,7 @@ CalendarCompile(const char *name, int32 version, const char *tzname,
 		if (s->end > USECS_PER_DAY)
 			cal->overnight = true;
 		cal->day_end[d] = Max(cal->day_end[d], s->end);
+		cal->max_day_end = Max(cal->max_day_end, s->end);
 	}
 
 	/* first start and last end of the 7 days starting on each weekday */

@@ -60,6 +60,7 @@ typedef struct CalZone
 	int64		off_min;		/* extreme offsets seen so far */
 	int64		off_max;
 	int64		max_gap;		/* largest spring-forward jump seen so far */
+	int64		max_shift;		/* largest offset change either way */
 } CalZone;
 
 typedef struct Calendar
@@ -80,6 +81,7 @@ typedef struct Calendar
 	int64		last_end[CAL_WEEKDAYS]; /* latest interval end */
 	/* latest end of the intervals of weekday d, from its midnight (or 0) */
 	int64		day_end[CAL_WEEKDAYS];
+	int64		max_day_end;	/* the largest of these */
 } Calendar;
 
 /* calendar.c: validation and compilation, no catalog access */

@@ -344,11 +344,15 @@ WalkInit(CalWalk *w, const Calendar *cal, TimestampTz t, int dir)
 	if (dir > 0)
 	{
 		/*
-		 * Instances of earlier days may still cover t: the previous day's
-		 * overnight interval, and ends pushed later by a spring-forward gap.
+		 * Instances of earlier days may still cover t: an overnight
+		 * interval, or one whose end a DST change reads later (an end in a
+		 * spring-forward gap, or in a fall-back hour, which is read as its
+		 * second occurrence).  Those of day X end before local midnight X +
+		 * max_day_end + max_shift; start with the first day for which that
+		 * can be after t's local midnight.
 		 */
-		w->next_day = day - 1 - (cal->overnight ? 1 : 0) -
-			(int32) ((w->z->max_gap + USECS_PER_DAY - 1) / USECS_PER_DAY);
+		w->next_day = day + 1 -
+			(int32) ((cal->max_day_end + w->z->max_shift + USECS_PER_DAY - 1) / USECS_PER_DAY);
 	}
 	else
 		w->next_day = day + 1;
@@ -445,6 +449,9 @@ WalkSkip(CalWalk *w, int64 budget)
 		int64		x = (int64) d * USECS_PER_DAY;
 		int			dow = Weekday(d);
 
+		/* cheap refusal first: still inside the first, partial week */
+		if (x >= w->safe_lo && x < w->safe_hi && w->edge > x + cal->first_start[dow] - w->off)
+			return 0;
 		k = Min(k, (CAL_MAX_DAY - d) / 7 - 1);
 		/* the weeks' local times, up to the overnight end, in one period */
 		i = WalkPeriod(w, x, 400 * USECS_PER_DAY);

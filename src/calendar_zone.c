@@ -77,6 +77,7 @@ AppendPeriod(CalZone *z, int64 start, int64 off)
 	z->off_min = Min(z->off_min, off);
 	z->off_max = Max(z->off_max, off);
 	z->max_gap = Max(z->max_gap, off - z->p[z->n - 2].off);
+	z->max_shift = Max(z->max_shift, Abs(off - z->p[z->n - 2].off));
 }
 
 /*
