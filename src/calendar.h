@@ -51,9 +51,11 @@ typedef struct CalZonePeriod
 typedef struct CalZone
 {
 	pg_tz	   *tz;
-	int			n;				/* periods known so far */
+	int			n;				/* periods in the table */
 	int			cap;
 	CalZonePeriod *p;			/* sorted by start; p[0].start = -inf */
+	bool		windowed;		/* ... unless earlier periods were dropped */
+	int64		first_off;		/* the offset before the first transition */
 	bool		complete;		/* no boundary after p[n - 1] */
 	pg_time_t	scan;			/* no offset change in (p[n-1].start, scan] */
 	int			hint;			/* last period found */

@@ -16,7 +16,10 @@
  * The safe local ranges are disjoint and increase with the period, which
  * the binary search over them relies on.  Tables live in their own memory
  * context under CacheMemoryContext for the life of the backend; pg_tz
- * pointers are stable for that long too.
+ * pointers are stable for that long too.  A table holds at most
+ * ZONE_MAX_PERIODS periods (thousands of years of DST): walking further
+ * drops the older half, and a later question about a dropped time rebuilds
+ * the table from the start, so memory stays bounded whatever the span.
  */
 #include "postgres.h"
 
@@ -33,6 +36,8 @@
 #define SCAN_FIRST (MIN_TIMESTAMP / USECS_PER_SEC + UNIX_PG_DIFF - 2 * SECS_PER_DAY)
 /* ... to a little after the last one */
 #define SCAN_LAST (END_TIMESTAMP / USECS_PER_SEC + UNIX_PG_DIFF + 2 * SECS_PER_DAY)
+
+#define ZONE_MAX_PERIODS 16384
 
 static MemoryContext zone_cxt = NULL;
 static CalZone **zones = NULL;
@@ -65,6 +70,15 @@ AppendPeriod(CalZone *z, int64 start, int64 off)
 	prev->safe_hi = start + Min(prev->off, off);
 	if (prev->safe_hi < prev->safe_lo)
 		prev->safe_lo = prev->safe_hi;
+	if (z->n == ZONE_MAX_PERIODS)
+	{
+		int			keep = ZONE_MAX_PERIODS / 2;
+
+		memmove(z->p, z->p + z->n - keep, keep * sizeof(CalZonePeriod));
+		z->n = keep;
+		z->windowed = true;
+		z->hint = 0;
+	}
 	if (z->n == z->cap)
 	{
 		z->cap *= 2;
@@ -113,10 +127,30 @@ Step(CalZone *z)
 	SetLastSafeHi(z);
 }
 
-/* Makes sure every offset change up to UTC instant t is in the table. */
-static inline void
-Extend(CalZone *z, int64 t)
+/* Starts the table afresh: one period, before the first transition. */
+static void
+Reset(CalZone *z)
 {
+	z->n = 1;
+	z->p[0].start = PG_INT64_MIN;
+	z->p[0].off = z->first_off;
+	z->p[0].safe_lo = PG_INT64_MIN;
+	z->windowed = false;
+	z->complete = false;
+	z->scan = SCAN_FIRST;
+	z->hint = 0;
+	SetLastSafeHi(z);
+}
+
+/*
+ * Makes sure every offset change up to UTC instant t is in the table, and
+ * that the table reaches back to UTC instant from.
+ */
+static inline void
+Extend(CalZone *z, int64 from, int64 t)
+{
+	if (z->windowed && from < z->p[0].start + USECS_PER_DAY)
+		Reset(z);
 	while (!z->complete && t >= UnixToPg(z->scan))
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -152,15 +186,10 @@ CalZoneGet(pg_tz *tz)
 	z->tz = tz;
 	z->cap = 64;
 	z->p = palloc(z->cap * sizeof(CalZonePeriod));
-	/* the offset before the first transition */
 	(void) pg_next_dst_boundary(&t, &before, &before_isdst, &boundary, &after, &after_isdst, tz);
-	z->n = 1;
-	z->p[0].start = PG_INT64_MIN;
-	z->p[0].off = (int64) before * USECS_PER_SEC;
-	z->p[0].safe_lo = PG_INT64_MIN;
-	z->off_min = z->off_max = z->p[0].off;
-	z->scan = SCAN_FIRST;
-	SetLastSafeHi(z);
+	z->first_off = (int64) before * USECS_PER_SEC;
+	z->off_min = z->off_max = z->first_off;
+	Reset(z);
 
 	if (zones == NULL)
 	{
@@ -204,7 +233,7 @@ FindUtc(CalZone *z, int64 t)
 int64
 CalZoneOffsetAt(CalZone *z, TimestampTz t)
 {
-	Extend(z, t + 2 * USECS_PER_DAY);
+	Extend(z, t, t + 2 * USECS_PER_DAY);
 	return z->p[FindUtc(z, t)].off;
 }
 
@@ -218,9 +247,11 @@ CalZoneSafePeriod(CalZone *z, int64 local, int64 horizon)
 {
 	int			lo = 0,
 				hi;
-	int			h = z->hint;
+	int			h;
 
-	Extend(z, local + horizon + USECS_PER_DAY);
+	/* local times are within a day of their UTC instants */
+	Extend(z, local - USECS_PER_DAY, local + horizon + USECS_PER_DAY);
+	h = z->hint;
 	if (z->p[h].safe_lo <= local && local < z->p[h].safe_hi)
 		return h;
 	hi = z->n - 1;

@@ -8,7 +8,7 @@
 -- Runs in one transaction that is rolled back.  Names carry the file's
 -- number (c60_*, wq60_*) so that files may run in parallel.
 BEGIN;
-SELECT plan(193);
+SELECT plan(196);
 
 SET LOCAL timezone = 'UTC';
 
@@ -518,6 +518,12 @@ SELECT is(extract(epoch FROM workqueue.business_between('2760-01-01 00:00+00', '
     'past the end of the zone''s transition table, DST is extrapolated as PostgreSQL does');
 SELECT is(workqueue.business_add('5000-07-03 09:00 Europe/London', '1 hour', 'c60_office'), '5000-07-03 10:00 Europe/London',
     'summer time in the year 5000');
+SELECT is(extract(epoch FROM workqueue.business_between('2000-01-01 00:00+00', '12000-01-01 00:00+00', 'c60_lon')) / 3600 % 1,
+    0::numeric, 'ten thousand years of London night shifts (20,000 DST changes)');
+SELECT cmp_ok((SELECT sum(total_bytes) FROM pg_backend_memory_contexts WHERE name = 'workqueue calendar zones'),
+    '<', 8000000::numeric, '... in bounded memory');
+SELECT is(workqueue.business_add('2024-10-26 22:00 Europe/London', '9 hours', 'c60_lon'), '2024-10-27 06:00 Europe/London',
+    '... after which the present is computed as before');
 SELECT is(workqueue.business_add('2024-06-07 16:00+00', '-10 years', 'c60_ny'),
     workqueue.business_add(workqueue.business_add('2024-06-07 16:00+00', '-5 years', 'c60_ny'), '-5 years', 'c60_ny'),
     'ten years back is twice five years back on a night-shift calendar');
