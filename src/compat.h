@@ -23,4 +23,11 @@
 #include "varatt.h"
 #endif
 
+/* PGPROC's local transaction id moved into PGPROC.vxid in 17. */
+#if PG_VERSION_NUM >= 170000
+#define WqMyLocalTransactionId() (MyProc->vxid.lxid)
+#else
+#define WqMyLocalTransactionId() (MyProc->lxid)
+#endif
+
 #endif							/* WORKQUEUE_COMPAT_H */

@@ -1,0 +1,296 @@
+/*
+ * calendar_zone.c
+ *		Per-backend tables of a time zone's UTC offsets.
+ *
+ * Business-time arithmetic converts many local wall-clock times to UTC.
+ * PostgreSQL's DetermineTimeZoneOffset() is exact but searches the zone's
+ * transitions on every call, so each zone gets a table of the stretches
+ * ("periods") of constant UTC offset, built with pg_next_dst_boundary() and
+ * extended lazily as far into the future as calls reach.  For each period
+ * the table also holds the local times that exist and are unambiguous in
+ * it; such a local time L is at UTC L - offset, the only reading there is.
+ * Any other local time (a spring-forward gap, a fall-back overlap) is passed
+ * to DetermineTimeZoneOffset() itself, so every conversion is exactly the
+ * one timestamptz input performs.
+ *
+ * The safe local ranges are disjoint and increase with the period, which
+ * the binary search over them relies on.  Tables live in their own memory
+ * context under CacheMemoryContext for the life of the backend; pg_tz
+ * pointers are stable for that long too.  A table holds at most
+ * ZONE_MAX_PERIODS periods (thousands of years of DST): walking further
+ * drops the older half, and a later question about a dropped time rebuilds
+ * the table from the start, so memory stays bounded whatever the span.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "calendar.h"
+
+/* seconds between the Unix and the PostgreSQL epochs */
+#define UNIX_PG_DIFF ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)
+/* scan the transitions from a little before the earliest timestamptz ... */
+#define SCAN_FIRST (MIN_TIMESTAMP / USECS_PER_SEC + UNIX_PG_DIFF - 2 * SECS_PER_DAY)
+/* ... to a little after the last one */
+#define SCAN_LAST (END_TIMESTAMP / USECS_PER_SEC + UNIX_PG_DIFF + 2 * SECS_PER_DAY)
+
+#define ZONE_MAX_PERIODS 16384
+
+static MemoryContext zone_cxt = NULL;
+static CalZone **zones = NULL;
+static int	nzones = 0;
+static int	zones_cap = 0;
+
+static inline int64
+UnixToPg(pg_time_t t)
+{
+	return (t - UNIX_PG_DIFF) * USECS_PER_SEC;
+}
+
+/* The local times unambiguous in p[n-1] end no earlier than this. */
+static void
+SetLastSafeHi(CalZone *z)
+{
+	CalZonePeriod *last = &z->p[z->n - 1];
+
+	/* the next boundary is after scan, and offsets are less than a day */
+	last->safe_hi = z->complete ? PG_INT64_MAX : UnixToPg(z->scan) - USECS_PER_DAY;
+}
+
+static void
+AppendPeriod(CalZone *z, int64 start, int64 off)
+{
+	CalZonePeriod *prev = &z->p[z->n - 1];
+	CalZonePeriod *p;
+
+	/* the previous period's safe range is now known; keep it ordered */
+	prev->safe_hi = start + Min(prev->off, off);
+	if (prev->safe_hi < prev->safe_lo)
+		prev->safe_lo = prev->safe_hi;
+	if (z->n == ZONE_MAX_PERIODS)
+	{
+		int			keep = ZONE_MAX_PERIODS / 2;
+
+		memmove(z->p, z->p + z->n - keep, keep * sizeof(CalZonePeriod));
+		z->n = keep;
+		z->windowed = true;
+		z->hint = 0;
+	}
+	if (z->n == z->cap)
+	{
+		z->cap *= 2;
+		z->p = repalloc(z->p, z->cap * sizeof(CalZonePeriod));
+	}
+	p = &z->p[z->n++];
+	p->start = start;
+	p->off = off;
+	p->safe_lo = start + Max(z->p[z->n - 2].off, off);
+	z->off_min = Min(z->off_min, off);
+	z->off_max = Max(z->off_max, off);
+	z->max_gap = Max(z->max_gap, off - z->p[z->n - 2].off);
+	z->max_shift = Max(z->max_shift, Abs(off - z->p[z->n - 2].off));
+}
+
+/*
+ * Finds the next transition after z->scan and records it.
+ *
+ * pg_next_dst_boundary() is asked about the second after the last boundary
+ * found, never about a boundary itself: asked about the very last entry of
+ * a zone's transition table it looks one entry past the table.
+ */
+static void
+Step(CalZone *z)
+{
+	long int	before,
+				after;
+	int			before_isdst,
+				after_isdst;
+	pg_time_t	t = z->scan + 1;
+	pg_time_t	boundary = 0;
+	int			res;
+
+	res = pg_next_dst_boundary(&t, &before, &before_isdst, &boundary, &after, &after_isdst, z->tz);
+	if (res != 1 || boundary > SCAN_LAST)
+		z->complete = true;
+	else
+	{
+		if (boundary < t || after <= -SECS_PER_DAY || after >= SECS_PER_DAY)
+			elog(ERROR, "unexpected transition of time zone \"%s\" at %lld",
+				 pg_get_timezone_name(z->tz), (long long) boundary);
+		z->scan = boundary;
+		if ((int64) after * USECS_PER_SEC != z->p[z->n - 1].off)
+			AppendPeriod(z, UnixToPg(boundary), (int64) after * USECS_PER_SEC);
+	}
+	SetLastSafeHi(z);
+}
+
+/* Starts the table afresh: one period, before the first transition. */
+static void
+Reset(CalZone *z)
+{
+	z->n = 1;
+	z->p[0].start = PG_INT64_MIN;
+	z->p[0].off = z->first_off;
+	z->p[0].safe_lo = PG_INT64_MIN;
+	z->windowed = false;
+	z->complete = false;
+	z->scan = SCAN_FIRST;
+	z->hint = 0;
+	SetLastSafeHi(z);
+}
+
+/*
+ * Makes sure every offset change up to UTC instant t is in the table, and
+ * that the table reaches back to UTC instant from.
+ */
+static inline void
+Extend(CalZone *z, int64 from, int64 t)
+{
+	if (z->windowed && from < z->p[0].start + USECS_PER_DAY)
+		Reset(z);
+	while (!z->complete && t >= UnixToPg(z->scan))
+	{
+		CHECK_FOR_INTERRUPTS();
+		Step(z);
+	}
+}
+
+/*
+ * Returns the offset table of a zone, creating it on first use in this
+ * backend.
+ */
+CalZone *
+CalZoneGet(pg_tz *tz)
+{
+	CalZone    *z;
+	MemoryContext old;
+	long int	before,
+				after;
+	int			before_isdst,
+				after_isdst;
+	pg_time_t	t = SCAN_FIRST;
+	pg_time_t	boundary;
+
+	for (int i = 0; i < nzones; i++)
+		if (zones[i]->tz == tz)
+			return zones[i];
+
+	if (zone_cxt == NULL)
+		zone_cxt = AllocSetContextCreate(CacheMemoryContext, "workqueue calendar zones",
+										 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(zone_cxt);
+	z = palloc0(sizeof(CalZone));
+	z->tz = tz;
+	z->cap = 64;
+	z->p = palloc(z->cap * sizeof(CalZonePeriod));
+	(void) pg_next_dst_boundary(&t, &before, &before_isdst, &boundary, &after, &after_isdst, tz);
+	z->first_off = (int64) before * USECS_PER_SEC;
+	z->off_min = z->off_max = z->first_off;
+	Reset(z);
+
+	if (zones == NULL)
+	{
+		zones_cap = 8;
+		zones = palloc(zones_cap * sizeof(CalZone *));
+	}
+	else if (nzones == zones_cap)
+	{
+		zones_cap *= 2;
+		zones = repalloc(zones, zones_cap * sizeof(CalZone *));
+	}
+	zones[nzones++] = z;
+	MemoryContextSwitchTo(old);
+	return z;
+}
+
+/* The period that contains UTC instant t; the table must reach past t. */
+static inline int
+FindUtc(CalZone *z, int64 t)
+{
+	int			lo = 0,
+				hi = z->n - 1;
+	int			h = z->hint;
+
+	if (z->p[h].start <= t && (h + 1 == z->n || t < z->p[h + 1].start))
+		return h;
+	while (lo < hi)
+	{
+		int			mid = (lo + hi + 1) / 2;
+
+		if (z->p[mid].start <= t)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	z->hint = lo;
+	return lo;
+}
+
+/* The UTC offset (usec, east positive) in force at instant t. */
+int64
+CalZoneOffsetAt(CalZone *z, TimestampTz t)
+{
+	Extend(z, t, t + 2 * USECS_PER_DAY);
+	return z->p[FindUtc(z, t)].off;
+}
+
+/*
+ * The period in which local time L exists unambiguously, or -1 if it is in
+ * a gap or an overlap.  The table is first extended to horizon past L, so
+ * that the caller may look at following periods too.
+ */
+int
+CalZoneSafePeriod(CalZone *z, int64 local, int64 horizon)
+{
+	int			lo = 0,
+				hi;
+	int			h;
+
+	/* local times are within a day of their UTC instants */
+	Extend(z, local - USECS_PER_DAY, local + horizon + USECS_PER_DAY);
+	h = z->hint;
+	if (z->p[h].safe_lo <= local && local < z->p[h].safe_hi)
+		return h;
+	hi = z->n - 1;
+	while (lo < hi)
+	{
+		int			mid = (lo + hi + 1) / 2;
+
+		if (z->p[mid].safe_lo <= local)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	if (local < z->p[lo].safe_hi && z->p[lo].safe_lo <= local)
+	{
+		z->hint = lo;
+		return lo;
+	}
+	return -1;
+}
+
+/*
+ * Converts a local wall-clock time of the zone to UTC the way timestamptz
+ * input does: a time in a spring-forward gap is read with the offset before
+ * the change, an ambiguous one with the offset after it.
+ */
+TimestampTz
+CalZoneToUtc(CalZone *z, int64 local)
+{
+	int			i = CalZoneSafePeriod(z, local, 0);
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzwest;
+
+	if (i >= 0)
+		return local - z->p[i].off;
+	if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	tzwest = DetermineTimeZoneOffset(&tm, z->tz);
+	return local + (int64) tzwest * USECS_PER_SEC;
+}
