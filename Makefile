@@ -1,6 +1,6 @@
 # workqueue: PostgreSQL extension (PGXS build)
 EXTENSION    = workqueue
-EXTVERSION   = 0.3
+EXTVERSION   = 0.4
 
 MODULE_big   = workqueue
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
@@ -18,3 +18,6 @@ SHLIB_LINK   = -lcurl
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track header dependencies: rebuild everything when one changes
+$(OBJS): $(wildcard src/*.h)

@@ -1,6 +1,4 @@
--- workqueue: business-hours calendars (SPEC §6), staged for an upgrade
--- script.  During development load it with psql after CREATE EXTENSION
--- workqueue; the lead merges it into workqueue--0.1--0.2.sql (or the like).
+-- workqueue 0.3 -> 0.4: business-hours calendars (SPEC §6).
 --
 -- Calendars are versioned like workflows: create_calendar() stores a new
 -- immutable version, items pin the version their SLA started on and the
@@ -15,6 +13,8 @@
 -- of possibly millions of calls).  Only administrators define calendars,
 -- through create_calendar(), which validates them: nobody gets INSERT on
 -- the table.
+
+\echo Use "ALTER EXTENSION workqueue UPDATE TO '0.4'" to load this file. \quit
 
 ------------------------------------------------------------------------------
 -- Table
@@ -44,15 +44,7 @@ VALUES ('24x7', 1, 'UTC',
           "sun": [["00:00", "24:00"]]}', true);
 
 -- pg_dump keeps user calendars; the built-in one is recreated by the script.
--- (pg_extension_config_dump only works inside CREATE/ALTER EXTENSION; the
--- guard lets this staging file be loaded with psql too.)
-DO $$
-BEGIN
-    PERFORM pg_catalog.pg_extension_config_dump('workqueue.calendar', 'WHERE NOT builtin');
-EXCEPTION WHEN feature_not_supported OR object_not_in_prerequisite_state THEN
-    NULL;
-END
-$$;
+SELECT pg_catalog.pg_extension_config_dump('workqueue.calendar', 'WHERE NOT builtin');
 
 ------------------------------------------------------------------------------
 -- Definition
@@ -61,7 +53,7 @@ $$;
 -- Validates a calendar definition (C); returns the zone's canonical name.
 CREATE FUNCTION workqueue._validate_calendar(timezone text, hours jsonb, holidays date[])
     RETURNS text
-    LANGUAGE c STABLE AS '$libdir/workqueue', 'workqueue_validate_calendar';
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_validate_calendar';
 
 CREATE FUNCTION workqueue.create_calendar(name text, timezone text, hours jsonb,
                                           holidays date[] DEFAULT '{}')
@@ -105,27 +97,27 @@ $$;
 
 CREATE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text)
     RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS '$libdir/workqueue', 'workqueue_business_add';
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
 
 CREATE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text, version int)
     RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS '$libdir/workqueue', 'workqueue_business_add';
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
 
 CREATE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text)
     RETURNS interval
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS '$libdir/workqueue', 'workqueue_business_between';
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
 
 CREATE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text, version int)
     RETURNS interval
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS '$libdir/workqueue', 'workqueue_business_between';
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
 
 CREATE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text)
     RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS '$libdir/workqueue', 'workqueue_business_add_days';
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
 
 CREATE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text, version int)
     RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS '$libdir/workqueue', 'workqueue_business_add_days';
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
 
 ------------------------------------------------------------------------------
 -- Privileges
