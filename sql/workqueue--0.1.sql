@@ -115,7 +115,7 @@ CREATE TABLE workqueue.item_event (
     id        bigint GENERATED ALWAYS AS IDENTITY,
     queue     text NOT NULL,
     item_id   bigint NOT NULL,
-    at        timestamptz NOT NULL DEFAULT now(),
+    at        timestamptz NOT NULL DEFAULT clock_timestamp(),  -- when it was written
     actor     text NOT NULL,
     kind      text NOT NULL CHECK (kind IN ('created', 'synced', 'claimed', 'released', 'lease_expired',
                     'transition', 'comment', 'field_update', 'assigned', 'sla_warning', 'sla_breach',

@@ -2,7 +2,7 @@
 # pg_cron fires a scheduled sync: schedule_sync creates a cron job whose
 # run queues a sync run that the worker completes.  pg_cron 1.4 schedules
 # by the minute, so this waits for the next minute boundary (up to ~75 s).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 api_start
 q "CREATE EXTENSION IF NOT EXISTS pg_cron; CREATE EXTENSION IF NOT EXISTS workqueue" >/dev/null
 control '{"reset": true}'

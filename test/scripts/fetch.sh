@@ -2,7 +2,7 @@
 # Background enrichment fetches end to end: the fetch worker against a
 # sample API of its own (2,000 cases) over loopback, in the database the
 # workers serve.  Every failure ends in its own state; nothing is lost.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 WQ_API=""                                   # our own server: 2,000 cases
 dir=$(cd "$(dirname "$0")/.." && pwd)
 port_file=$(mktemp)

@@ -2,7 +2,7 @@
 # Sync runs end to end: the background worker against the sample API over
 # loopback.  Runs in the database the worker serves (PGDATABASE, "postgres"
 # under test/run.sh); every case uses its own queue and source.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 api_start
 q "CREATE EXTENSION IF NOT EXISTS workqueue" >/dev/null
 for _ in $(seq 100); do [[ -n $(worker_pid) ]] && break; sleep 0.1; done

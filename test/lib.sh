@@ -39,7 +39,7 @@ qerr() {    # qerr SQL: the error message of SQL ("" if none)
 api_start() {
     if [[ -n ${WQ_API:-} ]]; then return; fi
     local dir port_file
-    dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
     port_file=$(mktemp)
     python3 "$dir/sample_api.py" --port 0 --port-file "$port_file" >/dev/null &
     T_API_PID=$!
