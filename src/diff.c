@@ -66,10 +66,11 @@
 
 /*
  * Reading one index entry of the queue costs roughly this many times less
- * than probing the index for one id (measured on 1M items: about 0.1 us
- * against 1.5 us); see step 2 above.
+ * than probing the index for one id: measured on 1M items, about 65 ns
+ * against 2.6 us (the probe's comparisons go through the collation; the
+ * pass only hashes).  See step 2 above.
  */
-#define SCAN_ENTRIES_PER_PROBE	16
+#define SCAN_ENTRIES_PER_PROBE	32
 
 /* A slot of the hash set: ref is 0 for an empty slot, else index + 1. */
 typedef struct IdSlot
@@ -212,8 +213,15 @@ SyncIdSetFromArray(ArrayType *arr)
 	int			nelems = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 	bits8	   *nulls = ARR_NULLBITMAP(arr);
 	Size		datasize = ARR_SIZE(arr) - ArrayDataOffset(arr);
-	SyncIdSet  *set = IdSetCreate(nelems, datasize / 4 + 1);
+	uint64		nonnull = nelems;
+	SyncIdSet  *set;
 	char	   *p;
+
+	if (nulls != NULL)
+		for (int i = 0; i < nelems; i++)
+			if (!(nulls[i >> 3] & (1 << (i & 7))))
+				nonnull--;
+	set = IdSetCreate(nonnull, datasize / 4 + 1);
 
 	set->arrdata = (char *) arr + ArrayDataOffset(arr);
 	p = set->arrdata;

@@ -12,12 +12,15 @@
  *	   the element's 1-based position.  Nothing is copied: each SyncItem
  *	   points into the items value.
  *
- *	2. Reading (Classify), in C: each external id is probed in the unique
- *	   index on (queue, external_id) with a fresh snapshot, and the item
- *	   found, if any, is compared with the record: data with jsonb equality,
- *	   priority only when given.  This sorts the records into new ones,
- *	   changed ones and equal ones.  Equal ones are done with: no lock, no
- *	   new tuple, no event, so a re-sync of unchanged records writes no WAL.
+ *	2. Reading (Classify), in C: the external ids are looked up in the
+ *	   queue with a fresh snapshot (SyncFindItems in diff.c: one pass over
+ *	   the queue's part of the unique index, or an index probe per id for a
+ *	   small batch), and each item found is compared with its record: data
+ *	   with jsonb equality, priority only when given.  This sorts the
+ *	   records into new ones, changed ones and equal ones.  Equal ones are
+ *	   done with: no lock, no new tuple, no event, so a re-sync of unchanged
+ *	   records writes no WAL.  The queue is read and the source checked
+ *	   (workqueue._check_actor: it becomes the events' actor) here too.
  *
  *	3. Writing: one SQL statement (UPSERT_SQL), prepared once per backend,
  *	   run through SPI with the new and the changed records as arrays.  It
@@ -162,9 +165,11 @@ static const char *const UPSERT_SQL =
 "), ev AS ("
 "    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
 "    SELECT $1, ins.id, $6, 'created', NULL, $9,"
-"           pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-"               'priority', ins.priority, 'external_id', ins.external_id,"
-"               'workflow', $7, 'workflow_version', $8, 'source', $5))"
+"           CASE WHEN $5 IS NULL"
+"                THEN pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id,"
+"                                                   'workflow', $7, 'workflow_version', $8)"
+"                ELSE pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id,"
+"                                                   'workflow', $7, 'workflow_version', $8, 'source', $5) END"
 "      FROM ins"
 "    UNION ALL"
 "    SELECT $1, upd.id, $6, 'synced', upd.step, upd.step,"
@@ -184,6 +189,7 @@ static const char *const UPSERT_SQL =
 "                   ORDER BY n.ord) END";
 
 static SPIPlanPtr queue_plan;
+static SPIPlanPtr actor_plan;
 static SPIPlanPtr upsert_plan;
 
 /*
@@ -451,6 +457,32 @@ ReadQueue(text *name, SyncQueue *q)
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/*
+ * The source becomes the actor of the events: it must not be empty, and
+ * naming someone other than the caller needs the rights of
+ * workqueue._check_actor() (an administrator or workqueue_agent).  Must be
+ * connected to SPI.
+ */
+static void
+CheckSource(text *source)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {PointerGetDatum(source)};
+
+	if (actor_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT workqueue._check_actor($1, 'source')", 1, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		actor_plan = plan;
+	}
+	if (SPI_execute_plan(actor_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the source");
+	SPI_freetuptable(SPI_tuptable);
+}
+
 /* Byte order of the external ids of two positions (for qsort_arg). */
 static int
 CompareIds(const void *a, const void *b, void *arg)
@@ -709,6 +741,8 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 
 	SPI_connect();
 	ReadQueue(queue, &q);
+	if (source)
+		CheckSource(source);
 	args[0] = PointerGetDatum(queue);
 	args[4] = PointerGetDatum(source);
 	nulls[4] = source ? ' ' : 'n';
@@ -795,14 +829,7 @@ workqueue_upsert_items(PG_FUNCTION_ARGS)
 				 errmsg("queue name must not be null")));
 	queue = PG_GETARG_TEXT_PP(0);
 	if (!PG_ARGISNULL(2))
-	{
 		source = PG_GETARG_TEXT_PP(2);
-		if (VARSIZE_ANY_EXHDR(source) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("source must not be empty"),
-					 errhint("Pass the name of the source, or leave it out (NULL).")));
-	}
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

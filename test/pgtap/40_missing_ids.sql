@@ -1,0 +1,183 @@
+-- missing_ids(queue, ids): external ids with no item in the queue (SPEC §4).
+--
+-- Runs in one transaction that is rolled back.  Names carry the file's
+-- number (q40_*, wq40_*) so that files may run in parallel.  Both ways of
+-- looking ids up are covered: reading the queue's index range (an input
+-- about as large as the queue) and probing the index per id (a tiny input
+-- against a larger queue); the 5M-id case is in bench/missing_ids.sh.
+BEGIN;
+SELECT plan(29);
+
+CREATE SCHEMA wqt40;
+GRANT USAGE ON SCHEMA wqt40 TO PUBLIC;
+
+-- wqt40.err(sql): the SQLSTATE, message, detail and hint a statement raises.
+CREATE FUNCTION wqt40.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+END
+$$;
+
+SELECT has_function('workqueue', 'missing_ids', ARRAY['text', 'text[]'], 'missing_ids(text, text[]) exists');
+SELECT function_returns('workqueue', 'missing_ids', ARRAY['text', 'text[]'], 'setof text',
+    'missing_ids returns setof text');
+
+DO $$
+BEGIN
+    PERFORM workqueue.create_queue('q40_a');
+    PERFORM workqueue.create_queue('q40_b');
+    PERFORM workqueue.add('q40_a', '{}', 3, x) FROM unnest(ARRAY['A-1', 'A-2', 'A-3', 'shared']) x;
+    PERFORM workqueue.add('q40_b', '{}', 3, x) FROM unnest(ARRAY['B-1', 'B-2', 'A-4']) x;
+    PERFORM workqueue.add('q40_a');     -- an item without an external id
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Errors
+------------------------------------------------------------------------------
+
+SELECT throws_ok($$SELECT * FROM workqueue.missing_ids('q40_nope', ARRAY['x'])$$,
+    '42704', 'queue "q40_nope" does not exist', 'an unknown queue is refused');
+SELECT is((wqt40.err($$SELECT * FROM workqueue.missing_ids('q40_nope', ARRAY['x'])$$)).hint,
+    (wqt40.err($$SELECT workqueue._queue('q40_nope'::text)$$)).hint,
+    'with the same hint as the rest of the API');
+SELECT throws_ok($$SELECT * FROM workqueue.missing_ids('q40_nope', NULL)$$,
+    '42704', 'queue "q40_nope" does not exist', 'the queue is checked even for a NULL array');
+SELECT throws_ok($$SELECT * FROM workqueue.missing_ids(NULL, ARRAY['x'])$$,
+    '22004', 'queue name must not be null', 'a NULL queue name is refused');
+
+------------------------------------------------------------------------------
+-- Order, duplicates, NULLs
+------------------------------------------------------------------------------
+
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_a', ARRAY['N-3', 'A-1', 'N-1', 'A-2', 'N-2']) x$$,
+    $$VALUES (ARRAY['N-3', 'N-1', 'N-2'])$$,
+    'missing ids come back in input order');
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_a',
+        ARRAY['N-2', NULL, 'A-1', 'N-1', 'N-2', NULL, 'A-1', 'N-1', 'N-3']) x$$,
+    $$VALUES (ARRAY['N-2', 'N-1', 'N-3'])$$,
+    'duplicates are returned once, at their first position, and NULLs are ignored');
+SELECT is_empty($$SELECT * FROM workqueue.missing_ids('q40_a', ARRAY['A-3', 'A-1', 'shared', 'A-2'])$$,
+    'ids that all exist give no rows');
+SELECT is_empty($$SELECT * FROM workqueue.missing_ids('q40_a', '{}')$$, 'an empty array gives no rows');
+SELECT is_empty($$SELECT * FROM workqueue.missing_ids('q40_a', NULL)$$, 'a NULL array gives no rows');
+SELECT is_empty($$SELECT * FROM workqueue.missing_ids('q40_a', ARRAY[NULL, NULL]::text[])$$,
+    'an array of NULLs gives no rows');
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_a', ARRAY['a-1', 'A-1 ', 'A-1', '']) x$$,
+    $$VALUES (ARRAY['a-1', 'A-1 ', ''])$$,
+    'ids are compared exactly: case, trailing blanks and the empty string count');
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_a', '{{N-1, A-1}, {N-2, N-1}}'::text[]) x$$,
+    $$VALUES (ARRAY['N-1', 'N-2'])$$,
+    'a two-dimensional array is read in storage order');
+
+------------------------------------------------------------------------------
+-- Queues are separate
+------------------------------------------------------------------------------
+
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_a', ARRAY['B-1', 'A-1', 'A-4', 'shared']) x$$,
+    $$VALUES (ARRAY['B-1', 'A-4'])$$,
+    'items of another queue do not count');
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_b', ARRAY['B-1', 'A-1', 'A-4', 'shared']) x$$,
+    $$VALUES (ARRAY['A-1', 'shared'])$$,
+    'and the other way round');
+DO $$ BEGIN PERFORM workqueue.create_queue('q40_empty'); END $$;
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_empty', ARRAY['A-1', 'B-1']) x$$,
+    $$VALUES (ARRAY['A-1', 'B-1'])$$,
+    'against an empty queue every id is missing');
+
+------------------------------------------------------------------------------
+-- Strategies: read the queue's index range, or probe per id
+------------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    PERFORM workqueue.create_queue('q40_big');
+    PERFORM workqueue.add('q40_big', '{}', 3, 'K-' || g) FROM generate_series(1, 3000) g;
+END
+$$;
+
+-- 6 ids against 3000 items: the pass gives up after 6 * 32 entries and probes
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_big',
+        ARRAY['K-2999', 'K-0', 'K-17', 'K-3001', 'K-1', 'K-17']) x$$,
+    $$VALUES (ARRAY['K-0', 'K-3001'])$$,
+    'a tiny input against a larger queue (index probes) is right');
+-- 4000 ids against 3000 items: one pass over the queue
+SELECT results_eq(
+    $$SELECT count(*), min(x), max(x) FROM workqueue.missing_ids('q40_big',
+        ARRAY(SELECT 'K-' || g FROM generate_series(4000, 1, -1) g)) x$$,
+    $$VALUES (1000::bigint, 'K-3001', 'K-4000')$$,
+    'an input as large as the queue (one index pass) is right');
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM (SELECT x FROM workqueue.missing_ids('q40_big',
+        ARRAY(SELECT 'K-' || g FROM generate_series(4000, 1, -1) g)) x LIMIT 3) y$$,
+    $$VALUES (ARRAY['K-4000', 'K-3999', 'K-3998'])$$,
+    'and keeps the input order');
+
+-- long ids are stored compressed in the index
+DO $$ BEGIN PERFORM workqueue.add('q40_a', '{}', 3, repeat('long-', 400)); END $$;
+SELECT results_eq(
+    format($$SELECT array_agg(x) FROM workqueue.missing_ids('q40_a', ARRAY[%L, %L, 'A-1']) x$$,
+           repeat('long-', 400), repeat('long-', 401)),
+    format($$VALUES (ARRAY[%L])$$, repeat('long-', 401)),
+    'a long (compressed) external id is found by reading the queue');
+SELECT results_eq(
+    format($$SELECT array_agg(x) FROM workqueue.missing_ids('q40_big', ARRAY[%L, 'K-5']) x
+             UNION ALL SELECT array_agg(x) FROM workqueue.missing_ids('q40_a', ARRAY[%L]) x$$,
+           repeat('long-', 400), repeat('long-', 400)),
+    format($$VALUES (ARRAY[%L]), (NULL::text[])$$, repeat('long-', 400)),
+    'and by probing');
+
+SELECT results_eq(
+    $$SELECT array_agg(x) FROM workqueue.missing_ids('q40_a', ARRAY['Zürich-1', 'A-1', '東京', 'Zürich-1']) x$$,
+    $$VALUES (ARRAY['Zürich-1', '東京'])$$,
+    'non-ASCII ids work');
+
+-- 200k ids, half of them present
+DO $$ BEGIN PERFORM workqueue.create_queue('q40_many'); END $$;
+INSERT INTO workqueue.item (queue, external_id, step, workflow, workflow_version)
+SELECT 'q40_many', 'M-' || g, 'review', 'review', 1 FROM generate_series(1, 100000) g;
+SELECT results_eq(
+    $$SELECT count(*), count(DISTINCT x), min(substr(x, 3)::int), max(substr(x, 3)::int)
+        FROM workqueue.missing_ids('q40_many', ARRAY(SELECT 'M-' || g FROM generate_series(1, 200000) g)) x$$,
+    $$VALUES (100000::bigint, 100000::bigint, 100001, 200000)$$,
+    '200k ids against 100k items: the 100k missing ones');
+
+------------------------------------------------------------------------------
+-- Visibility and privileges
+------------------------------------------------------------------------------
+
+DO $$ BEGIN PERFORM workqueue.add('q40_a', '{}', 3, 'A-new'); END $$;
+SELECT is_empty($$SELECT * FROM workqueue.missing_ids('q40_a', ARRAY['A-new'])$$,
+    'an item added earlier in the same transaction is seen');
+SAVEPOINT before_rollback;
+DO $$ BEGIN PERFORM workqueue.add('q40_a', '{}', 3, 'A-gone'); END $$;
+ROLLBACK TO SAVEPOINT before_rollback;
+SELECT results_eq($$SELECT * FROM workqueue.missing_ids('q40_a', ARRAY['A-gone'])$$,
+    $$VALUES ('A-gone'::text)$$, 'an item whose insert was rolled back is missing');
+
+CREATE ROLE wq40_reader LOGIN;
+SET ROLE wq40_reader;
+SELECT results_eq($$SELECT * FROM workqueue.missing_ids('q40_a', ARRAY['A-1', 'N-1'])$$,
+    $$VALUES ('N-1'::text)$$, 'an ordinary role may call missing_ids');
+RESET ROLE;
+
+SELECT is((SELECT provolatile FROM pg_proc WHERE oid = 'workqueue.missing_ids(text, text[])'::regprocedure),
+    's', 'missing_ids is STABLE');
+SELECT ok((SELECT prosecdef AND proconfig @> ARRAY['search_path=pg_catalog, pg_temp']
+             FROM pg_proc WHERE oid = 'workqueue.missing_ids(text, text[])'::regprocedure),
+    'missing_ids is SECURITY DEFINER with a pinned search_path');
+
+SELECT * FROM finish();
+ROLLBACK;
