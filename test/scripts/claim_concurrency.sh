@@ -17,6 +17,8 @@
 # "ok N - ..." / "not ok N - ..." lines and "N passed, M failed"; exits 1 if
 # anything failed.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"    # ok, is, finish
+set -e
 
 db=wq_claim_concurrency
 clients=8
@@ -31,31 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0
-passed=0
-failed=0
 
-ok() {                      # ok CONDITION-EXIT-STATUS DESCRIPTION
-    n=$((n + 1))
-    if [[ $1 == 0 ]]; then
-        echo "ok $n - $2"
-        passed=$((passed + 1))
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
 
 # is GOT WANT DESCRIPTION
-is() {
-    if [[ "$1" == "$2" ]]; then
-        ok 0 "$3"
-    else
-        ok 1 "$3"
-        echo "#   got:      '$1'"
-        echo "#   expected: '$2'"
-    fi
-}
 
 q() {                       # one value from a query
     psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"
@@ -178,5 +158,4 @@ is "$(q "SELECT count(*) FROM workqueue.item i WHERE queue = 'cq3' AND (status =
    "round 3: each item's status agrees with its last claim event"
 
 echo "# runtime $((SECONDS - start)) s"
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]] || exit 1
+finish || exit 1

@@ -14,6 +14,8 @@
 # "ok N - ..." / "not ok N - ..." lines and "N passed, M failed"; exits 1 if
 # anything failed.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"    # ok, is, finish
+set -e
 export LC_ALL=C              # psql prints "Asynchronous notification ..." untranslated
 
 db=wq_notify
@@ -27,30 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0
-passed=0
-failed=0
 
-ok() {                      # ok CONDITION-EXIT-STATUS DESCRIPTION
-    n=$((n + 1))
-    if [[ $1 == 0 ]]; then
-        echo "ok $n - $2"
-        passed=$((passed + 1))
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
 
-is() {                      # is GOT WANT DESCRIPTION
-    if [[ "$1" == "$2" ]]; then
-        ok 0 "$3"
-    else
-        ok 1 "$3"
-        echo "#   got:      '$1'"
-        echo "#   expected: '$2'"
-    fi
-}
 
 q() {
     psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"
@@ -174,5 +154,4 @@ load other "$tmp/listener.out"
 is "$(count other "(j->>'item')::bigint = $d AND j->>'queue' = 'nq' AND j->>'kind' = 'created'")" 1 \
    "another listening session receives the notification after commit"
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]] || exit 1
+finish || exit 1

@@ -17,6 +17,8 @@
 # Prints "ok N - ..." / "not ok N - ..."
 # lines and "N passed, M failed"; exits 1 if anything failed.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"    # ok, is, finish
+set -e
 cd "$(dirname "$0")/../.."
 
 db=wq_upsert_race
@@ -32,30 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0
-passed=0
-failed=0
 
-ok() {                      # ok CONDITION-EXIT-STATUS DESCRIPTION
-    n=$((n + 1))
-    if [[ $1 == 0 ]]; then
-        echo "ok $n - $2"
-        passed=$((passed + 1))
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
 
-is() {                      # is GOT WANT DESCRIPTION
-    if [[ "$1" == "$2" ]]; then
-        ok 0 "$3"
-    else
-        ok 1 "$3"
-        echo "#   got:      '$1'"
-        echo "#   expected: '$2'"
-    fi
-}
 
 q() {                       # one value from a query
     psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"
@@ -178,5 +158,4 @@ is "$(echo "$notes" | grep -c '{"queue": "note", "kind": "synced", "inserted": 5
    "it is the summary: {\"queue\": ..., \"kind\": \"synced\", \"inserted\": 501, \"updated\": 500, \"bulk\": true}"
 
 echo "# runtime $((SECONDS - start)) s"
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]] || exit 1
+finish || exit 1
