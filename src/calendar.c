@@ -22,6 +22,7 @@
 #include "utils/jsonb.h"
 
 #include "calendar.h"
+#include "jsonutil.h"
 
 static const char *const day_keys[CAL_WEEKDAYS] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 
@@ -36,26 +37,6 @@ typedef struct SpanSource
 
 #define CAL_ERROR(...) \
 	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), __VA_ARGS__))
-
-static const char *
-JbTypeName(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		default:
-			return "value";
-	}
-}
 
 /* The JSON text of a value, for messages. */
 static char *

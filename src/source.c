@@ -18,6 +18,7 @@
 #include "utils/jsonpath.h"
 #include "utils/numeric.h"
 
+#include "jsonutil.h"
 #include "source.h"
 #include "workqueue.h"
 
@@ -53,32 +54,12 @@ KeyList(const char *const *keys)
 	return b.data;
 }
 
-static const char *
-TypeName(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		default:
-			return "value";
-	}
-}
-
 static char *
 OptText(JsonbValue *v, const char *name)
 {
 	if (v->type != jbvString || v->val.string.len == 0)
 		OPT_ERROR(errmsg("option \"%s\" must be a non-empty string", name),
-				  errdetail("It is a %s.", TypeName(v)));
+				  errdetail("It is a %s.", JbTypeName(v)));
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
@@ -91,7 +72,7 @@ OptInt(JsonbValue *v, const char *name, int min, int max)
 
 	if (v->type != jbvNumeric)
 		OPT_ERROR(errmsg("option \"%s\" must be a number", name),
-				  errdetail("It is a %s.", TypeName(v)));
+				  errdetail("It is a %s.", JbTypeName(v)));
 	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
 	n = strtol(s, &end, 10);
 	if (*end != '\0' || n < min || n > max)
@@ -105,7 +86,7 @@ OptBool(JsonbValue *v, const char *name)
 {
 	if (v->type != jbvBool)
 		OPT_ERROR(errmsg("option \"%s\" must be true or false", name),
-				  errdetail("It is a %s.", TypeName(v)));
+				  errdetail("It is a %s.", JbTypeName(v)));
 	return v->val.boolean;
 }
 
@@ -150,20 +131,6 @@ ParsePath(JPath *p, const char *text, const char *option)
 	}
 }
 
-static JsonbValue *
-Get(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = palloc(sizeof(JsonbValue));
-
-	return getKeyJsonValueFromContainer(obj, key, strlen(key), v);
-}
-
-static bool
-IsObject(JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
-}
-
 static void
 CheckUrl(const char *url, const char *what)
 {
@@ -182,9 +149,9 @@ ParsePagination(SourceDef *src, JsonbValue *pv)
 	char	   *key = NULL;
 	int			styles = 0;
 
-	if (!IsObject(pv))
+	if (!JbIsObject(pv))
 		OPT_ERROR(errmsg("option \"pagination\" must be an object"),
-				  errdetail("It is a %s.", TypeName(pv)),
+				  errdetail("It is a %s.", JbTypeName(pv)),
 				  errhint("For example {\"next_url_path\": \"$.next\"} or {\"link_header\": true}."));
 	c = pv->val.binary.data;
 	it = JsonbIteratorInit(c);
@@ -263,9 +230,9 @@ ParseMapping(SourceDef *src, JsonbValue *mv)
 	char	   *key = NULL;
 	int			n;
 
-	if (!IsObject(mv))
+	if (!JbIsObject(mv))
 		OPT_ERROR(errmsg("option \"mapping\" must be an object"),
-				  errdetail("It is a %s.", TypeName(mv)),
+				  errdetail("It is a %s.", JbTypeName(mv)),
 				  errhint("For example {\"priority\": \"$.severity\", \"data.title\": \"$.name\"}."));
 	n = JsonContainerSize(mv->val.binary.data);
 	src->map = palloc0(sizeof(MapEntry) * Max(n, 1));
@@ -309,9 +276,9 @@ ParseHeaders(SourceDef *src, JsonbValue *hv)
 	JsonbIteratorToken tok;
 	char	   *key = NULL;
 
-	if (!IsObject(hv))
+	if (!JbIsObject(hv))
 		OPT_ERROR(errmsg("option \"headers\" must be an object of header names and values"),
-				  errdetail("It is a %s.", TypeName(hv)));
+				  errdetail("It is a %s.", JbTypeName(hv)));
 	it = JsonbIteratorInit(hv->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -471,7 +438,7 @@ PathValues(Jsonb *doc, const JPath *p)
 	}
 	else if (p->simple_key && JB_ROOT_IS_OBJECT(doc))
 	{
-		JsonbValue *v = Get(&doc->root, p->simple_key);
+		JsonbValue *v = JbGet(&doc->root, p->simple_key);
 
 		if (v)
 			AppendFlattened(&out, v);
@@ -525,7 +492,7 @@ ListingIds(const SourceDef *src, Jsonb *page, List **ids)
 		if (id == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("ids_path \"%s\" selected a value of type %s, not an id", src->ids_path.text, TypeName(v)),
+					 errmsg("ids_path \"%s\" selected a value of type %s, not an id", src->ids_path.text, JbTypeName(v)),
 					 errhint("Point ids_path at the ids themselves, e.g. \"$.ids\" or \"$.data[*].id\".")));
 		*ids = lappend(*ids, id);
 	}
@@ -562,7 +529,7 @@ RecordValue(JsonbValue *rec, Jsonb **recdoc, const JPath *p)
 	List	   *vals;
 
 	if (p->simple_key)
-		return Get(rec->val.binary.data, p->simple_key);
+		return JbGet(rec->val.binary.data, p->simple_key);
 	if (p->is_root)
 		return rec;
 	if (*recdoc == NULL)
@@ -642,9 +609,9 @@ RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs
 		JsonbValue	jv;
 
 		pos++;
-		if (!IsObject(rec))
+		if (!JbIsObject(rec))
 		{
-			RecordError(errs, pos, NULL, psprintf("record is a %s, not an object", TypeName(rec)));
+			RecordError(errs, pos, NULL, psprintf("record is a %s, not an object", JbTypeName(rec)));
 			continue;
 		}
 		idv = RecordValue(rec, &recdoc, &src->id_path);

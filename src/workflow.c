@@ -23,6 +23,7 @@
 #include "utils/numeric.h"
 #include "utils/jsonb.h"
 
+#include "jsonutil.h"
 #include "workflow.h"
 
 #define WF_ERROR(...) \
@@ -33,47 +34,6 @@ static const char *const step_keys[] = {"name", "role", "weight", "start", "kind
 "pauses_sla", "description", NULL};
 static const char *const transition_keys[] = {"name", "from", "to", "requires", "reopen",
 "description", NULL};
-
-/* Looks up key in an object container; NULL if absent. */
-static JsonbValue *
-JbGet(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = palloc(sizeof(JsonbValue));
-
-	return getKeyJsonValueFromContainer(obj, key, strlen(key), v);
-}
-
-static const char *
-JbTypeName(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		default:
-			return "value";
-	}
-}
-
-static bool
-JbIsObject(JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
-}
-
-static bool
-JbIsArray(JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data);
-}
 
 static char *
 JbString(JsonbValue *v)
