@@ -62,7 +62,7 @@ if [[ " $suites " == *" pgtap "* ]]; then
     echo "== pgTAP"
     dropdb --if-exists wq_tap >/dev/null 2>&1
     createdb wq_tap
-    psql -Xq -d wq_tap -c "CREATE EXTENSION workqueue; CREATE EXTENSION pgtap;" >/dev/null
+    psql -Xq -d wq_tap -c "CREATE EXTENSION workqueue; CREATE EXTENSION pgtap;" -f test/pgtap_setup.sql >/dev/null
     pg_prove --verbose -d wq_tap test/pgtap/*.sql >"$log/pgtap.out" 2>&1
     grep -vE '^ok ' "$log/pgtap.out"
     p=$(grep -cE '^ok ' "$log/pgtap.out")

@@ -8,20 +8,8 @@
 BEGIN;
 SELECT plan(148);
 
--- wqt10.err(sql): the SQLSTATE, message, detail and hint a statement raises
+-- wqt.err(sql): the SQLSTATE, message, detail and hint a statement raises
 -- (all NULL when it succeeds); for asserting hints and details.
-CREATE SCHEMA wqt10;
-GRANT USAGE ON SCHEMA wqt10 TO PUBLIC;
-CREATE FUNCTION wqt10.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
-    LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
-
 SELECT current_user AS me \gset
 CREATE ROLE wq10_alice LOGIN;
 CREATE ROLE wq10_bob LOGIN;
@@ -91,7 +79,7 @@ SELECT throws_ok($$SELECT workqueue.add('q10_main', '{}', 6)$$,
     '22003', 'priority 6 is out of range', 'priority 6 is refused');
 SELECT throws_ok($$SELECT workqueue.add('q10_main', '{}', NULL)$$,
     '22003', 'priority NULL is out of range', 'a NULL priority is refused');
-SELECT is((wqt10.err($$SELECT workqueue.add('q10_main', '{}', 6)$$)).hint,
+SELECT is((wqt.err($$SELECT workqueue.add('q10_main', '{}', 6)$$)).hint,
     'Pass a priority between 1 and 5.', 'the priority error hints at the range');
 SELECT throws_ok($$SELECT workqueue.add('q10_main', '[1, 2]')$$,
     '22023', 'item data must be a JSON object', 'data that is an array is refused');
@@ -102,7 +90,7 @@ SELECT throws_ok($$SELECT workqueue.add('q10_main', NULL)$$,
 SELECT throws_ok($$SELECT workqueue.add('q10_main', '{}', 3, 'EXT-1')$$,
     '23505', 'external id "EXT-1" already exists in queue "q10_main"',
     'a duplicate external id in the same queue is refused');
-SELECT is((wqt10.err($$SELECT workqueue.add('q10_main', '{}', 3, 'EXT-1')$$)).detail,
+SELECT is((wqt.err($$SELECT workqueue.add('q10_main', '{}', 3, 'EXT-1')$$)).detail,
     format('It belongs to item %s.', :item1), 'the duplicate error names the existing item');
 SELECT lives_ok($$SELECT workqueue.add('q10_other', '{}', 3, 'EXT-1')$$,
     'the same external id in another queue is fine');
@@ -224,7 +212,7 @@ SET ROLE wq10_bob;
 SELECT throws_ok(format('SELECT workqueue.release(%s)', :rel),
     '55P03', format('item %s is claimed by "wq10_alice"', :rel),
     'a non-admin who does not hold the lease cannot release it');
-SELECT is((wqt10.err(format('SELECT workqueue.release(%s)', :rel))).hint,
+SELECT is((wqt.err(format('SELECT workqueue.release(%s)', :rel))).hint,
     'Only the holder or a workqueue administrator can change this claim.',
     'the refusal hints at who may release');
 SET ROLE wq10_alice;
@@ -402,7 +390,7 @@ SELECT is_empty($$SELECT * FROM workqueue.list_items('q10_list', 'resolved')$$,
 
 SELECT throws_ok($$SELECT * FROM workqueue.list_items('q10_list', 'done')$$,
     '22023', 'unrecognized item status "done"', 'an unrecognized status is refused');
-SELECT is((wqt10.err($$SELECT * FROM workqueue.list_items('q10_list', 'done')$$)).hint,
+SELECT is((wqt.err($$SELECT * FROM workqueue.list_items('q10_list', 'done')$$)).hint,
     'Use one of: open, in_progress, resolved, rejected, closed.', 'the status error lists the statuses');
 SELECT throws_ok(format($$SELECT * FROM workqueue.list_items('q10_list', after => %s)$$, :item1),
     '22023', format('item %s is not in queue "q10_list"', :item1), 'an "after" item of another queue is refused');
@@ -478,17 +466,17 @@ SELECT throws_ok(format($$SELECT workqueue._event('q10_main', %s, 'x', 'comment'
 SELECT throws_ok($$SELECT workqueue.create_queue('q10_pat')$$,
     '42501', 'permission denied to create queues', 'a plain role cannot create queues');
 SELECT results_eq(
-    $$SELECT detail, hint FROM wqt10.err('SELECT workqueue.create_queue(''q10_pat'')')$$,
+    $$SELECT detail, hint FROM wqt.err('SELECT workqueue.create_queue(''q10_pat'')')$$,
     $$VALUES ('Role "wq10_pat" is not a workqueue administrator.'::text,
               'Ask an administrator to run: GRANT workqueue_admin TO wq10_pat;'::text)$$,
     'the refusal says who is refused and hints at granting workqueue_admin');
 SELECT throws_ok($$SELECT workqueue.define_workflow('q10_wf', '{"steps": [{"name": "a", "start": true}]}')$$,
     '42501', 'permission denied to define workflows', 'a plain role cannot define workflows');
-SELECT alike((wqt10.err($$SELECT workqueue.define_workflow('q10_wf', '{"steps": [{"name": "a", "start": true}]}')$$)).hint,
+SELECT alike((wqt.err($$SELECT workqueue.define_workflow('q10_wf', '{"steps": [{"name": "a", "start": true}]}')$$)).hint,
     '%GRANT workqueue_admin TO wq10_pat%', 'the define_workflow refusal hints at workqueue_admin');
 SELECT throws_ok($$SELECT workqueue.add_member('q10_role', 'wq10_pat')$$,
     '42501', 'permission denied to manage role members', 'a plain role cannot add members');
-SELECT alike((wqt10.err($$SELECT workqueue.add_member('q10_role', 'wq10_pat')$$)).hint,
+SELECT alike((wqt.err($$SELECT workqueue.add_member('q10_role', 'wq10_pat')$$)).hint,
     '%GRANT workqueue_admin TO wq10_pat%', 'the add_member refusal hints at workqueue_admin');
 SELECT throws_ok($$SELECT workqueue.remove_member('q10_role', 'wq10_pat')$$,
     '42501', 'permission denied to manage role members', 'a plain role cannot remove members');

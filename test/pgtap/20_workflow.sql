@@ -7,20 +7,8 @@
 BEGIN;
 SELECT plan(133);
 
--- wqt20.err(sql): the SQLSTATE, message, detail and hint a statement raises
+-- wqt.err(sql): the SQLSTATE, message, detail and hint a statement raises
 -- (all NULL when it succeeds); for asserting hints and details.
-CREATE SCHEMA wqt20;
-GRANT USAGE ON SCHEMA wqt20 TO PUBLIC;
-CREATE FUNCTION wqt20.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
-    LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
-
 CREATE ROLE wq20_carol LOGIN;   -- coordinator
 CREATE ROLE wq20_rita LOGIN;    -- reviewer
 CREATE ROLE wq20_nina LOGIN;    -- member of no workflow role
@@ -179,7 +167,7 @@ SELECT is((SELECT status FROM workqueue.transition(:v1item, 'finish')), 'resolve
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'go')$$, :v2item),
     '22023', 'transition "go" does not exist in workflow "wq20_ver" version 2',
     'an item of version 2 cannot use a transition version 2 renamed');
-SELECT is((wqt20.err(format($$SELECT workqueue.transition(%s, 'go')$$, :v2item))).hint,
+SELECT is((wqt.err(format($$SELECT workqueue.transition(%s, 'go')$$, :v2item))).hint,
     'Allowed transitions: move.', 'the hint lists the transitions of the item''s own version');
 SELECT is((SELECT step FROM workqueue.transition(:v2item, 'move')), 'c', 'an item of version 2 moves by its rules');
 SELECT is(workqueue.workflow_graph('wq20_ver', 1, 'mermaid'),
@@ -196,7 +184,7 @@ SELECT is(workqueue.workflow_graph('wq20_ver', format => 'mermaid'),
 SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}],
     "transitions": [{"name": "go", "from": ["a", "elsewhere"], "to": "a"}]}')$$,
     '42P17', 'transition "go" starts from unrecognized step "elsewhere"', 'an unrecognized "from" step');
-SELECT is((wqt20.err($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}],
+SELECT is((wqt.err($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}],
     "transitions": [{"name": "go", "from": ["a", "elsewhere"], "to": "a"}]}')$$)).detail,
     'The steps are: a.', 'the detail lists the steps');
 SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}],
@@ -207,7 +195,7 @@ SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"na
 SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad',
     '{"steps": [{"name": "a", "start": true}, {"name": "b", "start": true}], "transitions": [{"name": "t", "from": "a", "to": "b"}]}')$$,
     '42P17', 'workflow has several start steps', 'several start steps');
-SELECT is((wqt20.err($$SELECT workqueue.define_workflow('wq20_bad',
+SELECT is((wqt.err($$SELECT workqueue.define_workflow('wq20_bad',
     '{"steps": [{"name": "a", "start": true}, {"name": "b", "start": true}], "transitions": [{"name": "t", "from": "a", "to": "b"}]}')$$)).detail,
     'Steps "a" and "b" are both marked "start".', 'the detail names the start steps');
 SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}, {"name": "b"}]}')$$,
@@ -239,7 +227,7 @@ SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"na
     '42P17', 'step 2 has no name', 'a step without a name');
 SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}], "trasitions": []}')$$,
     '42P17', 'unrecognized key "trasitions" in workflow definition', 'a misspelt top-level key');
-SELECT is((wqt20.err($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}], "trasitions": []}')$$)).hint,
+SELECT is((wqt.err($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true}], "trasitions": []}')$$)).hint,
     'Valid keys are: steps, transitions, on_enter, description.', 'the hint lists the valid keys');
 SELECT throws_ok($$SELECT workqueue.define_workflow('wq20_bad', '{"steps": [{"name": "a", "start": true, "rol": "x"}]}')$$,
     '42P17', 'unrecognized key "rol" in step "a"', 'a misspelt step key');
@@ -306,13 +294,13 @@ SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'fly')$$, :c1),
     '22023', 'transition "fly" does not exist in workflow "wq20_case" version 1',
     'an unrecognized transition is refused');
 SELECT results_eq(
-    format($$SELECT detail, hint FROM wqt20.err('SELECT workqueue.transition(%s, ''fly'')')$$, :c1),
+    format($$SELECT detail, hint FROM wqt.err('SELECT workqueue.transition(%s, ''fly'')')$$, :c1),
     format($$VALUES ('Item %s is at step "triage".'::text, 'Allowed transitions: accept, reject.'::text)$$, :c1),
     'its hint lists the transitions allowed from the current step');
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'resolve')$$, :c1),
     '55000', 'transition "resolve" is not allowed from step "triage"',
     'a transition that does not leave the current step is refused');
-SELECT is((wqt20.err(format($$SELECT workqueue.transition(%s, 'resolve')$$, :c1))).hint,
+SELECT is((wqt.err(format($$SELECT workqueue.transition(%s, 'resolve')$$, :c1))).hint,
     'Allowed transitions: accept, reject.', 'its hint lists the allowed transitions');
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'accept', '[1]')$$, :c1),
     '22023', 'transition payload must be a JSON object', 'a payload that is not an object is refused');
@@ -355,7 +343,7 @@ SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'resolve')$$, :c1),
     '22004', 'transition "resolve" requires field "resolution"', 'a required field missing from the payload');
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'resolve', '{"resolution": null}')$$, :c1),
     '22004', 'transition "resolve" requires field "resolution"', 'a required field that is null');
-SELECT is((wqt20.err(format($$SELECT workqueue.transition(%s, 'resolve', '{"other": 1}')$$, :c1))).hint,
+SELECT is((wqt.err(format($$SELECT workqueue.transition(%s, 'resolve', '{"other": 1}')$$, :c1))).hint,
     E'Pass it in the payload, e.g. \'{"resolution": "..."}\'.', 'the hint shows how to pass the field');
 SELECT results_eq(
     format($$SELECT step, status, resolved_at, claimed_by FROM workqueue.transition(%s, 'resolve', '{"resolution": "fixed"}')$$, :c1),
@@ -367,7 +355,7 @@ SELECT is_empty(format('SELECT * FROM workqueue.allowed_transitions(%s)', :c1),
     'nothing leaves a terminal step without a reopen transition');
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'ask')$$, :c1),
     '55000', 'transition "ask" is not allowed from step "resolved"', 'a resolved item stays resolved');
-SELECT is((wqt20.err(format($$SELECT workqueue.transition(%s, 'ask')$$, :c1))).hint,
+SELECT is((wqt.err(format($$SELECT workqueue.transition(%s, 'ask')$$, :c1))).hint,
     'Allowed transitions: none.', 'the hint says that no transition is allowed');
 RESET ROLE;
 
@@ -390,7 +378,7 @@ SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'accept')$$, :c2),
     '42501', format('"wq20_nina" may not act on step "triage" of item %s', :c2),
     'a non-member cannot move the item');
 SELECT results_eq(
-    format($$SELECT detail, hint FROM wqt20.err('SELECT workqueue.transition(%s, ''accept'')')$$, :c2),
+    format($$SELECT detail, hint FROM wqt.err('SELECT workqueue.transition(%s, ''accept'')')$$, :c2),
     $$VALUES ('Step "triage" belongs to role "coordinator"; "wq20_nina" is neither an active member nor the assignee.'::text,
               'Add the member with workqueue.add_member(''coordinator'', ''wq20_nina''), or act as an administrator.'::text)$$,
     'the refusal names the step''s role and hints at add_member');

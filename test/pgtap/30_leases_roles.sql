@@ -7,20 +7,8 @@
 BEGIN;
 SELECT plan(48);
 
--- wqt30.err(sql): the SQLSTATE, message, detail and hint a statement raises
+-- wqt.err(sql): the SQLSTATE, message, detail and hint a statement raises
 -- (all NULL when it succeeds); for asserting hints and details.
-CREATE SCHEMA wqt30;
-GRANT USAGE ON SCHEMA wqt30 TO PUBLIC;
-CREATE FUNCTION wqt30.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
-    LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
-
 CREATE ROLE wq30_alice LOGIN;   -- coordinator
 CREATE ROLE wq30_bob LOGIN;     -- coordinator
 CREATE ROLE wq30_rita LOGIN;    -- reviewer
@@ -56,7 +44,7 @@ SET ROLE wq30_bob;
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'accept')$$, :a),
     '55P03', format('item %s is claimed by "wq30_alice"', :a),
     'another member of the role cannot move an item someone else holds');
-SELECT is((wqt30.err(format($$SELECT workqueue.transition(%s, 'accept')$$, :a))).hint,
+SELECT is((wqt.err(format($$SELECT workqueue.transition(%s, 'accept')$$, :a))).hint,
     'Only the holder or a workqueue administrator can move a claimed item.', 'the refusal says who may');
 SELECT is_empty(format('SELECT * FROM workqueue.allowed_transitions(%s)', :a),
     'allowed_transitions is empty for someone who does not hold the claim');
@@ -73,7 +61,7 @@ SET ROLE wq30_alice;
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'accept')$$, :a),
     '55000', format('lease of "wq30_alice" on item %s has expired', :a),
     'a holder whose lease expired is refused');
-SELECT is((wqt30.err(format($$SELECT workqueue.transition(%s, 'accept')$$, :a))).hint,
+SELECT is((wqt.err(format($$SELECT workqueue.transition(%s, 'accept')$$, :a))).hint,
     'Claim the item again with workqueue.claim(); extend leases before they run out.',
     'the refusal hints at claiming again');
 SELECT is_empty(format('SELECT * FROM workqueue.allowed_transitions(%s)', :a),

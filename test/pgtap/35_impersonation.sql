@@ -12,18 +12,6 @@
 BEGIN;
 SELECT plan(20);
 
-CREATE SCHEMA wqt35;
-GRANT USAGE ON SCHEMA wqt35 TO PUBLIC;
-CREATE FUNCTION wqt35.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
-    LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
-
 CREATE ROLE wq35_alice LOGIN;   -- coordinator
 CREATE ROLE wq35_nina LOGIN;    -- in no workflow role
 CREATE ROLE wq35_adam LOGIN;    -- workqueue administrator
@@ -44,12 +32,12 @@ SET ROLE wq35_alice;
 SELECT is((SELECT count(*) FROM workqueue.claim('q35_held', 3)), 3::bigint, 'alice claims three items');
 
 SET ROLE wq35_nina;
-SELECT coalesce((wqt35.err(format($$SELECT workqueue.transition(%s, 'accept', '{}', 'wq35_alice')$$, :t1))).state, 'none') AS s_t1,
-       coalesce((wqt35.err(format($$SELECT workqueue.transition_many(ARRAY[%s], 'accept', '{}', 'wq35_alice')$$, :t2))).state, 'none') AS s_t2,
-       coalesce((wqt35.err(format($$SELECT workqueue.release(%s, 'wq35_alice')$$, :h1))).state, 'none') AS s_h1,
-       coalesce((wqt35.err(format($$SELECT workqueue.extend_lease(%s, '1 hour', 'wq35_alice')$$, :h2))).state, 'none') AS s_h2,
-       coalesce((wqt35.err(format($$SELECT workqueue.transition(%s, 'accept', '{}', 'wq35_alice')$$, :h3))).state, 'none') AS s_h3,
-       coalesce((wqt35.err(format($$SELECT workqueue.comment(%s, 'forged', 'wq35_alice')$$, :c1))).state, 'none') AS s_c1 \gset
+SELECT coalesce((wqt.err(format($$SELECT workqueue.transition(%s, 'accept', '{}', 'wq35_alice')$$, :t1))).state, 'none') AS s_t1,
+       coalesce((wqt.err(format($$SELECT workqueue.transition_many(ARRAY[%s], 'accept', '{}', 'wq35_alice')$$, :t2))).state, 'none') AS s_t2,
+       coalesce((wqt.err(format($$SELECT workqueue.release(%s, 'wq35_alice')$$, :h1))).state, 'none') AS s_h1,
+       coalesce((wqt.err(format($$SELECT workqueue.extend_lease(%s, '1 hour', 'wq35_alice')$$, :h2))).state, 'none') AS s_h2,
+       coalesce((wqt.err(format($$SELECT workqueue.transition(%s, 'accept', '{}', 'wq35_alice')$$, :h3))).state, 'none') AS s_h3,
+       coalesce((wqt.err(format($$SELECT workqueue.comment(%s, 'forged', 'wq35_alice')$$, :c1))).state, 'none') AS s_c1 \gset
 RESET ROLE;
 
 SELECT is(:'s_t1'::text, '42501', 'a non-member cannot gain a role by naming a member as actor');
@@ -81,13 +69,13 @@ GRANT workqueue_agent TO wq35_app;
 SET ROLE wq35_app;
 SELECT results_eq(format($$SELECT step, status FROM workqueue.transition(%s, 'accept', '{}', 'wq35_alice')$$, :g1),
     $$VALUES ('done'::text, 'resolved'::text)$$, 'a workqueue_agent member may act as a member');
-SELECT is((wqt35.err(format($$SELECT workqueue.comment(%s, 'hi', 'wq35_nina')$$, :g1))).state, NULL,
+SELECT is((wqt.err(format($$SELECT workqueue.comment(%s, 'hi', 'wq35_nina')$$, :g1))).state, NULL,
     'a workqueue_agent member may comment in a user''s name');
-SELECT is((wqt35.err(format($$SELECT workqueue.transition(%s, 'accept', '{}', 'wq35_adam')$$, :c1))).state, '42501',
+SELECT is((wqt.err(format($$SELECT workqueue.transition(%s, 'accept', '{}', 'wq35_adam')$$, :c1))).state, '42501',
     '... but naming an administrator does not give it administrator rights');
 RESET ROLE;
 SET ROLE wq35_nina;
-SELECT is((wqt35.err(format($$SELECT workqueue.comment(%s, 'x', 'wq35_alice')$$, :g1))).hint,
+SELECT is((wqt.err(format($$SELECT workqueue.comment(%s, 'x', 'wq35_alice')$$, :g1))).hint,
     'Leave actor out to act as yourself, or ask an administrator to run: GRANT workqueue_agent TO wq35_nina;',
     'the refusal hints at workqueue_agent');
 RESET ROLE;

@@ -8,20 +8,8 @@
 BEGIN;
 SELECT plan(29);
 
-CREATE SCHEMA wqt40;
-GRANT USAGE ON SCHEMA wqt40 TO PUBLIC;
 
--- wqt40.err(sql): the SQLSTATE, message, detail and hint a statement raises.
-CREATE FUNCTION wqt40.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
-    LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
-
+-- wqt.err(sql): the SQLSTATE, message, detail and hint a statement raises.
 SELECT has_function('workqueue', 'missing_ids', ARRAY['text', 'text[]'], 'missing_ids(text, text[]) exists');
 SELECT function_returns('workqueue', 'missing_ids', ARRAY['text', 'text[]'], 'setof text',
     'missing_ids returns setof text');
@@ -42,8 +30,8 @@ $$;
 
 SELECT throws_ok($$SELECT * FROM workqueue.missing_ids('q40_nope', ARRAY['x'])$$,
     '42704', 'queue "q40_nope" does not exist', 'an unknown queue is refused');
-SELECT is((wqt40.err($$SELECT * FROM workqueue.missing_ids('q40_nope', ARRAY['x'])$$)).hint,
-    (wqt40.err($$SELECT workqueue._queue('q40_nope'::text)$$)).hint,
+SELECT is((wqt.err($$SELECT * FROM workqueue.missing_ids('q40_nope', ARRAY['x'])$$)).hint,
+    (wqt.err($$SELECT workqueue._queue('q40_nope'::text)$$)).hint,
     'with the same hint as the rest of the API');
 SELECT throws_ok($$SELECT * FROM workqueue.missing_ids('q40_nope', NULL)$$,
     '42704', 'queue "q40_nope" does not exist', 'the queue is checked even for a NULL array');

@@ -13,17 +13,7 @@ SELECT plan(87);
 CREATE SCHEMA wqt41;
 GRANT USAGE ON SCHEMA wqt41 TO PUBLIC;
 
--- wqt41.err(sql): the SQLSTATE, message, detail and hint a statement raises.
-CREATE FUNCTION wqt41.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
-    LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
-
+-- wqt.err(sql): the SQLSTATE, message, detail and hint a statement raises.
 -- wqt41.up(queue, items, source): one upsert as "inserted/updated/unchanged".
 CREATE FUNCTION wqt41.up(queue text, items jsonb, source text DEFAULT NULL) RETURNS text
     LANGUAGE sql AS $$
@@ -55,7 +45,7 @@ $$;
 
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41_nope', '[]')$$,
     '42704', 'queue "q41_nope" does not exist', 'an unknown queue is refused');
-SELECT is((wqt41.err($$SELECT * FROM workqueue.upsert_items('q41_nope', '[]')$$)).hint,
+SELECT is((wqt.err($$SELECT * FROM workqueue.upsert_items('q41_nope', '[]')$$)).hint,
     'Create it with workqueue.create_queue(), or list queues with: SELECT name FROM workqueue.queue;',
     'with the hint of the rest of the API');
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items(NULL, '[]')$$,
@@ -64,16 +54,16 @@ SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41', NULL)$$,
     '22023', 'items must be a JSON array', 'NULL items are refused');
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41', '{"external_id": "A"}')$$,
     '22023', 'items must be a JSON array', 'an object instead of an array is refused');
-SELECT is((wqt41.err($$SELECT * FROM workqueue.upsert_items('q41', '{"external_id": "A"}')$$)).detail,
+SELECT is((wqt.err($$SELECT * FROM workqueue.upsert_items('q41', '{"external_id": "A"}')$$)).detail,
     'The value given is of type object.', 'the detail names the type given');
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41', '"A"')$$,
     '22023', 'items must be a JSON array', 'a scalar instead of an array is refused');
-SELECT is((wqt41.err($$SELECT * FROM workqueue.upsert_items('q41', '"A"')$$)).detail,
+SELECT is((wqt.err($$SELECT * FROM workqueue.upsert_items('q41', '"A"')$$)).detail,
     'The value given is of type string.', 'the detail names a scalar''s type');
 
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id": "A"}, {"external_id": "B"}, 17]')$$,
     '22023', 'element 3 of items is not a JSON object', 'an element that is not an object is refused');
-SELECT is((wqt41.err($$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id": "A"}, [1]]')$$)).detail,
+SELECT is((wqt.err($$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id": "A"}, [1]]')$$)).detail,
     'It is of type array.', 'the detail names the element''s type');
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id": "A"}, {"external_id": "B"}, {"data": {}}]')$$,
     '22023', 'element 3 of items has no "external_id"', 'an element without external_id is refused');
@@ -89,7 +79,7 @@ SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id":
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id": "A"}, {"external_id": "B"}, {"external_id": "C", "priority": 9}]')$$,
     '22003', 'priority 9 of element 3 is out of range', 'priority 9 is out of range');
 SELECT results_eq(
-    $$SELECT detail, hint FROM wqt41.err($q$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id": "C", "priority": 9}]')$q$)$$,
+    $$SELECT detail, hint FROM wqt.err($q$SELECT * FROM workqueue.upsert_items('q41', '[{"external_id": "C", "priority": 9}]')$q$)$$,
     $$VALUES ('Priorities run from 1 (highest) to 5 (lowest).',
               'Pass a priority between 1 and 5, or leave it out to keep the item''s priority.')$$,
     'the detail gives the range and the hint the remedy');

@@ -12,20 +12,10 @@ SELECT plan(196);
 
 SET LOCAL timezone = 'UTC';
 
--- wqt60.err(sql): the SQLSTATE, message, detail and hint a statement raises
+-- wqt.err(sql): the SQLSTATE, message, detail and hint a statement raises
 -- (all NULL when it succeeds).
 CREATE SCHEMA wqt60;
 GRANT USAGE ON SCHEMA wqt60 TO PUBLIC;
-CREATE FUNCTION wqt60.err(sql text, OUT state text, OUT msg text, OUT detail text, OUT hint text)
-    LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
-
 -- wqt60.week(from, to): the same intervals for the weekdays from..to (1 = mon)
 CREATE FUNCTION wqt60.week(intervals jsonb, first int DEFAULT 1, last int DEFAULT 5) RETURNS jsonb
     LANGUAGE sql IMMUTABLE AS $$
@@ -135,7 +125,7 @@ SELECT throws_ok($$SELECT workqueue.create_calendar('c60_bad', 'UTC', '{"thu": [
     '22023', 'interval ["24:00", "06:00"] of "thu" starts at 24:00', 'an interval cannot start at 24:00');
 SELECT throws_ok($$SELECT workqueue.create_calendar('c60_bad', 'UTC', '{"thu": [["22:00", "00:00"]]}')$$,
     '22023', 'interval ["22:00", "00:00"] of "thu" ends at 00:00', 'an interval cannot end at 00:00');
-SELECT is((wqt60.err($$SELECT workqueue.create_calendar('c60_bad', 'UTC', '{"thu": [["22:00", "00:00"]]}')$$)).hint,
+SELECT is((wqt.err($$SELECT workqueue.create_calendar('c60_bad', 'UTC', '{"thu": [["22:00", "00:00"]]}')$$)).hint,
     'Write "24:00" for midnight at the end of the day.', '... and the hint says to write 24:00');
 SELECT throws_ok($$SELECT workqueue.create_calendar('c60_bad', 'UTC', '{"fri": [["09:00", "09:00"]]}')$$,
     '22023', 'interval ["09:00", "09:00"] of "fri" is empty', 'an empty interval is an error');
@@ -169,12 +159,12 @@ SELECT is(workqueue.business_between('2024-06-03 00:00+00', '2024-06-10 00:00+00
 
 SELECT throws_ok($$SELECT workqueue.business_add(now(), '1 hour', 'c60_nope')$$,
     '42704', 'calendar "c60_nope" does not exist', 'an unknown calendar is an error');
-SELECT is((wqt60.err($$SELECT workqueue.business_between(now(), now(), 'c60_nope')$$)).hint,
+SELECT is((wqt.err($$SELECT workqueue.business_between(now(), now(), 'c60_nope')$$)).hint,
     'Create it with workqueue.create_calendar(), or use the built-in calendar "24x7".',
     '... whose hint says how to create one');
 SELECT throws_ok($$SELECT workqueue.business_add(now(), '1 hour', 'c60_office', 9)$$,
     '42704', 'calendar "c60_office" version 9 does not exist', 'an unknown version is an error');
-SELECT is((wqt60.err($$SELECT workqueue.business_add_days(now(), 1, 'c60_office', 9)$$)).detail,
+SELECT is((wqt.err($$SELECT workqueue.business_add_days(now(), 1, 'c60_office', 9)$$)).detail,
     'Calendar "c60_office" has versions 1 to 1.', '... whose detail lists the versions');
 SELECT throws_ok($$SELECT workqueue.business_add(now(), '1 hour', 'c60_office', 0)$$,
     '42704', 'calendar "c60_office" version 0 does not exist', 'versions are numbered from 1');
@@ -474,13 +464,13 @@ SELECT is(workqueue.create_calendar('c60_allhol', 'Pacific/Kiritimati', wqt60.we
     'twelve years of holidays');
 SELECT is(workqueue.business_add('2029-12-31 16:00 Pacific/Kiritimati', '1 hour', 'c60_allhol'),
     '2029-12-31 17:00 Pacific/Kiritimati', 'working time before the holidays is found');
-SELECT is((wqt60.err($$SELECT workqueue.business_add('2029-12-31 16:00 Pacific/Kiritimati', '2 hours', 'c60_allhol')$$)).state,
+SELECT is((wqt.err($$SELECT workqueue.business_add('2029-12-31 16:00 Pacific/Kiritimati', '2 hours', 'c60_allhol')$$)).state,
     '22023', 'no working time within 10 years is an error, not a hang');
-SELECT matches((wqt60.err($$SELECT workqueue.business_add('2030-06-01 00:00+00', '1 hour', 'c60_allhol')$$)).msg,
+SELECT matches((wqt.err($$SELECT workqueue.business_add('2030-06-01 00:00+00', '1 hour', 'c60_allhol')$$)).msg,
     '^calendar "c60_allhol" has no working time from 2030-0.-.. to 2040-..-..$', '... whose message names the days searched');
-SELECT is((wqt60.err($$SELECT workqueue.business_add('2041-06-01 00:00+00', '-1 hour', 'c60_allhol')$$)).state,
+SELECT is((wqt.err($$SELECT workqueue.business_add('2041-06-01 00:00+00', '-1 hour', 'c60_allhol')$$)).state,
     '22023', '... also backwards');
-SELECT is((wqt60.err($$SELECT workqueue.business_add_days('2030-06-01 00:00+00', 1, 'c60_allhol')$$)).state,
+SELECT is((wqt.err($$SELECT workqueue.business_add_days('2030-06-01 00:00+00', 1, 'c60_allhol')$$)).state,
     '22023', '... also for working days');
 SELECT is(workqueue.business_between('2030-01-01 00:00+00', '2041-12-31 12:00+00', 'c60_allhol'), '00:00:00',
     'working time across the holidays is 0');
