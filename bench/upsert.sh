@@ -14,7 +14,7 @@
 # Input: BENCH_ITEMS (100k) records {"external_id", "priority", "data"}
 # (data: six keys, about 130 bytes) as one jsonb array in a table, and the
 # same with 10% of the records changed (one key of data).  Every side starts
-# from empty tables (TRUNCATE), and runs, each timed from the client:
+# from empty tables (TRUNCATE ... CASCADE), and runs:
 #   first load        the records into an empty queue
 #   re-sync unchanged the same records again (after VACUUM ANALYZE, as a
 #                     re-sync comes long after the load)
@@ -158,7 +158,7 @@ timed() {
 }
 
 reset() {
-    q "TRUNCATE workqueue.item_event, workqueue.item, copy_target" >/dev/null
+    q "TRUNCATE workqueue.item, copy_target CASCADE" >/dev/null   # and the events, fetches, ... of the items
     q "CHECKPOINT" >/dev/null
 }
 
