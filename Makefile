@@ -1,6 +1,6 @@
 # workqueue: PostgreSQL extension (PGXS build)
 EXTENSION    = workqueue
-EXTVERSION   = 0.4
+EXTVERSION = 0.5
 
 MODULE_big   = workqueue
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))

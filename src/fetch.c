@@ -1,12 +1,15 @@
 /*
  * fetch.c
- *		The fetch worker: enrichment fetches, lease expiry.
+ *		The fetch worker: enrichment fetches, lease expiry, SLA timers.
  *
  * One loop keeps up to workqueue.http_max_concurrency transfers in flight
  * (and at most workqueue.http_max_per_host to one host) on a libcurl multi
  * handle that lives as long as the process.  Each turn it:
  *
  *	- returns expired claims to their queues (once a second);
+ *	- fires the SLA warnings, breaches and escalations that are due, at the
+ *	  instant the timer index (item.sla_next_at) gives and at least once a
+ *	  second (workqueue._fire_sla_timers);
  *	- takes as many due fetches as there are free transfer slots
  *	  (FOR UPDATE SKIP LOCKED, status "processing", in a short transaction)
  *	  and starts them -- so a backlog of any size never puts more than the
@@ -20,7 +23,8 @@
  *	  event).
  *
  * With nothing in flight it sleeps on its latch until the next fetch falls
- * due, a lease runs out, or enqueue_fetch() wakes it.  No transaction is
+ * due, a lease runs out, an SLA threshold is reached, or enqueue_fetch()
+ * wakes it.  No transaction is
  * open while transfers run.  Fetches a dead worker left "processing" are
  * queued again at start: delivery is at least once, and applying a record
  * twice writes nothing the second time.
@@ -408,6 +412,31 @@ ExpireLeases(void)
 	WorkerTxCommit(turn);
 }
 
+/*
+ * Fires the SLA thresholds that are due (workqueue._fire_sla_timers) and
+ * returns when the next one is due, or 0 if none is (or the installed
+ * version of the extension has no SLA yet).
+ */
+static TimestampTz
+FireSlaTimers(void)
+{
+	MemoryContext turn = CurrentMemoryContext;
+	TimestampTz next = 0;
+	bool		isnull;
+	Datum		d;
+
+	if (!WorkerExtensionReady("sla_policy"))
+		return 0;
+	WorkerTxBegin("workqueue: firing sla timers");
+	if (SPI_execute("SELECT workqueue._fire_sla_timers(1000)", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not fire sla timers");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		next = DatumGetTimestampTz(d);
+	WorkerTxCommit(turn);
+	return next;
+}
+
 /* Milliseconds until the next queued fetch is due (capped). */
 static long
 NextFetchDueMs(long cap)
@@ -444,6 +473,7 @@ FetchWorkerLoop(void)
 	HttpAsync  *http = NULL;
 	bool		recovered = false;
 	TimestampTz next_lease_check = 0;
+	TimestampTz next_sla_check = 0;
 
 	for (;;)
 	{
@@ -483,6 +513,19 @@ FetchWorkerLoop(void)
 			next_lease_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LEASE_CHECK_MS);
 		}
 
+		/*
+		 * SLA timers: at the next due instant the index gives, and at least
+		 * once a second for items created or moved since
+		 */
+		if (GetCurrentTimestamp() >= next_sla_check)
+		{
+			TimestampTz next = FireSlaTimers();
+
+			next_sla_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LEASE_CHECK_MS);
+			if (next != 0 && next < next_sla_check)
+				next_sla_check = next;
+		}
+
 		/* take due fetches in batches: when idle, or a quarter of the slots is free */
 		inflight = HttpAsyncInFlight(http);
 		if (inflight == 0 ||
@@ -502,7 +545,7 @@ FetchWorkerLoop(void)
 			long		secs;
 			int			usecs;
 
-			TimestampDifference(GetCurrentTimestamp(), next_lease_check, &secs, &usecs);
+			TimestampDifference(GetCurrentTimestamp(), Min(next_lease_check, next_sla_check), &secs, &usecs);
 			until_lease = secs * 1000 + usecs / 1000 + 1;
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 NextFetchDueMs(until_lease), PG_WAIT_EXTENSION);

@@ -48,6 +48,7 @@ typedef struct ItemState
 	char	   *assignee;
 	char	   *workflow;
 	int			version;
+	bool		has_sla;		/* the item's SLA clock must follow its step */
 } ItemState;
 
 static SPIPlanPtr lock_plan;
@@ -56,10 +57,11 @@ static SPIPlanPtr member_plan;
 static SPIPlanPtr move_plan;
 static SPIPlanPtr result_plan;
 static SPIPlanPtr on_enter_plan;
+static SPIPlanPtr after_enter_plan;
 
 #define ITEM_COLUMNS \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
-	"workflow, workflow_version FROM workqueue.item"
+	"workflow, workflow_version, sla_target IS NOT NULL FROM workqueue.item"
 
 static SPIPlanPtr
 Prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -106,6 +108,8 @@ FillItem(ItemState *it, int r)
 	it->assignee = SPI_getvalue(tup, desc, 8);
 	it->workflow = SPI_getvalue(tup, desc, 9);
 	it->version = pg_strtoint32(SPI_getvalue(tup, desc, 10));
+	live = SPI_getvalue(tup, desc, 11);
+	it->has_sla = live != NULL && strcmp(live, "t") == 0;
 }
 
 static void
@@ -387,6 +391,9 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	Datum	   *fetch_items = palloc(sizeof(Datum) * n);
 	Datum	   *fetch_sources = palloc(sizeof(Datum) * n);
 	int			nfetch = 0;
+	bool	   *keep_assignee = palloc(sizeof(bool) * n);
+	Datum	   *enter_items = palloc(sizeof(Datum) * n);
+	int			nenter = 0;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -410,6 +417,10 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		claimed_nulls[i] = it->claimed_by == NULL;
 		assignee_nulls[i] = it->assignee == NULL;
 		id_elems[i] = Int64GetDatum(it->id);
+		/* a step with a role keeps an assignee who is a member of it (see _assign_items) */
+		keep_assignee[i] = to->kind == WF_WORK && to->role != NULL;
+		if (it->has_sla || keep_assignee[i])
+			enter_items[nenter++] = Int64GetDatum(it->id);
 		if (to->on_enter_fetch)
 		{
 			fetch_items[nfetch] = Int64GetDatum(it->id);
@@ -418,10 +429,14 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	}
 
 	{
-		Oid			types[11] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID};
-		Datum		args[11];
+		Oid			types[12] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID};
+		Datum		args[12];
 		bool		isnull;
+		Datum	   *keep = palloc(sizeof(Datum) * n);
+
+		for (int i = 0; i < n; i++)
+			keep[i] = BoolGetDatum(keep_assignee[i]);
 
 		args[0] = TextArrayOf(queues, n, NULL);
 		args[1] = PointerGetDatum(construct_array(id_elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -434,15 +449,17 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[8] = TextArrayOf(old_assignees, n, assignee_nulls);
 		args[9] = CStringGetTextDatum(actor);
 		args[10] = CStringGetTextDatum(tname);
+		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 		Prepare(&move_plan,
 				"WITH m AS ("
 				"  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
-				"                       $8::text[], $9::text[])"
-				"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee)),"
+				"                       $8::text[], $9::text[], $12::bool[])"
+				"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep)),"
 				" u AS ("
 				"  UPDATE workqueue.item i SET step = m.step, status = m.status,"
 				"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END,"
-				"         claimed_by = NULL, lease_until = NULL, assignee = NULL, notes = i.notes || $5,"
+				"         claimed_by = NULL, lease_until = NULL,"
+				"         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5,"
 				"         updated_at = now()"
 				"    FROM m WHERE i.queue = m.queue AND i.id = m.id"
 				"  RETURNING i.queue, i.id, i.step, i.status, i.resolved_at),"
@@ -458,10 +475,24 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 				" SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
 				"         'item', item_id, 'queue', queue, 'kind', 'transition', 'event', id, 'step', to_step)::text))"
 				"   FROM e",
-				11, types);
+				12, types);
 		if (SPI_execute_plan(move_plan, args, NULL, false, 0) != SPI_OK_SELECT ||
 			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 			elog(ERROR, "could not move %d items", n);
+		SPI_freetuptable(SPI_tuptable);
+	}
+
+	/* the SLA clocks and assignments of the items that need them */
+	if (nenter > 0)
+	{
+		Oid			types[2] = {INT8ARRAYOID, TEXTOID};
+		Datum		args[2];
+
+		args[0] = PointerGetDatum(construct_array(enter_items, nenter, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = CStringGetTextDatum(actor);
+		if (SPI_execute_plan(Prepare(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, false)", 2, types),
+							 args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not update the SLA and assignment of moved items");
 		SPI_freetuptable(SPI_tuptable);
 	}
 

@@ -101,6 +101,7 @@ typedef struct SyncQueue
 	char	   *workflow;
 	int32		version;
 	char	   *start_step;
+	bool		after_enter;	/* new items need an SLA or an assignee */
 } SyncQueue;
 
 /* What Classify found for a set of positions of the input. */
@@ -121,19 +122,22 @@ typedef struct PassResult
 	int64		events;
 	int		   *skipped;		/* positions of new items lost to a race */
 	int			nskipped;
+	Datum		inserted_ids;	/* int8[] of the new items, or 0 */
 } PassResult;
 
-#define UPSERT_NARGS 13
+#define UPSERT_NARGS 14
 
 /*
  * $1 queue, $2-$4 the new items (external ids, priorities, data) in
  * external-id order, $5 source, $6 actor, $7 workflow, $8 its version,
  * $9 start step, $10 most events to announce one by one, $11-$13 the
- * changed items (item ids, priorities, data) in id order.
+ * changed items (item ids, priorities, data) in id order, $14 whether to
+ * return the ids of the inserted items.
  *
  * Returns the counts of inserted items, updated items, events and
- * notifications, and the 1-based positions in $2 of new items another
- * transaction inserted first (NULL if none).  The arrays are read with
+ * notifications, the 1-based positions in $2 of new items another
+ * transaction inserted first (NULL if none), and the ids of the inserted
+ * items if $14.  The arrays are read with
  * unnest() in the target list, which streams them in order (unnest() in
  * FROM would first copy them into a tuplestore).
  */
@@ -186,11 +190,13 @@ static const char *const UPSERT_SQL =
 "       CASE WHEN (SELECT count(*) FROM ins) < pg_catalog.cardinality($2) THEN"
 "            ARRAY(SELECT n.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS n(external_id, ord)"
 "                   WHERE NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)"
-"                   ORDER BY n.ord) END";
+"                   ORDER BY n.ord) END,"
+"       CASE WHEN $14 THEN ARRAY(SELECT ins.id FROM ins) END";
 
 static SPIPlanPtr queue_plan;
 static SPIPlanPtr actor_plan;
 static SPIPlanPtr upsert_plan;
+static SPIPlanPtr after_enter_plan;
 
 /*
  * external_id of element pos: a string as it is, a number in its text form.
@@ -436,10 +442,14 @@ ReadQueue(text *name, SyncQueue *q)
 
 	if (queue_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT q.workflow, v.version, v.start_step FROM workqueue.queue q"
+		SPIPlanPtr	plan = SPI_prepare("SELECT q.workflow, v.version, v.start_step,"
+									   "       q.sla_policy IS NOT NULL OR s.role IS NOT NULL"
+									   "  FROM workqueue.queue q"
 									   "  JOIN workqueue.workflow w ON w.name = q.workflow"
 									   "  JOIN workqueue.workflow_version v"
 									   "    ON v.workflow = w.name AND v.version = w.current_version"
+									   "  JOIN workqueue.workflow_step s"
+									   "    ON s.workflow = v.workflow AND s.version = v.version AND s.name = v.start_step"
 									   " WHERE q.name = $1", 1, types);
 
 		if (plan == NULL)
@@ -454,6 +464,7 @@ ReadQueue(text *name, SyncQueue *q)
 	q->workflow = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	q->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	q->start_step = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	q->after_enter = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -683,7 +694,7 @@ RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_m
 	{
 		Oid			types[UPSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JSONBARRAYOID,
 			TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID,
-		INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID};
+		INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID, BOOLOID};
 		SPIPlanPtr	plan = SPI_prepare_cursor(UPSERT_SQL, UPSERT_NARGS, types, CURSOR_OPT_CUSTOM_PLAN);
 
 		if (plan == NULL)
@@ -713,8 +724,36 @@ RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_m
 			res->skipped[i] = c->newpos[DatumGetInt32(elems[i]) - 1];
 		res->nskipped = n;
 	}
+	res->inserted_ids = SPI_getbinval(row, desc, 6, &isnull);
+	if (isnull || res->inserted == 0)
+		res->inserted_ids = (Datum) 0;
+	else
+		res->inserted_ids = PointerGetDatum(DatumGetArrayTypePCopy(res->inserted_ids));
 	SPI_freetuptable(SPI_tuptable);
 	pfree(ids);
+}
+
+/*
+ * Starts the SLA of new items and assigns them (workqueue._after_enter).
+ */
+static void
+AfterEnter(Datum ids, Datum actor)
+{
+	Oid			types[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		args[2] = {ids, actor};
+
+	if (after_enter_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT workqueue._after_enter($1, $2, true)", 2, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		after_enter_plan = plan;
+	}
+	if (SPI_execute_plan(after_enter_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not start the SLA of new items");
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /*
@@ -750,6 +789,7 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 	args[6] = CStringGetTextDatum(q.workflow);
 	args[7] = Int32GetDatum(q.version);
 	args[8] = CStringGetTextDatum(q.start_step);
+	args[13] = BoolGetDatum(q.after_enter);
 
 	for (int pass = 1; npos > 0; pass++)
 	{
@@ -777,6 +817,8 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 			break;				/* all equal: nothing to write */
 		}
 		RunPass(items, &c, args, nulls, Max(NOTIFY_PER_ITEM_MAX - events, 0), &res);
+		if (res.inserted_ids != (Datum) 0)
+			AfterEnter(res.inserted_ids, args[5]);
 		MemoryContextSwitchTo(oldcxt);
 
 		*inserted += res.inserted;

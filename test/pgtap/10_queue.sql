@@ -44,7 +44,7 @@ SELECT throws_ok($$SELECT workqueue.create_queue('')$$,
 SELECT throws_ok($$SELECT workqueue.create_queue(NULL)$$,
     '22023', 'queue name must not be empty', 'a NULL queue name is refused');
 SELECT throws_ok($$SELECT workqueue.create_queue('q10_x', sla_policy => 'gold')$$,
-    '0A000', 'sla policies are not available in this version', 'an sla_policy is not supported yet');
+    '42704', 'sla policy "gold" does not exist', 'an unknown sla_policy is refused');
 SELECT is((SELECT count(*) FROM workqueue.queue WHERE name LIKE 'q10_x%'), 0::bigint,
     'failed create_queue calls create nothing');
 

@@ -158,7 +158,8 @@ SET ROLE wq30_nina;
 SELECT results_eq(format('SELECT * FROM workqueue.allowed_transitions(%s)', :c1),
     $$VALUES ('accept'::text), ('drop')$$, 'the assignee may take the step''s transitions');
 SELECT results_eq(format($$SELECT step, assignee FROM workqueue.transition(%s, 'accept')$$, :c1),
-    $$VALUES ('review'::text, NULL::text)$$, 'the assignee moves the item; the next step is unassigned');
+    $$VALUES ('review'::text, 'wq30_rita'::text)$$,
+    'the assignee moves the item; the next step goes to a member of its role');
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'send')$$, :c1),
     '42501', format('"wq30_nina" may not act on step "review" of item %s', :c1),
     'being assignee of the previous step gives no rights on the next');

@@ -1,0 +1,969 @@
+-- workqueue 0.4 -> 0.5: SLA policies, timers and assignment (SPEC §5, §6).
+--
+-- An SLA policy gives each priority a target in working time of a calendar.
+-- When an item is created in a queue with a policy, it pins the policy's and
+-- the calendar's current versions and its target; the clock then runs in
+-- working steps, stops in steps that pause the SLA and in terminal steps.
+-- The fetch worker fires the timers (sla_warning, sla_breach, escalation)
+-- from an index on item.sla_next_at.  Assignment gives an item entering a
+-- step with a role to a member of that role's pool, by the role's strategy.
+-- Exact rules: doc/sla.md ("SLA policies") and doc/workflows.md
+-- ("Assignment").
+
+\echo Use "ALTER EXTENSION workqueue UPDATE TO '0.5'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------------
+
+-- Immutable: rows are only ever inserted (by create_sla_policy).
+CREATE TABLE workqueue.sla_policy (
+    name        text NOT NULL CHECK (name <> ''),
+    version     int NOT NULL CHECK (version > 0),
+    calendar    text NOT NULL,
+    targets     jsonb NOT NULL,         -- {"1": "04:00:00", ...}: working time, normalised
+    warn_at     int[] NOT NULL DEFAULT '{50,75}',
+    calendar_by jsonb,                  -- {"path": ..., "map": {...}, "default": ...} or NULL
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text NOT NULL DEFAULT current_user,
+    PRIMARY KEY (name, version)
+);
+COMMENT ON TABLE workqueue.sla_policy IS
+    'SLA policies, one row per immutable version; define them with workqueue.create_sla_policy().';
+SELECT pg_catalog.pg_extension_config_dump('workqueue.sla_policy', '');
+
+-- How each role's pool hands out work, and its round-robin counter.
+CREATE TABLE workqueue.role_assignment (
+    role        text PRIMARY KEY CHECK (role <> ''),
+    strategy    text NOT NULL DEFAULT 'round_robin' CHECK (strategy IN ('round_robin', 'least_loaded')),
+    assigned    bigint NOT NULL DEFAULT 0,      -- items handed out so far
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    changed_by  text NOT NULL DEFAULT current_user
+);
+SELECT pg_catalog.pg_extension_config_dump('workqueue.role_assignment', '');
+
+-- the cursor of round robin: when the member last got an item (in units of
+-- role_assignment.assigned), and how many it got
+ALTER TABLE workqueue.role_member
+    ADD COLUMN last_assigned bigint,
+    ADD COLUMN assigned_count bigint NOT NULL DEFAULT 0;
+
+-- An item's SLA: the versions and target it pinned, and its clock.  The
+-- clock is running while sla_clock_from is set (working time since then
+-- adds to sla_elapsed), paused while sla_paused_at is set, stopped when
+-- neither is.  sla_level counts the thresholds (warn_at..., 100) fired;
+-- sla_next_at is when the next one is due.
+ALTER TABLE workqueue.item
+    ADD COLUMN sla_policy           text,
+    ADD COLUMN sla_policy_version   int,
+    ADD COLUMN sla_calendar         text,
+    ADD COLUMN sla_calendar_version int,
+    ADD COLUMN sla_target           interval,
+    ADD COLUMN sla_elapsed          interval NOT NULL DEFAULT '0',
+    ADD COLUMN sla_clock_from       timestamptz,
+    ADD COLUMN sla_level            smallint NOT NULL DEFAULT 0,
+    ADD COLUMN sla_next_at          timestamptz,
+    ADD COLUMN step_due_at          timestamptz,
+    ADD FOREIGN KEY (sla_policy, sla_policy_version) REFERENCES workqueue.sla_policy (name, version),
+    ADD FOREIGN KEY (sla_calendar, sla_calendar_version) REFERENCES workqueue.calendar (name, version);
+
+-- the timer index: the worker reads the next due instant from it
+CREATE INDEX item_sla_timer_idx ON workqueue.item (sla_next_at) WHERE sla_next_at IS NOT NULL;
+-- least_loaded counts each member's open items
+CREATE INDEX item_assignee_idx ON workqueue.item (assignee)
+    WHERE assignee IS NOT NULL AND status IN ('open', 'in_progress');
+-- children of a parent (and the parent foreign key's checks)
+CREATE INDEX item_parent_idx ON workqueue.item (queue, parent_id) WHERE parent_id IS NOT NULL;
+
+-- a recompute_sla() that moved an item's due time
+ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_kind_check;
+ALTER TABLE workqueue.item_event ADD CONSTRAINT item_event_kind_check
+    CHECK (kind IN ('created', 'synced', 'claimed', 'released', 'lease_expired',
+                    'transition', 'comment', 'field_update', 'assigned', 'sla_warning', 'sla_breach',
+                    'escalated', 'upstream_closed', 'upstream_reopened', 'fetch_completed', 'fetch_failed',
+                    'sla_recomputed'));
+
+------------------------------------------------------------------------------
+-- SLA policies
+------------------------------------------------------------------------------
+
+-- Raises unless a calendar of that name exists.
+CREATE FUNCTION workqueue._require_calendar(name text, what text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NULL OR NOT EXISTS (SELECT 1 FROM workqueue.calendar c WHERE c.name = _require_calendar.name) THEN
+        RAISE EXCEPTION 'calendar "%" does not exist', coalesce(name, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('It is named as %s.', what),
+                  HINT = 'Create it with workqueue.create_calendar(), or use the built-in ''24x7''.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION workqueue.create_sla_policy(name text, calendar text, targets jsonb,
+                                            warn_at int[] DEFAULT '{50,75}', calendar_by jsonb DEFAULT NULL)
+    RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    norm jsonb := '{}';
+    k text;
+    v jsonb;
+    t interval;
+    secs numeric;
+    warn int[];
+    ver int;
+BEGIN
+    PERFORM workqueue._require_admin('define sla policies');
+    IF create_sla_policy.name IS NULL OR create_sla_policy.name = '' THEN
+        RAISE EXCEPTION 'sla policy name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._require_calendar(create_sla_policy.calendar, 'the calendar of the policy');
+
+    -- targets: {"1": "4 hours", ...}, priorities 1-5, positive working time
+    IF create_sla_policy.targets IS NULL OR jsonb_typeof(create_sla_policy.targets) <> 'object'
+       OR create_sla_policy.targets = '{}' THEN
+        RAISE EXCEPTION 'sla targets must be a non-empty JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(left(create_sla_policy.targets::text, 200), 'NULL')),
+                  HINT = 'Give a working-time target per priority, e.g. {"1": "4 hours", "2": "8 hours", "3": "2 days"}.';
+    END IF;
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(create_sla_policy.targets) e LOOP
+        IF k NOT IN ('1', '2', '3', '4', '5') THEN
+            RAISE EXCEPTION 'sla target key "%" is not a priority', left(k, 100)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Target keys are the priorities "1" (highest) to "5" (lowest).',
+                      HINT = 'Write targets as {"1": "4 hours", ...}.';
+        END IF;
+        BEGIN
+            t := (v #>> '{}')::interval;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow
+                       OR invalid_text_representation THEN
+            t := NULL;
+        END;
+        IF jsonb_typeof(v) <> 'string' OR t IS NULL THEN
+            RAISE EXCEPTION 'sla target of priority % is not an interval', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', left(v::text, 200)),
+                      HINT = 'Write the target as a string such as "4 hours" or "2 days" (working time).';
+        END IF;
+        secs := extract(epoch FROM t);
+        IF secs <= 0 OR secs > 3162240000 THEN
+            RAISE EXCEPTION 'sla target of priority % is out of range', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The target given is %s.', t),
+                      HINT = 'A target must be more than zero and at most 100 years of working time.';
+        END IF;
+        -- counted in seconds, as the calendar arithmetic counts (1 day = 24 hours)
+        norm := norm || jsonb_build_object(k, make_interval(secs => secs)::text);
+    END LOOP;
+
+    -- warn_at: percentages 1-99, sorted, each once
+    IF create_sla_policy.warn_at IS NULL OR array_position(create_sla_policy.warn_at, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'warn_at must not be or contain null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass percentages such as ''{50,75}'', or ''{}'' for no warnings.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(create_sla_policy.warn_at) w WHERE w NOT BETWEEN 1 AND 99) THEN
+        RAISE EXCEPTION 'warn_at percentages must be between 1 and 99'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', create_sla_policy.warn_at),
+                  HINT = 'The breach itself fires at 100%; warnings come before it.';
+    END IF;
+    warn := ARRAY(SELECT DISTINCT w FROM unnest(create_sla_policy.warn_at) w ORDER BY w);
+
+    -- calendar_by: {"path": jsonpath, "map": {"value": "calendar"}, "default": "calendar"}
+    IF create_sla_policy.calendar_by IS NOT NULL THEN
+        PERFORM workqueue._check_calendar_by(create_sla_policy.calendar_by);
+    END IF;
+
+    LOCK TABLE workqueue.sla_policy IN SHARE ROW EXCLUSIVE MODE;
+    SELECT coalesce(max(p.version), 0) + 1 INTO ver FROM workqueue.sla_policy p WHERE p.name = create_sla_policy.name;
+    INSERT INTO workqueue.sla_policy (name, version, calendar, targets, warn_at, calendar_by, created_by)
+    VALUES (create_sla_policy.name, ver, create_sla_policy.calendar, norm, warn, create_sla_policy.calendar_by,
+            workqueue._caller());
+    RETURN ver;
+END
+$$;
+
+CREATE FUNCTION workqueue._check_calendar_by(calendar_by jsonb) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k text;
+    v jsonb;
+BEGIN
+    IF jsonb_typeof(calendar_by) <> 'object' OR NOT calendar_by ? 'path' OR NOT calendar_by ? 'map'
+       OR jsonb_typeof(calendar_by->'path') <> 'string' OR jsonb_typeof(calendar_by->'map') <> 'object' THEN
+        RAISE EXCEPTION 'calendar_by must be an object with "path" and "map"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', left(calendar_by::text, 200)),
+                  HINT = 'Write e.g. {"path": "$.region", "map": {"emea": "london", "amer": "new_york"}, "default": "24x7"}.';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(calendar_by) LOOP
+        IF k NOT IN ('path', 'map', 'default') THEN
+            RAISE EXCEPTION 'unrecognized calendar_by key "%"', left(k, 100)
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'The keys are "path", "map" and "default".';
+        END IF;
+    END LOOP;
+    BEGIN
+        PERFORM (calendar_by->>'path')::jsonpath;
+    EXCEPTION WHEN syntax_error OR invalid_text_representation THEN
+        RAISE EXCEPTION 'calendar_by path is not a valid jsonpath'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The path given is %s.', left(calendar_by->>'path', 200)),
+                  HINT = 'Write a PostgreSQL jsonpath such as "$.region".';
+    END;
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(calendar_by->'map') e LOOP
+        IF jsonb_typeof(v) <> 'string' THEN
+            RAISE EXCEPTION 'calendar_by map value for "%" is not a calendar name', left(k, 100)
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Map each value to a calendar name (a string).';
+        END IF;
+        PERFORM workqueue._require_calendar(v #>> '{}', format('calendar_by for "%s"', left(k, 100)));
+    END LOOP;
+    IF calendar_by ? 'default' THEN
+        IF jsonb_typeof(calendar_by->'default') <> 'string' THEN
+            RAISE EXCEPTION 'calendar_by default is not a calendar name'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Write "default": "24x7" or leave it out.';
+        END IF;
+        PERFORM workqueue._require_calendar(calendar_by->>'default', 'the calendar_by default');
+    END IF;
+END
+$$;
+
+-- The calendar a policy gives an item with this data.
+CREATE FUNCTION workqueue._sla_calendar(calendar_by jsonb, data jsonb, fallback text) RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN calendar_by IS NULL THEN fallback
+                ELSE coalesce(calendar_by->'map'->>(jsonb_path_query_first(data, (calendar_by->>'path')::jsonpath,
+                                                                           '{}', true) #>> '{}'),
+                              calendar_by->>'default', fallback) END
+$$;
+
+-- The threshold (percent) an item fires next, NULL once the breach fired.
+CREATE FUNCTION workqueue._sla_threshold(warn_at int[], level int) RETURNS int
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (warn_at || 100)[level + 1]
+$$;
+
+-- Working time of a step's share: target x weight / sum of the weights of
+-- the working steps whose clock runs.
+CREATE FUNCTION workqueue._step_share(workflow text, version int, step text, target interval) RETURNS interval
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT target * (s.weight / nullif(t.total, 0))
+      FROM workqueue.workflow_step s,
+           LATERAL (SELECT sum(x.weight) AS total FROM workqueue.workflow_step x
+                     WHERE x.workflow = s.workflow AND x.version = s.version
+                       AND x.kind = 'work' AND NOT x.pauses_sla) t
+     WHERE s.workflow = _step_share.workflow AND s.version = _step_share.version AND s.name = _step_share.step
+       AND s.kind = 'work' AND NOT s.pauses_sla
+$$;
+
+-- Starts the SLA of new items (called by add() and upsert_items() in the
+-- transaction that created them): pins the queue's policy, the calendar
+-- (calendar_by) and their current versions, the target of the item's
+-- priority; starts the clock at created_at, or pauses it if the start step
+-- pauses the SLA.  Items whose priority has no target get no SLA.
+CREATE FUNCTION workqueue._sla_start(ids bigint[]) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int;
+BEGIN
+    WITH x AS (
+        SELECT i.queue, i.id, i.created_at, p.name AS pname, p.version AS pversion, p.warn_at,
+               (p.targets->>i.priority::text)::interval AS target,
+               workqueue._sla_calendar(p.calendar_by, i.data, p.calendar) AS cal,
+               s.pauses_sla, i.workflow, i.workflow_version, i.step
+          FROM workqueue.item i
+          JOIN workqueue.queue q ON q.name = i.queue
+          JOIN LATERAL (SELECT * FROM workqueue.sla_policy p WHERE p.name = q.sla_policy
+                         ORDER BY p.version DESC LIMIT 1) p ON true
+          JOIN workqueue.workflow_step s
+            ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
+         WHERE i.id = ANY (ids) AND i.sla_target IS NULL),
+    y AS (
+        SELECT x.*, (SELECT max(c.version) FROM workqueue.calendar c WHERE c.name = x.cal) AS calv
+          FROM x WHERE x.target IS NOT NULL)
+    UPDATE workqueue.item i
+       SET sla_policy = y.pname, sla_policy_version = y.pversion,
+           sla_calendar = y.cal, sla_calendar_version = y.calv, sla_target = y.target,
+           sla_elapsed = '0', sla_level = 0,
+           due_at = workqueue.business_add(y.created_at, y.target, y.cal, y.calv),
+           sla_clock_from = CASE WHEN y.pauses_sla THEN NULL ELSE y.created_at END,
+           sla_paused_at = CASE WHEN y.pauses_sla THEN y.created_at END,
+           sla_next_at = CASE WHEN NOT y.pauses_sla THEN
+                   workqueue.business_add(y.created_at,
+                                          y.target * (workqueue._sla_threshold(y.warn_at, 0) / 100.0),
+                                          y.cal, y.calv) END,
+           step_due_at = CASE WHEN NOT y.pauses_sla THEN
+                   workqueue.business_add(y.created_at,
+                                          workqueue._step_share(y.workflow, y.workflow_version, y.step, y.target),
+                                          y.cal, y.calv) END
+      FROM y
+     WHERE i.queue = y.queue AND i.id = y.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- Moves the SLA clock of items that have just entered their current step
+-- (called by transitions, in their transaction, with the items locked).
+-- Working step: the clock runs (a paused clock resumes and the due time
+-- moves by the paused working time; a stopped one restarts, as after a
+-- reopen).  Step that pauses the SLA: the clock stops, due_at keeps the
+-- value it had.  Terminal step: the clock stops for good.
+CREATE FUNCTION workqueue._sla_move(ids bigint[]) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int;
+BEGIN
+    WITH x AS (
+        SELECT i.queue, i.id, i.step, i.workflow, i.workflow_version, i.sla_target AS target,
+               i.sla_calendar AS cal, i.sla_calendar_version AS calv, i.sla_level, i.due_at, i.sla_paused_at,
+               i.sla_clock_from, p.warn_at, s.kind, s.pauses_sla,
+               -- working time on the clock now
+               i.sla_elapsed + CASE WHEN i.sla_clock_from IS NOT NULL
+                   THEN workqueue.business_between(i.sla_clock_from, now(), i.sla_calendar, i.sla_calendar_version)
+                   ELSE interval '0' END AS elapsed,
+               -- the due time if the clock runs from now on
+               CASE WHEN i.sla_clock_from IS NOT NULL THEN i.due_at
+                    WHEN i.sla_paused_at IS NOT NULL THEN
+                        workqueue.business_add(i.due_at, workqueue.business_between(i.sla_paused_at, now(),
+                                               i.sla_calendar, i.sla_calendar_version),
+                                               i.sla_calendar, i.sla_calendar_version)
+                    ELSE workqueue.business_add(now(), i.sla_target - i.sla_elapsed,
+                                                i.sla_calendar, i.sla_calendar_version) END AS due_running
+          FROM workqueue.item i
+          JOIN workqueue.sla_policy p ON p.name = i.sla_policy AND p.version = i.sla_policy_version
+          JOIN workqueue.workflow_step s
+            ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
+         WHERE i.id = ANY (ids) AND i.sla_target IS NOT NULL)
+    UPDATE workqueue.item i
+       SET sla_elapsed = x.elapsed,
+           sla_clock_from = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla THEN now() END,
+           sla_paused_at = CASE WHEN x.kind = 'work' AND x.pauses_sla
+                                THEN coalesce(x.sla_paused_at, now()) END,
+           due_at = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla THEN x.due_running
+                         WHEN x.kind = 'work' THEN                -- pausing: keeps the due time it has
+                              CASE WHEN x.sla_clock_from IS NULL AND x.sla_paused_at IS NULL
+                                   THEN x.due_running ELSE x.due_at END
+                         WHEN x.sla_paused_at IS NOT NULL THEN x.due_running
+                         ELSE x.due_at END,
+           sla_next_at = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla
+                              AND workqueue._sla_threshold(x.warn_at, x.sla_level) IS NOT NULL THEN
+                   workqueue.business_add(now(),
+                       greatest(x.target * (workqueue._sla_threshold(x.warn_at, x.sla_level) / 100.0) - x.elapsed,
+                                interval '0'),
+                       x.cal, x.calv) END,
+           step_due_at = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla THEN
+                   workqueue.business_add(now(), workqueue._step_share(x.workflow, x.workflow_version, x.step, x.target),
+                                          x.cal, x.calv) END
+      FROM x
+     WHERE i.queue = x.queue AND i.id = x.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Assignment
+------------------------------------------------------------------------------
+
+CREATE FUNCTION workqueue.assignment_strategy(role text, strategy text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('set assignment strategies');
+    IF assignment_strategy.role IS NULL OR assignment_strategy.role = '' THEN
+        RAISE EXCEPTION 'role must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF assignment_strategy.strategy IS NULL OR assignment_strategy.strategy NOT IN ('round_robin', 'least_loaded') THEN
+        RAISE EXCEPTION 'unrecognized assignment strategy "%"', coalesce(left(assignment_strategy.strategy, 100), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''round_robin'' (members in turn) or ''least_loaded'' (fewest open items).';
+    END IF;
+    INSERT INTO workqueue.role_assignment (role, strategy, changed_by)
+    VALUES (assignment_strategy.role, assignment_strategy.strategy, workqueue._caller())
+        ON CONFLICT (role) DO UPDATE SET strategy = excluded.strategy, changed_at = now(),
+                                         changed_by = excluded.changed_by;
+END
+$$;
+
+-- Picks n members of a role's pool by its strategy (NULL if the pool has
+-- no active member).  Locks the role's row until the end of the
+-- transaction, so concurrent assignments of one role take turns and round
+-- robin stays fair.
+CREATE FUNCTION workqueue._pick_members(role text, n int, OUT members text[], OUT strategy text)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    base bigint;
+    names text[];
+    loads bigint[];
+    k int;
+    best int;
+BEGIN
+    INSERT INTO workqueue.role_assignment AS r (role) VALUES (role) ON CONFLICT ON CONSTRAINT role_assignment_pkey DO NOTHING;
+    SELECT r.strategy, r.assigned INTO strategy, base FROM workqueue.role_assignment r WHERE r.role = role FOR UPDATE;
+
+    IF strategy = 'least_loaded' THEN
+        SELECT array_agg(m.member ORDER BY m.last_assigned NULLS FIRST, m.member),
+               array_agg((SELECT count(*) FROM workqueue.item i
+                           WHERE i.assignee = m.member AND i.status IN ('open', 'in_progress'))
+                         ORDER BY m.last_assigned NULLS FIRST, m.member)
+          INTO names, loads
+          FROM workqueue.role_member m WHERE m.role = role AND m.active;
+    ELSE
+        SELECT array_agg(m.member ORDER BY m.last_assigned NULLS FIRST, m.member) INTO names
+          FROM workqueue.role_member m WHERE m.role = role AND m.active;
+    END IF;
+    IF names IS NULL THEN
+        RETURN;
+    END IF;
+    k := cardinality(names);
+    members := array_fill(NULL::text, ARRAY[n]);
+    FOR i IN 1..n LOOP
+        IF strategy = 'least_loaded' THEN
+            best := 1;
+            FOR j IN 2..k LOOP
+                IF loads[j] < loads[best] THEN best := j; END IF;
+            END LOOP;
+            loads[best] := loads[best] + 1;
+            -- the one served rotates to the back of equals
+            names := names[1:best - 1] || names[best + 1:k] || names[best];
+            loads := loads[1:best - 1] || loads[best + 1:k] || loads[best];
+            members[i] := names[k];
+        ELSE
+            members[i] := names[(i - 1) % k + 1];
+        END IF;
+    END LOOP;
+
+    UPDATE workqueue.role_assignment r SET assigned = r.assigned + n WHERE r.role = role;
+    UPDATE workqueue.role_member m
+       SET last_assigned = base + a.last_pos, assigned_count = m.assigned_count + a.cnt
+      FROM (SELECT x.member, max(x.pos) AS last_pos, count(*) AS cnt
+              FROM unnest(members) WITH ORDINALITY AS x(member, pos) GROUP BY x.member) a
+     WHERE m.role = role AND m.member = a.member;
+END
+$$;
+
+-- Assigns items that have just entered (or been created in) a working step
+-- with a role: an assignee who is an active member of that role keeps the
+-- item, anyone else is replaced by a member picked by the role's strategy
+-- ("assigned" event).  A role without active members leaves the items
+-- unassigned.
+CREATE FUNCTION workqueue._assign_items(ids bigint[], actor text) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+    pick record;
+    total int := 0;
+    n int;
+BEGIN
+    FOR g IN
+        SELECT s.role, array_agg(i.id ORDER BY i.id) AS ids
+          FROM workqueue.item i
+          JOIN workqueue.workflow_step s
+            ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
+         WHERE i.id = ANY (ids) AND s.kind = 'work' AND s.role IS NOT NULL
+           AND i.status IN ('open', 'in_progress')
+           AND NOT EXISTS (SELECT 1 FROM workqueue.role_member m
+                            WHERE m.role = s.role AND m.member = i.assignee AND m.active)
+         GROUP BY s.role ORDER BY s.role
+    LOOP
+        pick := workqueue._pick_members(g.role, cardinality(g.ids));
+        CONTINUE WHEN pick.members IS NULL;
+        WITH a AS (
+            SELECT x.id, x.member FROM unnest(g.ids, pick.members) AS x(id, member)),
+        u AS (
+            UPDATE workqueue.item i SET assignee = a.member, updated_at = now()
+              FROM a WHERE i.id = a.id
+            RETURNING i.queue, i.id, i.step, i.assignee),
+        e AS (
+            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+            SELECT u.queue, u.id, actor, 'assigned', u.step, u.step,
+                   jsonb_build_object('assignee', u.assignee, 'role', g.role, 'strategy', pick.strategy)
+              FROM u
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+        SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+                   'item', e.item_id, 'queue', e.queue, 'kind', 'assigned', 'event', e.id, 'step', e.to_step)::text))
+          INTO n FROM e;
+        total := total + n;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+-- What happens to items that have just been created in, or moved into,
+-- their current step: their SLA clock, then their assignment.  Called by
+-- add(), upsert_items() and the transitions, in their transaction.
+CREATE FUNCTION workqueue._after_enter(ids bigint[], actor text, created boolean) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF created THEN
+        PERFORM workqueue._sla_start(ids);
+    ELSE
+        PERFORM workqueue._sla_move(ids);
+    END IF;
+    PERFORM workqueue._assign_items(ids, actor);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Timers (run by the fetch worker)
+------------------------------------------------------------------------------
+
+-- Fires the SLA thresholds that are due: sla_warning at each warn_at
+-- percentage, sla_breach at 100% with escalation to the step's escalate_to
+-- role.  Takes at most max_items items (locked, SKIP LOCKED); returns when
+-- the next threshold of any item is due (NULL: none).
+CREATE FUNCTION workqueue._fire_sla_timers(max_items int DEFAULT 1000) RETURNS timestamptz
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    elapsed interval;
+    lvl int;
+    pct int;
+    amount interval;
+    fired int;
+    next_at timestamptz;
+    pick record;
+BEGIN
+    FOR r IN
+        SELECT i.queue, i.id, i.step, i.assignee, i.due_at, i.sla_target, i.sla_elapsed, i.sla_clock_from,
+               i.sla_calendar, i.sla_calendar_version, i.sla_level, p.warn_at, s.escalate_to
+          FROM workqueue.item i
+          JOIN workqueue.sla_policy p ON p.name = i.sla_policy AND p.version = i.sla_policy_version
+          JOIN workqueue.workflow_step s
+            ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
+         WHERE i.sla_next_at <= now()
+         ORDER BY i.sla_next_at
+         LIMIT max_items
+           FOR UPDATE OF i SKIP LOCKED
+    LOOP
+        IF r.sla_clock_from IS NULL THEN        -- not running (cannot happen: kept in step)
+            UPDATE workqueue.item SET sla_next_at = NULL WHERE queue = r.queue AND id = r.id;
+            CONTINUE;
+        END IF;
+        elapsed := r.sla_elapsed + workqueue.business_between(r.sla_clock_from, now(),
+                                                              r.sla_calendar, r.sla_calendar_version);
+        lvl := r.sla_level;
+        fired := 0;
+        LOOP
+            pct := workqueue._sla_threshold(r.warn_at, lvl);
+            EXIT WHEN pct IS NULL;
+            amount := r.sla_target * (pct / 100.0);
+            EXIT WHEN elapsed < amount;
+            lvl := lvl + 1;
+            fired := fired + 1;
+            IF pct < 100 THEN
+                PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'sla_warning', r.step, r.step,
+                    jsonb_build_object('percent', pct, 'due_at', r.due_at, 'target', r.sla_target,
+                                       'elapsed', elapsed, 'remaining', r.sla_target - elapsed));
+            ELSE
+                PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'sla_breach', r.step, r.step,
+                    jsonb_build_object('percent', 100, 'due_at', r.due_at, 'target', r.sla_target,
+                                       'elapsed', elapsed));
+                IF r.escalate_to IS NOT NULL THEN
+                    pick := workqueue._pick_members(r.escalate_to, 1);
+                    UPDATE workqueue.item SET assignee = coalesce(pick.members[1], assignee), updated_at = now()
+                     WHERE queue = r.queue AND id = r.id;
+                    PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'escalated', r.step, r.step,
+                        jsonb_build_object('role', r.escalate_to, 'from', r.assignee, 'to', pick.members[1],
+                                           'strategy', pick.strategy));
+                END IF;
+            END IF;
+        END LOOP;
+        pct := workqueue._sla_threshold(r.warn_at, lvl);
+        next_at := CASE WHEN pct IS NOT NULL THEN
+            workqueue.business_add(r.sla_clock_from, r.sla_target * (pct / 100.0) - r.sla_elapsed,
+                                   r.sla_calendar, r.sla_calendar_version) END;
+        IF fired = 0 AND next_at <= now() THEN  -- never spin on an instant that rounding keeps in the past
+            next_at := now() + interval '100 milliseconds';
+        END IF;
+        UPDATE workqueue.item SET sla_level = lvl, sla_next_at = next_at WHERE queue = r.queue AND id = r.id;
+    END LOOP;
+    RETURN (SELECT min(i.sla_next_at) FROM workqueue.item i WHERE i.sla_next_at IS NOT NULL);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Status, report, recompute
+------------------------------------------------------------------------------
+
+CREATE FUNCTION workqueue.sla_status(item bigint)
+    RETURNS TABLE (due_at timestamptz, elapsed interval, remaining interval, percent numeric,
+                   breached boolean, paused boolean)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item;
+    el interval;
+BEGIN
+    SELECT * INTO it FROM workqueue.item i WHERE i.id = sla_status.item;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'item % does not exist', coalesce(sla_status.item::text, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+    END IF;
+    IF it.sla_target IS NULL THEN               -- no SLA: its queue has no policy, or none for its priority
+        RETURN QUERY SELECT NULL::timestamptz, NULL::interval, NULL::interval, NULL::numeric, false, false;
+        RETURN;
+    END IF;
+    el := it.sla_elapsed + CASE WHEN it.sla_clock_from IS NOT NULL
+              THEN workqueue.business_between(it.sla_clock_from, now(), it.sla_calendar, it.sla_calendar_version)
+              ELSE interval '0' END;
+    RETURN QUERY SELECT it.due_at, el, it.sla_target - el,
+                        round(100 * extract(epoch FROM el) / extract(epoch FROM it.sla_target), 1),
+                        el >= it.sla_target, it.sla_paused_at IS NOT NULL;
+END
+$$;
+
+CREATE FUNCTION workqueue.sla_report(queue text, since timestamptz, until timestamptz)
+    RETURNS TABLE (priority smallint, items bigint, resolved bigint, met bigint, breached bigint,
+                   compliance numeric, median_time_to_resolve interval, p90_time_to_resolve interval)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(sla_report.queue);
+BEGIN
+    IF sla_report.since IS NULL OR sla_report.until IS NULL OR sla_report.since > sla_report.until THEN
+        RAISE EXCEPTION 'invalid report period'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The period given runs from %s to %s.', coalesce(sla_report.since::text, 'NULL'),
+                                  coalesce(sla_report.until::text, 'NULL')),
+                  HINT = 'Pass since <= until; items created in [since, until) are reported.';
+    END IF;
+    RETURN QUERY
+    WITH x AS (
+        SELECT i.priority, i.resolved_at IS NOT NULL AS done, i.sla_target,
+               -- working time on the SLA clock (pauses excluded); real time without an SLA
+               CASE WHEN i.sla_target IS NULL THEN
+                        CASE WHEN i.resolved_at IS NOT NULL THEN i.resolved_at - i.created_at END
+                    WHEN i.resolved_at IS NOT NULL AND i.sla_clock_from IS NULL AND i.sla_paused_at IS NULL
+                        THEN i.sla_elapsed
+                    ELSE i.sla_elapsed + CASE WHEN i.sla_clock_from IS NOT NULL
+                        THEN workqueue.business_between(i.sla_clock_from, now(), i.sla_calendar,
+                                                        i.sla_calendar_version)
+                        ELSE interval '0' END END AS elapsed
+          FROM workqueue.item i
+         WHERE i.queue = q.name AND i.created_at >= sla_report.since AND i.created_at < sla_report.until
+           AND i.status <> 'closed')
+    SELECT x.priority, count(*), count(*) FILTER (WHERE x.done),
+           count(*) FILTER (WHERE x.done AND x.elapsed < x.sla_target),
+           count(*) FILTER (WHERE x.elapsed >= x.sla_target),
+           round(100.0 * count(*) FILTER (WHERE x.done AND x.elapsed < x.sla_target)
+                 / nullif(count(*) FILTER (WHERE (x.done AND x.sla_target IS NOT NULL) OR x.elapsed >= x.sla_target), 0),
+                 1),
+           make_interval(secs => percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM x.elapsed))
+                                 FILTER (WHERE x.done)),
+           make_interval(secs => percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM x.elapsed))
+                                 FILTER (WHERE x.done))
+      FROM x
+     GROUP BY x.priority
+     ORDER BY x.priority;
+END
+$$;
+
+CREATE FUNCTION workqueue.recompute_sla(queue text, dry_run boolean DEFAULT true)
+    RETURNS TABLE (item bigint, old_due timestamptz, new_due timestamptz)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(recompute_sla.queue);
+    p workqueue.sla_policy;
+    r record;
+    el interval;
+    target interval;
+    cal text;
+    calv int;
+    due timestamptz;
+    lvl int;
+    pct int;
+    running boolean;
+BEGIN
+    PERFORM workqueue._require_admin('recompute sla due times');
+    IF recompute_sla.dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass true to see what would change, false to change it.';
+    END IF;
+    IF q.sla_policy IS NULL THEN
+        RAISE EXCEPTION 'queue "%" has no sla policy', q.name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Give it one with workqueue.alter_queue(name, ''{"sla_policy": "..."}'').';
+    END IF;
+    SELECT * INTO p FROM workqueue.sla_policy x WHERE x.name = q.sla_policy ORDER BY x.version DESC LIMIT 1;
+
+    FOR r IN
+        SELECT i.*, s.kind AS step_kind, s.pauses_sla AS step_pauses, op.warn_at AS old_warn_at
+          FROM workqueue.item i
+          JOIN workqueue.workflow_step s
+            ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
+          LEFT JOIN workqueue.sla_policy op ON op.name = i.sla_policy AND op.version = i.sla_policy_version
+         WHERE i.queue = q.name AND i.status IN ('open', 'in_progress')
+         ORDER BY i.id
+           FOR UPDATE OF i
+    LOOP
+        cal := workqueue._sla_calendar(p.calendar_by, r.data, p.calendar);
+        SELECT max(c.version) INTO calv FROM workqueue.calendar c WHERE c.name = cal;
+        target := (p.targets->>r.priority::text)::interval;
+        -- working time so far, measured by the calendar it ran on (without an
+        -- SLA yet: since creation, by the new calendar)
+        IF r.sla_target IS NULL THEN
+            el := workqueue.business_between(r.created_at, now(), cal, calv);
+        ELSE
+            el := r.sla_elapsed + CASE WHEN r.sla_clock_from IS NOT NULL
+                      THEN workqueue.business_between(r.sla_clock_from, now(), r.sla_calendar, r.sla_calendar_version)
+                      ELSE interval '0' END;
+        END IF;
+        running := NOT r.step_pauses;
+        due := CASE WHEN target IS NULL THEN NULL
+                    WHEN running THEN workqueue.business_add(now(), target - el, cal, calv)
+                    ELSE workqueue.business_add(coalesce(r.sla_paused_at, now()), target - el, cal, calv) END;
+        CONTINUE WHEN r.due_at IS NOT DISTINCT FROM due AND r.sla_policy_version IS NOT DISTINCT FROM p.version
+                  AND r.sla_calendar IS NOT DISTINCT FROM cal AND r.sla_calendar_version IS NOT DISTINCT FROM calv
+                  AND r.sla_target IS NOT DISTINCT FROM target;
+        item := r.id; old_due := r.due_at; new_due := due;
+        RETURN NEXT;
+        CONTINUE WHEN recompute_sla.dry_run;
+
+        -- thresholds already passed are not fired again, except a breach
+        -- that had not fired yet
+        lvl := 0;
+        IF target IS NOT NULL THEN
+            SELECT count(*) INTO lvl FROM unnest(p.warn_at) w WHERE el >= target * (w / 100.0);
+            IF el >= target AND r.sla_level > cardinality(coalesce(r.old_warn_at, '{}')) THEN
+                lvl := lvl + 1;
+            END IF;
+        END IF;
+        pct := workqueue._sla_threshold(p.warn_at, lvl);
+        UPDATE workqueue.item i
+           SET sla_policy = CASE WHEN target IS NOT NULL THEN p.name END,
+               sla_policy_version = CASE WHEN target IS NOT NULL THEN p.version END,
+               sla_calendar = CASE WHEN target IS NOT NULL THEN cal END,
+               sla_calendar_version = CASE WHEN target IS NOT NULL THEN calv END,
+               sla_target = target, due_at = due, sla_level = lvl,
+               sla_elapsed = CASE WHEN target IS NOT NULL THEN el ELSE interval '0' END,
+               sla_clock_from = CASE WHEN target IS NOT NULL AND running THEN now() END,
+               sla_paused_at = CASE WHEN target IS NOT NULL AND NOT running THEN coalesce(r.sla_paused_at, now()) END,
+               sla_next_at = CASE WHEN target IS NOT NULL AND running AND pct IS NOT NULL THEN
+                   workqueue.business_add(now(), greatest(target * (pct / 100.0) - el, interval '0'), cal, calv) END,
+               step_due_at = CASE WHEN target IS NOT NULL AND running THEN r.step_due_at END,
+               updated_at = now()
+         WHERE i.queue = r.queue AND i.id = r.id;
+        PERFORM workqueue._event(r.queue, r.id, workqueue._caller(), 'sla_recomputed', r.step, r.step,
+            jsonb_build_object('old_due', r.due_at, 'new_due', due,
+                'old', jsonb_build_object('policy', r.sla_policy, 'policy_version', r.sla_policy_version,
+                                          'calendar', r.sla_calendar, 'calendar_version', r.sla_calendar_version,
+                                          'target', r.sla_target),
+                'new', jsonb_build_object('policy', p.name, 'policy_version', p.version, 'calendar', cal,
+                                          'calendar_version', calv, 'target', target),
+                'elapsed', el));
+    END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Queues: an sla_policy at creation, alter_queue later
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION workqueue.create_queue(name text, workflow text DEFAULT 'review', sla_policy text DEFAULT NULL,
+                                                  lease_timeout interval DEFAULT '15 minutes')
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('create queues');
+    IF create_queue.name IS NULL OR create_queue.name = '' THEN
+        RAISE EXCEPTION 'queue name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = create_queue.workflow) THEN
+        RAISE EXCEPTION 'workflow "%" does not exist', create_queue.workflow
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Define it with workqueue.define_workflow() or use the built-in ''review''.';
+    END IF;
+    PERFORM workqueue._require_sla_policy(create_queue.sla_policy);
+    IF create_queue.lease_timeout IS NULL OR create_queue.lease_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'lease_timeout must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', coalesce(create_queue.lease_timeout::text, 'NULL'));
+    END IF;
+    IF EXISTS (SELECT 1 FROM workqueue.queue WHERE name = create_queue.name) THEN
+        RAISE EXCEPTION 'queue "%" already exists', create_queue.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Pick another name; queues are never dropped by workqueue.';
+    END IF;
+    INSERT INTO workqueue.queue (name, workflow, sla_policy, lease_timeout, created_by)
+    VALUES (create_queue.name, create_queue.workflow, create_queue.sla_policy, create_queue.lease_timeout,
+            workqueue._caller());
+END
+$$;
+
+CREATE FUNCTION workqueue._require_sla_policy(name text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM workqueue.sla_policy p WHERE p.name = _require_sla_policy.name) THEN
+        RAISE EXCEPTION 'sla policy "%" does not exist', name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_sla_policy(), or list policies with: SELECT name, version FROM workqueue.sla_policy;';
+    END IF;
+END
+$$;
+
+-- Changes a queue's sla_policy (NULL: none) or lease_timeout.  Items keep
+-- the SLA they started with; workqueue.recompute_sla() moves them.
+CREATE FUNCTION workqueue.alter_queue(name text, changes jsonb) RETURNS workqueue.queue
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue;
+    k text;
+    lt interval;
+BEGIN
+    PERFORM workqueue._require_admin('alter queues');
+    q := workqueue._queue(alter_queue.name);
+    IF alter_queue.changes IS NULL OR jsonb_typeof(alter_queue.changes) <> 'object' THEN
+        RAISE EXCEPTION 'changes must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. {"sla_policy": "standard"} or {"lease_timeout": "30 minutes"}.';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(alter_queue.changes) LOOP
+        IF k NOT IN ('sla_policy', 'lease_timeout') THEN
+            RAISE EXCEPTION 'queue setting "%" cannot be changed', left(k, 100)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'alter_queue changes "sla_policy" and "lease_timeout"; a queue''s workflow is fixed.';
+        END IF;
+    END LOOP;
+    IF alter_queue.changes ? 'sla_policy' THEN
+        IF jsonb_typeof(alter_queue.changes->'sla_policy') NOT IN ('string', 'null') THEN
+            RAISE EXCEPTION 'sla_policy must be a policy name or null' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM workqueue._require_sla_policy(alter_queue.changes->>'sla_policy');
+        q.sla_policy := alter_queue.changes->>'sla_policy';
+    END IF;
+    IF alter_queue.changes ? 'lease_timeout' THEN
+        BEGIN
+            lt := (alter_queue.changes->>'lease_timeout')::interval;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            lt := NULL;
+        END;
+        IF lt IS NULL OR lt <= interval '0' THEN
+            RAISE EXCEPTION 'lease_timeout must be a positive interval'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', left((alter_queue.changes->'lease_timeout')::text, 100));
+        END IF;
+        q.lease_timeout := lt;
+    END IF;
+    UPDATE workqueue.queue x SET sla_policy = q.sla_policy, lease_timeout = q.lease_timeout
+     WHERE x.name = q.name RETURNING * INTO q;
+    RETURN q;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- add(): start the SLA and assign
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION workqueue.add(queue text, data jsonb DEFAULT '{}', priority int DEFAULT 3,
+                                         external_id text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(add.queue);
+    wv workqueue.workflow_version;
+    start_role text;
+    new_id bigint;
+    existing bigint;
+BEGIN
+    IF add.priority IS NULL OR add.priority NOT BETWEEN 1 AND 5 THEN
+        RAISE EXCEPTION 'priority % is out of range', coalesce(add.priority::text, 'NULL')
+            USING ERRCODE = 'numeric_value_out_of_range',
+                  DETAIL = 'Priorities run from 1 (highest) to 5 (lowest).',
+                  HINT = 'Pass a priority between 1 and 5.';
+    END IF;
+    IF add.data IS NULL OR jsonb_typeof(add.data) <> 'object' THEN
+        RAISE EXCEPTION 'item data must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(add.data), 'NULL')),
+                  HINT = 'Wrap the value in an object, e.g. {"value": ...}.';
+    END IF;
+    IF add.external_id IS NOT NULL THEN
+        SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
+        IF FOUND THEN
+            RAISE EXCEPTION 'external id "%" already exists in queue "%"', add.external_id, q.name
+                USING ERRCODE = 'unique_violation',
+                      DETAIL = format('It belongs to item %s.', existing),
+                      HINT = 'Use workqueue.upsert_items() to insert-or-update by external id.';
+        END IF;
+    END IF;
+    SELECT v.* INTO wv FROM workqueue.workflow w
+      JOIN workqueue.workflow_version v ON v.workflow = w.name AND v.version = w.current_version
+     WHERE w.name = q.workflow;
+
+    -- ON CONFLICT: two racing calls with one external id get this error, not a raw unique violation
+    INSERT INTO workqueue.item (queue, external_id, step, status, priority, data, workflow, workflow_version)
+    VALUES (q.name, add.external_id, wv.start_step, 'open', add.priority, add.data, wv.workflow, wv.version)
+        ON CONFLICT (queue, external_id) DO NOTHING
+    RETURNING id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
+        RAISE EXCEPTION 'external id "%" already exists in queue "%"', add.external_id, q.name
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('It belongs to item %s.', existing),
+                  HINT = 'Use workqueue.upsert_items() to insert-or-update by external id.';
+    END IF;
+    PERFORM workqueue._event(q.name, new_id, workqueue._caller(), 'created', NULL, wv.start_step,
+                             jsonb_build_object('priority', add.priority, 'external_id', add.external_id,
+                                                'workflow', wv.workflow, 'workflow_version', wv.version));
+    SELECT s.role INTO start_role FROM workqueue.workflow_step s
+     WHERE s.workflow = wv.workflow AND s.version = wv.version AND s.name = wv.start_step;
+    IF q.sla_policy IS NOT NULL OR start_role IS NOT NULL THEN
+        PERFORM workqueue._after_enter(ARRAY[new_id], workqueue._caller(), true);
+    END IF;
+    RETURN new_id;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Views: SLA timers and paused items
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE VIEW workqueue.worker_status AS
+    SELECT w.database, w.kind, w.pid, w.started_at, w.last_loop_at, w.jobs_done, w.in_flight,
+           (SELECT count(*) FROM workqueue.fetch WHERE status = 'queued') AS fetches_queued,
+           (SELECT count(*) FROM workqueue.fetch WHERE status = 'processing') AS fetches_processing,
+           (SELECT count(*) FROM workqueue.fetch
+             WHERE status = 'failed' AND finished_at > now() - interval '1 hour') AS fetches_failed_last_hour,
+           (SELECT f.error FROM workqueue.fetch f WHERE f.status = 'failed' ORDER BY f.finished_at DESC LIMIT 1)
+               AS last_fetch_error,
+           (SELECT r.error FROM workqueue.sync_run r WHERE r.status = 'failed' ORDER BY r.finished_at DESC LIMIT 1)
+               AS last_sync_error,
+           least((SELECT min(next_attempt_at) FROM workqueue.fetch WHERE status = 'queued'),
+                 (SELECT min(lease_until) FROM workqueue.item WHERE status = 'in_progress'),
+                 (SELECT min(sla_next_at) FROM workqueue.item WHERE sla_next_at IS NOT NULL)) AS next_timer
+      FROM workqueue._workers() w
+     WHERE w.database = current_database();
+
+-- breached: the SLA clock has reached the target (a paused clock has not)
+CREATE OR REPLACE VIEW workqueue.queue_stats AS
+    SELECT q.name AS queue,
+           count(i.id) FILTER (WHERE i.status = 'open') AS open,
+           count(i.id) FILTER (WHERE i.status = 'in_progress') AS in_progress,
+           count(i.id) FILTER (WHERE i.status IN ('resolved', 'rejected')) AS done,
+           count(i.id) FILTER (WHERE i.status = 'closed') AS closed,
+           now() - min(i.created_at) FILTER (WHERE i.status = 'open') AS oldest_open_age,
+           count(i.id) FILTER (WHERE i.status IN ('open', 'in_progress') AND i.sla_paused_at IS NULL
+                                 AND i.due_at < now()) AS breached,
+           count(i.id) FILTER (WHERE i.status IN ('open', 'in_progress') AND i.sla_paused_at IS NOT NULL) AS sla_paused
+      FROM workqueue.queue q LEFT JOIN workqueue.item i ON i.queue = q.name
+     GROUP BY q.name;
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+REVOKE ALL ON workqueue.sla_policy, workqueue.role_assignment FROM PUBLIC;
+GRANT SELECT ON workqueue.sla_policy, workqueue.role_assignment TO PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._sla_start(bigint[]), workqueue._sla_move(bigint[]),
+    workqueue._pick_members(text, int), workqueue._assign_items(bigint[], text),
+    workqueue._after_enter(bigint[], text, boolean), workqueue._fire_sla_timers(int)
+    FROM PUBLIC;
