@@ -449,7 +449,7 @@ $$;
 -- with a role: an assignee who is an active member of that role keeps the
 -- item, anyone else is replaced by a member picked by the role's strategy
 -- ("assigned" event).  A role without active members leaves the items
--- unassigned.
+-- unassigned (an assignee from the previous step does not stay).
 CREATE FUNCTION workqueue._assign_items(ids bigint[], actor text) RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -470,7 +470,10 @@ BEGIN
          GROUP BY s.role ORDER BY s.role
     LOOP
         pick := workqueue._pick_members(g.role, cardinality(g.ids));
-        CONTINUE WHEN pick.members IS NULL;
+        IF pick.members IS NULL THEN            -- nobody to give them to: unassigned
+            UPDATE workqueue.item i SET assignee = NULL WHERE i.id = ANY (g.ids) AND i.assignee IS NOT NULL;
+            CONTINUE;
+        END IF;
         WITH a AS (
             SELECT x.id, x.member FROM unnest(g.ids, pick.members) AS x(id, member)),
         u AS (
