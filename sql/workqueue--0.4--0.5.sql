@@ -229,32 +229,38 @@ BEGIN
 END
 $$;
 
+-- The helpers below are plain SQL without a SET clause so that the planner
+-- inlines them; they are only called from functions that pin search_path.
+
 -- The calendar a policy gives an item with this data.
 CREATE FUNCTION workqueue._sla_calendar(calendar_by jsonb, data jsonb, fallback text) RETURNS text
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN calendar_by IS NULL THEN fallback
-                ELSE coalesce(calendar_by->'map'->>(jsonb_path_query_first(data, (calendar_by->>'path')::jsonpath,
-                                                                           '{}', true) #>> '{}'),
+                ELSE coalesce(calendar_by->'map'->>(pg_catalog.jsonb_path_query_first(data,
+                                  (calendar_by->>'path')::pg_catalog.jsonpath, '{}', true) #>> '{}'),
                               calendar_by->>'default', fallback) END
 $$;
 
 -- The threshold (percent) an item fires next, NULL once the breach fired.
 CREATE FUNCTION workqueue._sla_threshold(warn_at int[], level int) RETURNS int
-    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE sql IMMUTABLE AS $$
     SELECT (warn_at || 100)[level + 1]
 $$;
 
--- Working time of a step's share: target x weight / sum of the weights of
--- the working steps whose clock runs.
-CREATE FUNCTION workqueue._step_share(workflow text, version int, step text, target interval) RETURNS interval
+-- The steps of the given items' workflow versions, with each working step's
+-- share of the target (weight / sum of the weights of the working steps
+-- whose clock runs; NULL for steps that pause the SLA and terminal steps).
+CREATE FUNCTION workqueue._step_shares(ids bigint[])
+    RETURNS TABLE (workflow text, version int, step text, kind text, pauses_sla boolean, escalate_to text,
+                   share double precision)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT target * (s.weight / nullif(t.total, 0))
-      FROM workqueue.workflow_step s,
-           LATERAL (SELECT sum(x.weight) AS total FROM workqueue.workflow_step x
-                     WHERE x.workflow = s.workflow AND x.version = s.version
-                       AND x.kind = 'work' AND NOT x.pauses_sla) t
-     WHERE s.workflow = _step_share.workflow AND s.version = _step_share.version AND s.name = _step_share.step
-       AND s.kind = 'work' AND NOT s.pauses_sla
+    WITH v AS (SELECT DISTINCT i.workflow, i.workflow_version AS version
+                 FROM unnest(ids) AS x(id) JOIN workqueue.item i ON i.id = x.id)
+    SELECT s.workflow, s.version, s.name, s.kind, s.pauses_sla, s.escalate_to,
+           CASE WHEN s.kind = 'work' AND NOT s.pauses_sla
+                THEN s.weight / nullif(sum(s.weight) FILTER (WHERE s.kind = 'work' AND NOT s.pauses_sla)
+                                       OVER (PARTITION BY s.workflow, s.version), 0) END
+      FROM v JOIN workqueue.workflow_step s ON s.workflow = v.workflow AND s.version = v.version
 $$;
 
 -- Starts the SLA of new items (called by add() and upsert_items() in the
@@ -262,26 +268,36 @@ $$;
 -- (calendar_by) and their current versions, the target of the item's
 -- priority; starts the clock at created_at, or pauses it if the start step
 -- pauses the SLA.  Items whose priority has no target get no SLA.
-CREATE FUNCTION workqueue._sla_start(ids bigint[]) RETURNS int
+CREATE FUNCTION workqueue._sla_start(ids bigint[], a_ids bigint[], a_members text[]) RETURNS bigint[]
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    n int;
+    done bigint[];
 BEGIN
-    WITH x AS (
-        SELECT i.queue, i.id, i.created_at, p.name AS pname, p.version AS pversion, p.warn_at,
+    WITH st AS MATERIALIZED (
+        SELECT * FROM workqueue._step_shares(ids)),
+    x AS MATERIALIZED (
+        SELECT i.queue, i.id, i.created_at, p.name AS pname, p.version AS pversion,
+               (p.warn_at || 100)[1] AS first_pct,
                (p.targets->>i.priority::text)::interval AS target,
-               workqueue._sla_calendar(p.calendar_by, i.data, p.calendar) AS cal,
-               s.pauses_sla, i.workflow, i.workflow_version, i.step
-          FROM workqueue.item i
+               CASE WHEN p.calendar_by IS NULL THEN p.calendar
+                    ELSE workqueue._sla_calendar(p.calendar_by, i.data, p.calendar) END AS cal,
+               st.pauses_sla, st.share
+          FROM unnest(ids) AS u(id)
+          JOIN workqueue.item i ON i.id = u.id
           JOIN workqueue.queue q ON q.name = i.queue
           JOIN LATERAL (SELECT * FROM workqueue.sla_policy p WHERE p.name = q.sla_policy
                          ORDER BY p.version DESC LIMIT 1) p ON true
-          JOIN workqueue.workflow_step s
-            ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
-         WHERE i.id = ANY (ids) AND i.sla_target IS NULL),
+          JOIN st ON st.workflow = i.workflow AND st.version = i.workflow_version AND st.step = i.step
+         WHERE i.sla_target IS NULL),
+    cv AS MATERIALIZED (
+        SELECT c.name, max(c.version) AS version FROM workqueue.calendar c
+         WHERE c.name IN (SELECT DISTINCT x.cal FROM x) GROUP BY c.name),
     y AS (
-        SELECT x.*, (SELECT max(c.version) FROM workqueue.calendar c WHERE c.name = x.cal) AS calv
-          FROM x WHERE x.target IS NOT NULL)
+        SELECT x.*, cv.version AS calv, a.id IS NOT NULL AS reassign, a.member
+          FROM x JOIN cv ON cv.name = x.cal
+          LEFT JOIN unnest(a_ids, a_members) AS a(id, member) ON a.id = x.id
+         WHERE x.target IS NOT NULL),
+    u AS (
     UPDATE workqueue.item i
        SET sla_policy = y.pname, sla_policy_version = y.pversion,
            sla_calendar = y.cal, sla_calendar_version = y.calv, sla_target = y.target,
@@ -290,17 +306,15 @@ BEGIN
            sla_clock_from = CASE WHEN y.pauses_sla THEN NULL ELSE y.created_at END,
            sla_paused_at = CASE WHEN y.pauses_sla THEN y.created_at END,
            sla_next_at = CASE WHEN NOT y.pauses_sla THEN
-                   workqueue.business_add(y.created_at,
-                                          y.target * (workqueue._sla_threshold(y.warn_at, 0) / 100.0),
-                                          y.cal, y.calv) END,
+                   workqueue.business_add(y.created_at, y.target * (y.first_pct / 100.0), y.cal, y.calv) END,
            step_due_at = CASE WHEN NOT y.pauses_sla THEN
-                   workqueue.business_add(y.created_at,
-                                          workqueue._step_share(y.workflow, y.workflow_version, y.step, y.target),
-                                          y.cal, y.calv) END
+                   workqueue.business_add(y.created_at, y.target * y.share, y.cal, y.calv) END,
+           assignee = CASE WHEN y.reassign THEN y.member ELSE i.assignee END
       FROM y
-     WHERE i.queue = y.queue AND i.id = y.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+     WHERE i.queue = y.queue AND i.id = y.id
+    RETURNING i.id)
+    SELECT array_agg(u.id) INTO done FROM u;
+    RETURN done;
 END
 $$;
 
@@ -310,56 +324,57 @@ $$;
 -- moves by the paused working time; a stopped one restarts, as after a
 -- reopen).  Step that pauses the SLA: the clock stops, due_at keeps the
 -- value it had.  Terminal step: the clock stops for good.
-CREATE FUNCTION workqueue._sla_move(ids bigint[]) RETURNS int
+CREATE FUNCTION workqueue._sla_move(ids bigint[], a_ids bigint[], a_members text[]) RETURNS bigint[]
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    n int;
+    done bigint[];
 BEGIN
-    WITH x AS (
-        SELECT i.queue, i.id, i.step, i.workflow, i.workflow_version, i.sla_target AS target,
-               i.sla_calendar AS cal, i.sla_calendar_version AS calv, i.sla_level, i.due_at, i.sla_paused_at,
-               i.sla_clock_from, p.warn_at, s.kind, s.pauses_sla,
+    WITH st AS MATERIALIZED (
+        SELECT * FROM workqueue._step_shares(ids)),
+    x AS MATERIALIZED (
+        SELECT i.queue, i.id, i.sla_target AS target, i.sla_calendar AS cal, i.sla_calendar_version AS calv,
+               i.due_at, i.sla_paused_at, i.sla_clock_from,
+               (p.warn_at || 100)[i.sla_level + 1] AS next_pct, st.kind, st.pauses_sla, st.share,
+               st.kind = 'work' AND NOT st.pauses_sla AS runs,
                -- working time on the clock now
                i.sla_elapsed + CASE WHEN i.sla_clock_from IS NOT NULL
                    THEN workqueue.business_between(i.sla_clock_from, now(), i.sla_calendar, i.sla_calendar_version)
-                   ELSE interval '0' END AS elapsed,
-               -- the due time if the clock runs from now on
-               CASE WHEN i.sla_clock_from IS NOT NULL THEN i.due_at
-                    WHEN i.sla_paused_at IS NOT NULL THEN
-                        workqueue.business_add(i.due_at, workqueue.business_between(i.sla_paused_at, now(),
-                                               i.sla_calendar, i.sla_calendar_version),
-                                               i.sla_calendar, i.sla_calendar_version)
-                    ELSE workqueue.business_add(now(), i.sla_target - i.sla_elapsed,
-                                                i.sla_calendar, i.sla_calendar_version) END AS due_running
-          FROM workqueue.item i
+                   ELSE interval '0' END AS elapsed
+          FROM unnest(ids) AS u(id)
+          JOIN workqueue.item i ON i.id = u.id
           JOIN workqueue.sla_policy p ON p.name = i.sla_policy AND p.version = i.sla_policy_version
-          JOIN workqueue.workflow_step s
-            ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
-         WHERE i.id = ANY (ids) AND i.sla_target IS NOT NULL)
+          JOIN st ON st.workflow = i.workflow AND st.version = i.workflow_version AND st.step = i.step
+         WHERE i.sla_target IS NOT NULL),
+    y AS (
+        SELECT x.*, a.id IS NOT NULL AS reassign, a.member,
+               -- the due time if the clock runs from now on
+               CASE WHEN x.sla_clock_from IS NOT NULL THEN x.due_at
+                    WHEN x.sla_paused_at IS NOT NULL THEN
+                        workqueue.business_add(x.due_at, workqueue.business_between(x.sla_paused_at, now(), x.cal, x.calv),
+                                               x.cal, x.calv)
+                    ELSE workqueue.business_add(now(), x.target - x.elapsed, x.cal, x.calv) END AS due_running
+          FROM x LEFT JOIN unnest(a_ids, a_members) AS a(id, member) ON a.id = x.id),
+    u AS (
     UPDATE workqueue.item i
-       SET sla_elapsed = x.elapsed,
-           sla_clock_from = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla THEN now() END,
-           sla_paused_at = CASE WHEN x.kind = 'work' AND x.pauses_sla
-                                THEN coalesce(x.sla_paused_at, now()) END,
-           due_at = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla THEN x.due_running
-                         WHEN x.kind = 'work' THEN                -- pausing: keeps the due time it has
-                              CASE WHEN x.sla_clock_from IS NULL AND x.sla_paused_at IS NULL
-                                   THEN x.due_running ELSE x.due_at END
-                         WHEN x.sla_paused_at IS NOT NULL THEN x.due_running
-                         ELSE x.due_at END,
-           sla_next_at = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla
-                              AND workqueue._sla_threshold(x.warn_at, x.sla_level) IS NOT NULL THEN
-                   workqueue.business_add(now(),
-                       greatest(x.target * (workqueue._sla_threshold(x.warn_at, x.sla_level) / 100.0) - x.elapsed,
-                                interval '0'),
-                       x.cal, x.calv) END,
-           step_due_at = CASE WHEN x.kind = 'work' AND NOT x.pauses_sla THEN
-                   workqueue.business_add(now(), workqueue._step_share(x.workflow, x.workflow_version, x.step, x.target),
-                                          x.cal, x.calv) END
-      FROM x
-     WHERE i.queue = x.queue AND i.id = x.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+       SET sla_elapsed = y.elapsed,
+           sla_clock_from = CASE WHEN y.runs THEN now() END,
+           sla_paused_at = CASE WHEN y.kind = 'work' AND y.pauses_sla THEN coalesce(y.sla_paused_at, now()) END,
+           due_at = CASE WHEN y.runs THEN y.due_running
+                         WHEN y.kind = 'work' THEN                -- pausing: keeps the due time it has
+                              CASE WHEN y.sla_clock_from IS NULL AND y.sla_paused_at IS NULL
+                                   THEN y.due_running ELSE y.due_at END
+                         WHEN y.sla_paused_at IS NOT NULL THEN y.due_running
+                         ELSE y.due_at END,
+           sla_next_at = CASE WHEN y.runs AND y.next_pct IS NOT NULL THEN
+                   workqueue.business_add(now(), greatest(y.target * (y.next_pct / 100.0) - y.elapsed, interval '0'),
+                                          y.cal, y.calv) END,
+           step_due_at = CASE WHEN y.runs THEN workqueue.business_add(now(), y.target * y.share, y.cal, y.calv) END,
+           assignee = CASE WHEN y.reassign THEN y.member ELSE i.assignee END
+      FROM y
+     WHERE i.queue = y.queue AND i.id = y.id
+    RETURNING i.id)
+    SELECT array_agg(u.id) INTO done FROM u;
+    RETURN done;
 END
 $$;
 
@@ -445,68 +460,82 @@ BEGIN
 END
 $$;
 
--- Assigns items that have just entered (or been created in) a working step
--- with a role: an assignee who is an active member of that role keeps the
--- item, anyone else is replaced by a member picked by the role's strategy
--- ("assigned" event).  A role without active members leaves the items
--- unassigned (an assignee from the previous step does not stay).
-CREATE FUNCTION workqueue._assign_items(ids bigint[], actor text) RETURNS int
+-- The assignments items need that have just entered (or been created in) a
+-- working step with a role: an assignee who is an active member of that
+-- role keeps the item (no row); anyone else is replaced by a member picked
+-- by the role's strategy, or by nobody (member NULL) if the role has no
+-- active member.
+CREATE FUNCTION workqueue._assignments(ids bigint[])
+    RETURNS TABLE (id bigint, role text, member text, strategy text)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     g record;
     pick record;
-    total int := 0;
-    n int;
 BEGIN
     FOR g IN
         SELECT s.role, array_agg(i.id ORDER BY i.id) AS ids
-          FROM workqueue.item i
+          FROM unnest(ids) AS u(id)
+          JOIN workqueue.item i ON i.id = u.id
           JOIN workqueue.workflow_step s
             ON s.workflow = i.workflow AND s.version = i.workflow_version AND s.name = i.step
-         WHERE i.id = ANY (ids) AND s.kind = 'work' AND s.role IS NOT NULL
+         WHERE s.kind = 'work' AND s.role IS NOT NULL
            AND i.status IN ('open', 'in_progress')
            AND NOT EXISTS (SELECT 1 FROM workqueue.role_member m
                             WHERE m.role = s.role AND m.member = i.assignee AND m.active)
          GROUP BY s.role ORDER BY s.role
     LOOP
         pick := workqueue._pick_members(g.role, cardinality(g.ids));
-        IF pick.members IS NULL THEN            -- nobody to give them to: unassigned
-            UPDATE workqueue.item i SET assignee = NULL WHERE i.id = ANY (g.ids) AND i.assignee IS NOT NULL;
-            CONTINUE;
-        END IF;
-        WITH a AS (
-            SELECT x.id, x.member FROM unnest(g.ids, pick.members) AS x(id, member)),
-        u AS (
-            UPDATE workqueue.item i SET assignee = a.member, updated_at = now()
-              FROM a WHERE i.id = a.id
-            RETURNING i.queue, i.id, i.step, i.assignee),
-        e AS (
-            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
-            SELECT u.queue, u.id, actor, 'assigned', u.step, u.step,
-                   jsonb_build_object('assignee', u.assignee, 'role', g.role, 'strategy', pick.strategy)
-              FROM u
-            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
-        SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-                   'item', e.item_id, 'queue', e.queue, 'kind', 'assigned', 'event', e.id, 'step', e.to_step)::text))
-          INTO n FROM e;
-        total := total + n;
+        RETURN QUERY SELECT x.id, g.role, x.member, pick.strategy
+                       FROM unnest(g.ids, coalesce(pick.members, array_fill(NULL::text, ARRAY[cardinality(g.ids)])))
+                            AS x(id, member);
     END LOOP;
-    RETURN total;
 END
 $$;
 
 -- What happens to items that have just been created in, or moved into,
--- their current step: their SLA clock, then their assignment.  Called by
--- add(), upsert_items() and the transitions, in their transaction.
+-- their current step: their SLA clock starts or moves and they are
+-- assigned, with one write per item, then an "assigned" event per new
+-- assignee.  Called by add(), upsert_items() and the transitions, in their
+-- transaction, with the items locked.
 CREATE FUNCTION workqueue._after_enter(ids bigint[], actor text, created boolean) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a_ids bigint[];
+    a_members text[];
+    a_roles text[];
+    a_strategies text[];
+    done bigint[];
+    notified bigint;
 BEGIN
+    SELECT array_agg(a.id ORDER BY a.id), array_agg(a.member ORDER BY a.id),
+           array_agg(a.role ORDER BY a.id), array_agg(a.strategy ORDER BY a.id)
+      INTO a_ids, a_members, a_roles, a_strategies
+      FROM workqueue._assignments(ids) a;
     IF created THEN
-        PERFORM workqueue._sla_start(ids);
+        done := workqueue._sla_start(ids, a_ids, a_members);
     ELSE
-        PERFORM workqueue._sla_move(ids);
+        done := workqueue._sla_move(ids, a_ids, a_members);
     END IF;
-    PERFORM workqueue._assign_items(ids, actor);
+    IF a_ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- the assignments of items whose SLA did not change
+    UPDATE workqueue.item i SET assignee = a.member, updated_at = now()
+      FROM (SELECT x.id, x.member FROM unnest(a_ids, a_members) AS x(id, member)
+              LEFT JOIN unnest(done) AS d(id) ON d.id = x.id
+             WHERE d.id IS NULL) a
+     WHERE i.id = a.id AND i.assignee IS DISTINCT FROM a.member;
+    WITH e AS (
+        INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+        SELECT i.queue, i.id, actor, 'assigned', i.step, i.step,
+               jsonb_build_object('assignee', a.member, 'role', a.role, 'strategy', a.strategy)
+          FROM unnest(a_ids, a_members, a_roles, a_strategies) AS a(id, member, role, strategy)
+          JOIN workqueue.item i ON i.id = a.id
+         WHERE a.member IS NOT NULL
+        RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+    SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+               'item', e.item_id, 'queue', e.queue, 'kind', 'assigned', 'event', e.id, 'step', e.to_step)::text))
+      INTO notified FROM e;
 END
 $$;
 
@@ -966,7 +995,8 @@ CREATE OR REPLACE VIEW workqueue.queue_stats AS
 
 REVOKE ALL ON workqueue.sla_policy, workqueue.role_assignment FROM PUBLIC;
 GRANT SELECT ON workqueue.sla_policy, workqueue.role_assignment TO PUBLIC;
-REVOKE ALL ON FUNCTION workqueue._sla_start(bigint[]), workqueue._sla_move(bigint[]),
-    workqueue._pick_members(text, int), workqueue._assign_items(bigint[], text),
+REVOKE ALL ON FUNCTION workqueue._sla_start(bigint[], bigint[], text[]),
+    workqueue._sla_move(bigint[], bigint[], text[]), workqueue._step_shares(bigint[]),
+    workqueue._pick_members(text, int), workqueue._assignments(bigint[]),
     workqueue._after_enter(bigint[], text, boolean), workqueue._fire_sla_timers(int)
     FROM PUBLIC;
