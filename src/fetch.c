@@ -36,7 +36,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -482,11 +481,7 @@ FetchWorkerLoop(void)
 		MemoryContextReset(turncxt);
 		MemoryContextSwitchTo(turncxt);
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		WorkerReloadConfig();	/* applies to every connection and request from now on */
 		ResetLatch(MyLatch);
 
 		if (!WorkerExtensionReady("fetch"))

@@ -11,6 +11,7 @@
 
 #include "utils/guc.h"
 
+#include "hosts.h"
 #include "workqueue.h"
 
 int			workqueue_page_size = 25;
@@ -20,6 +21,7 @@ int			workqueue_http_max_concurrency = 16;
 int			workqueue_http_max_response_bytes = 64 * 1024 * 1024;
 int			workqueue_http_timeout_ms = 30000;
 int			workqueue_http_max_per_host = 0;
+char	   *workqueue_allowed_hosts = NULL;
 
 /*
  * Defines every workqueue.* setting.
@@ -82,6 +84,20 @@ WorkqueueDefineGucs(void)
 							30000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	/*
+	 * Superuser-only to set (PGC_SUSET), but readable by everyone: knowing
+	 * where sources may point is no secret.  Parsed by the check hook, see
+	 * hosts.c.
+	 */
+	DefineCustomStringVariable("workqueue.allowed_hosts",
+							   "Sets the hosts, comma-separated, that sources and fetches may reach.",
+							   "Host names match the URL's host; IP addresses and CIDR ranges match "
+							   "the address connected to.  Empty means no restriction.",
+							   &workqueue_allowed_hosts,
+							   "",
+							   PGC_SUSET, 0,
+							   AllowedHostsCheck, AllowedHostsAssign, NULL);
 
 	MarkGUCPrefixReserved("workqueue");
 }

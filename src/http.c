@@ -7,9 +7,18 @@
  * or a query cancel that unwinds through HttpPerform (PG_FINALLY).  Results
  * are copied into the caller's memory context.  Interrupts are checked at
  * least every 100 ms, so a cancel or SIGTERM stops transfers promptly.
+ *
+ * workqueue.allowed_hosts is enforced by two libcurl callbacks on every
+ * transfer: the open-socket callback sees each resolved address before a
+ * connection is made to it (for the first request and every redirect) and
+ * refuses the socket, and the pre-request callback checks again before
+ * each request is sent, which covers a kept-alive connection reused after
+ * the setting changed.  A refusal is its own, final error (never retried).
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <curl/curl.h>
 
 #include "common/pg_prng.h"
@@ -18,6 +27,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "hosts.h"
 #include "http.h"
 #include "workqueue.h"
 
@@ -50,6 +60,10 @@ typedef struct Transfer
 	int			retry_after;	/* seconds, -1 if none */
 	char	   *link_next;
 	struct curl_slist *own_headers; /* async transfers: freed when done */
+	/* workqueue.allowed_hosts: the last refusal, and at which redirect */
+	char		refusal[HOST_REFUSAL_LEN];
+	long		refused_hop;
+	long		opened_hop;		/* redirect count at the last allowed socket */
 } Transfer;
 
 static bool curl_ready = false;
@@ -206,6 +220,100 @@ HeaderCallback(char *line, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
+/*
+ * The host of the URL being requested now (after any redirects), into buf;
+ * empty if it cannot be told.  Called from libcurl callbacks: no palloc,
+ * no ereport.
+ */
+static void
+CurrentHost(Transfer *t, char *buf, size_t len)
+{
+	char	   *url = NULL;
+	char	   *host = NULL;
+	CURLU	   *u;
+
+	buf[0] = '\0';
+	if (curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || url == NULL)
+		return;
+	if ((u = curl_url()) == NULL)
+		return;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+	{
+		strlcpy(buf, host, len);
+		curl_free(host);
+	}
+	curl_url_cleanup(u);
+}
+
+/* How many redirects the transfer has followed so far. */
+static long
+CurrentHop(Transfer *t)
+{
+	long		n = 0;
+
+	curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_COUNT, &n);
+	return n;
+}
+
+/*
+ * libcurl's socket(2): refuses (CURL_SOCKET_BAD) an address that
+ * workqueue.allowed_hosts does not allow for the URL's host.  libcurl then
+ * tries the host's other addresses, if any.
+ */
+static curl_socket_t
+OpenSocketCallback(void *arg, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	Transfer   *t = (Transfer *) arg;
+
+	if (purpose == CURLSOCKTYPE_IPCXN && HostPolicyActive())
+	{
+		char		host[HOST_REFUSAL_LEN];
+
+		CurrentHost(t, host, sizeof(host));
+		if (!HostAllowed(host, &address->addr))
+		{
+			HostRefusal(t->refusal, sizeof(t->refusal), host, &address->addr);
+			t->refused_hop = CurrentHop(t);
+			return CURL_SOCKET_BAD;
+		}
+		t->opened_hop = CurrentHop(t);
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/*
+ * Called before every request, on a new or a reused connection: aborts the
+ * transfer if workqueue.allowed_hosts (perhaps changed since the
+ * connection was opened) does not allow it.
+ */
+static int
+PrereqCallback(void *arg, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	Transfer   *t = (Transfer *) arg;
+	char		host[HOST_REFUSAL_LEN];
+	struct sockaddr_storage ss;
+	struct sockaddr *sa = (struct sockaddr *) &ss;
+
+	if (!HostPolicyActive())
+		return CURL_PREREQFUNC_OK;
+	CurrentHost(t, host, sizeof(host));
+	memset(&ss, 0, sizeof(ss));
+	if (primary_ip && inet_pton(AF_INET, primary_ip, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (primary_ip && inet_pton(AF_INET6, primary_ip, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		sa = NULL;
+	if (HostAllowed(host, sa))
+		return CURL_PREREQFUNC_OK;
+	HostRefusal(t->refusal, sizeof(t->refusal), host, sa);
+	t->refused_hop = CurrentHop(t);
+	return CURL_PREREQFUNC_ABORT;
+}
+#endif
+
 static void
 StartTransfer(CURLM *multi, Transfer *t, const HttpOptions *opts, struct curl_slist *headers)
 {
@@ -221,6 +329,9 @@ StartTransfer(CURLM *multi, Transfer *t, const HttpOptions *opts, struct curl_sl
 	t->retry_after = -1;
 	free(t->link_next);
 	t->link_next = NULL;
+	t->refusal[0] = '\0';
+	t->refused_hop = -1;
+	t->opened_hop = -1;
 	t->req->attempts++;
 
 	curl_easy_setopt(e, CURLOPT_URL, t->req->url);
@@ -238,6 +349,12 @@ StartTransfer(CURLM *multi, Transfer *t, const HttpOptions *opts, struct curl_sl
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) opts->max_response_bytes);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "workqueue/" WORKQUEUE_VERSION);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, OpenSocketCallback);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+#if LIBCURL_VERSION_NUM >= 0x075000
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, PrereqCallback);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+#endif
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -285,8 +402,19 @@ Classify(Transfer *t, CURLcode rc, MemoryContext cxt)
 	req->status = status;
 	req->error = NULL;
 	req->retryable = false;
+	req->refused = false;
 
-	if (rc == CURLE_OK)
+	/*
+	 * Refused by workqueue.allowed_hosts: the pre-request callback aborted,
+	 * or every address tried since the last redirect was refused.
+	 */
+	if (rc != CURLE_OK && t->refusal[0] != '\0' &&
+		(rc == CURLE_ABORTED_BY_CALLBACK || t->refused_hop > t->opened_hop))
+	{
+		req->error = MemoryContextStrdup(cxt, t->refusal);
+		req->refused = true;
+	}
+	else if (rc == CURLE_OK)
 	{
 		if (status >= 200 && status < 300)
 			return false;
@@ -362,6 +490,7 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 		reqs[i].response = NULL;
 		reqs[i].next_link = NULL;
 		reqs[i].status = 0;
+		reqs[i].refused = false;
 	}
 
 	PG_TRY();
@@ -517,6 +646,7 @@ HttpAsyncStart(HttpAsync *a, HttpRequest *req, const HttpOptions *opts)
 	req->response = NULL;
 	req->next_link = NULL;
 	req->status = 0;
+	req->refused = false;
 	PG_TRY();
 	{
 		StartTransfer(a->multi, t, opts, t->own_headers);

@@ -6,7 +6,9 @@
  * in flight), retrying transient failures with exponential backoff and
  * jitter (honouring Retry-After on 429 and 503), and records for each
  * request either its response or a short error: "timeout", "could not
- * connect: ...", "HTTP 503", "response too large", ...
+ * connect: ...", "HTTP 503", "response too large", ..., or 'host "x"
+ * (address a) is not in workqueue.allowed_hosts' when the destination of
+ * the request or of a redirect is not allowed (see hosts.h).
  */
 #ifndef WORKQUEUE_HTTP_H
 #define WORKQUEUE_HTTP_H
@@ -27,6 +29,7 @@ typedef struct HttpRequest
 	char	   *error;			/* NULL on success */
 	int			attempts;
 	bool		retryable;		/* the final error was of a transient kind */
+	bool		refused;		/* by workqueue.allowed_hosts (never retried) */
 	long		retry_delay_ms; /* backoff (or Retry-After) before another try */
 	void	   *tag;			/* the caller's, untouched */
 } HttpRequest;

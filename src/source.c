@@ -131,12 +131,26 @@ ParsePath(JPath *p, const char *text, const char *option)
 	}
 }
 
+/*
+ * An http(s) URL without credentials: libcurl would send a user:password
+ * before the host as an Authorization header, but unlike the headers
+ * option, URLs are readable by everyone (the sources view, fetches, error
+ * texts).  The error does not repeat the URL, so as not to show the
+ * password.
+ */
 static void
 CheckUrl(const char *url, const char *what)
 {
+	const char *authority;
+
 	if (url == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
 		OPT_ERROR(errmsg("%s must be an http or https URL", what),
 				  errdetail("It is \"%s\".", url ? url : "NULL"));
+	authority = strstr(url, "://") + 3;
+	if (memchr(authority, '@', strcspn(authority, "/?#")) != NULL)
+		OPT_ERROR(errmsg("%s must not contain a user name or password", what),
+				  errdetail("Everyone can read a source's URLs; only its headers are kept from non-administrators."),
+				  errhint("Send credentials in a header instead, e.g. {\"headers\": {\"Authorization\": \"Basic ...\"}}."));
 }
 
 static void

@@ -103,6 +103,12 @@ AppendStrings(List *list, List *strings, MemoryContext cxt)
 static void
 HttpFailed(SyncRun *run, HttpRequest *req, const char *what)
 {
+	if (req->refused)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s request failed: %s", what, req->error),
+				 errdetail("The request for %s was refused before connecting.", req->url),
+				 errhint("A superuser can add the host to workqueue.allowed_hosts (ALTER SYSTEM, then pg_reload_conf()).")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("%s request failed: %s", what, req->error),
@@ -221,6 +227,7 @@ ListIds(SyncRun *run)
 					 errhint("Raise pagination.max_pages if the listing is really that long; nothing was closed.")));
 		req.url = url;
 		pgstat_report_activity(STATE_RUNNING, "workqueue sync: listing");
+		WorkerReloadConfig();	/* e.g. a changed workqueue.allowed_hosts */
 		HttpPerform(&req, 1, &run->http);
 		if (req.error)
 			HttpFailed(run, &req, "listing");
@@ -355,6 +362,7 @@ FetchDetails(SyncRun *run, List *ids, bool count_batches)
 				reqs[r].url = DetailsUrl(src, batch);
 		}
 		pgstat_report_activity(STATE_RUNNING, "workqueue sync: fetching details");
+		WorkerReloadConfig();
 		HttpPerform(reqs, nreq, &run->http);
 
 		for (int r = 0; r < nreq; r++)

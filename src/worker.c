@@ -111,6 +111,22 @@ WorkerCountJobs(int n)
 	SpinLockRelease(&WqShared->mutex);
 }
 
+/*
+ * Rereads the configuration files if a SIGHUP arrived.  Called at the top
+ * of the loops and, in the sync worker, before each HTTP request of a run,
+ * so that a reloaded setting (workqueue.allowed_hosts) applies to the next
+ * request.  Never inside a transaction.
+ */
+void
+WorkerReloadConfig(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
 static void
 ExecuteRunSafely(int64 run_id)
 {
@@ -184,11 +200,7 @@ WorkqueueWorkerMain(Datum arg)
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		WorkerReloadConfig();
 		SpinLockAcquire(&WqShared->mutex);
 		WqShared->slots[my_slot].last_loop_at = GetCurrentTimestamp();
 		SpinLockRelease(&WqShared->mutex);

@@ -58,6 +58,7 @@ extern void WorkerTxBegin(const char *activity);
 extern void WorkerTxCommit(MemoryContext back);
 extern void WorkerSetInFlight(int n);
 extern void WorkerCountJobs(int n);
+extern void WorkerReloadConfig(void);
 
 /* fetch.c */
 extern void FetchWorkerLoop(void);

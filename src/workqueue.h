@@ -15,6 +15,7 @@ extern int	workqueue_http_max_concurrency;
 extern int	workqueue_http_max_response_bytes;
 extern int	workqueue_http_timeout_ms;
 extern int	workqueue_http_max_per_host;
+extern char *workqueue_allowed_hosts;
 extern void WorkqueueDefineGucs(void);
 
 /* workqueue.c */

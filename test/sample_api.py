@@ -898,6 +898,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
     def h_redirect(self):
+        to = self.params.get("to")
+        if to is not None:
+            # one redirect to any URL (absolute or relative), e.g. another host
+            if to == "" or any(c in to for c in "\r\n"):
+                raise HTTPError(400, "to must be a URL")
+            self._json(302, {"location": to}, [("Location", to)])
+            return
         n = q_int(self.params, "n", 1, lo=0, hi=100000)
         if n == 0:
             self._json(200, {"redirected": True})

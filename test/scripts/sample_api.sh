@@ -472,6 +472,14 @@ def t_redirect():
             and b.json() == {"redirected": True}), (a, b)
 check("GET /redirect?n=3: 302 to n=2 ... and {redirected: true} at 0", t_redirect)
 
+def t_redirect_to():
+    a = req("/redirect?to=http%3A%2F%2F127.0.0.1%3A9%2Fx%3Fa%3D1")
+    b = req("/redirect?to=%2Fcases%2FC-0001", follow=True)
+    c = req("/redirect?to=")
+    return (a.status == 302 and a.h("Location") == "http://127.0.0.1:9/x?a=1" and b.status == 200
+            and b.json()["id"] == "C-0001" and c.status == 400), (a, b, c)
+check("GET /redirect?to=URL: 302 to exactly that URL (absolute or relative); empty is a 400", t_redirect_to)
+
 def t_binary():
     r = req("/binary")
     try:
