@@ -1,4 +1,5 @@
--- workqueue 0.4 -> 0.5: SLA policies, timers and assignment (SPEC §5, §6).
+-- workqueue 0.4 -> 0.5: SLA policies, timers and assignment (SPEC §5, §6),
+-- row-level security by scope (SPEC §8).
 --
 -- An SLA policy gives each priority a target in working time of a calendar.
 -- When an item is created in a queue with a policy, it pins the policy's and
@@ -631,7 +632,7 @@ DECLARE
     el interval;
 BEGIN
     SELECT * INTO it FROM workqueue.item i WHERE i.id = sla_status.item;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN
         RAISE EXCEPTION 'item % does not exist', coalesce(sla_status.item::text, 'NULL')
             USING ERRCODE = 'undefined_object',
                   HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
@@ -656,6 +657,7 @@ CREATE FUNCTION workqueue.sla_report(queue text, since timestamptz, until timest
 #variable_conflict use_column
 DECLARE
     q workqueue.queue := workqueue._queue(sla_report.queue);
+    scopes text[] := workqueue._caller_scopes();     -- NULL: all
 BEGIN
     IF sla_report.since IS NULL OR sla_report.until IS NULL OR sla_report.since > sla_report.until THEN
         RAISE EXCEPTION 'invalid report period'
@@ -678,7 +680,7 @@ BEGIN
                         ELSE interval '0' END END AS elapsed
           FROM workqueue.item i
          WHERE i.queue = q.name AND i.created_at >= sla_report.since AND i.created_at < sla_report.until
-           AND i.status <> 'closed')
+           AND i.status <> 'closed' AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes))
     SELECT x.priority, count(*), count(*) FILTER (WHERE x.done),
            count(*) FILTER (WHERE x.done AND x.elapsed < x.sla_target),
            count(*) FILTER (WHERE x.elapsed >= x.sla_target),
@@ -840,7 +842,8 @@ BEGIN
 END
 $$;
 
--- Changes a queue's sla_policy (NULL: none) or lease_timeout.  Items keep
+-- Changes a queue's sla_policy (NULL: none), lease_timeout or scope (of
+-- new items).  Items keep
 -- the SLA they started with; workqueue.recompute_sla() moves them.
 CREATE FUNCTION workqueue.alter_queue(name text, changes jsonb) RETURNS workqueue.queue
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -858,10 +861,10 @@ BEGIN
                   HINT = 'Pass e.g. {"sla_policy": "standard"} or {"lease_timeout": "30 minutes"}.';
     END IF;
     FOR k IN SELECT jsonb_object_keys(alter_queue.changes) LOOP
-        IF k NOT IN ('sla_policy', 'lease_timeout') THEN
+        IF k NOT IN ('sla_policy', 'lease_timeout', 'scope') THEN
             RAISE EXCEPTION 'queue setting "%" cannot be changed', left(k, 100)
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'alter_queue changes "sla_policy" and "lease_timeout"; a queue''s workflow is fixed.';
+                      HINT = 'alter_queue changes "sla_policy", "lease_timeout" and "scope"; a queue''s workflow is fixed.';
         END IF;
     END LOOP;
     IF alter_queue.changes ? 'sla_policy' THEN
@@ -884,7 +887,17 @@ BEGIN
         END IF;
         q.lease_timeout := lt;
     END IF;
-    UPDATE workqueue.queue x SET sla_policy = q.sla_policy, lease_timeout = q.lease_timeout
+    IF alter_queue.changes ? 'scope' THEN
+        IF jsonb_typeof(alter_queue.changes->'scope') <> 'array'
+           OR EXISTS (SELECT 1 FROM jsonb_array_elements(alter_queue.changes->'scope') e
+                       WHERE jsonb_typeof(e) <> 'string' OR e = '""') THEN
+            RAISE EXCEPTION 'scope must be an array of non-empty names'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass e.g. {"scope": ["emea"]}, or {"scope": []} for everyone.';
+        END IF;
+        q.scope := ARRAY(SELECT jsonb_array_elements_text(alter_queue.changes->'scope'));
+    END IF;
+    UPDATE workqueue.queue x SET sla_policy = q.sla_policy, lease_timeout = q.lease_timeout, scope = q.scope
      WHERE x.name = q.name RETURNING * INTO q;
     RETURN q;
 END
@@ -932,8 +945,8 @@ BEGIN
      WHERE w.name = q.workflow;
 
     -- ON CONFLICT: two racing calls with one external id get this error, not a raw unique violation
-    INSERT INTO workqueue.item (queue, external_id, step, status, priority, data, workflow, workflow_version)
-    VALUES (q.name, add.external_id, wv.start_step, 'open', add.priority, add.data, wv.workflow, wv.version)
+    INSERT INTO workqueue.item (queue, external_id, step, status, priority, data, workflow, workflow_version, scope)
+    VALUES (q.name, add.external_id, wv.start_step, 'open', add.priority, add.data, wv.workflow, wv.version, q.scope)
         ON CONFLICT (queue, external_id) DO NOTHING
     RETURNING id INTO new_id;
     IF new_id IS NULL THEN
@@ -990,6 +1003,287 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Scopes: row-level security on items (SPEC §8)
+--
+-- An item's scope is a text[]; an empty scope is visible to everyone who
+-- may use the queue.  A role sees an item with a non-empty scope if one of
+-- the item's scopes was granted (grant_scope) to it or to a role it is a
+-- member of; administrators see everything.  The check applies to the
+-- calling database role (workqueue._caller()), also when it acts for
+-- someone else.  Tables read directly are filtered by policies; the API
+-- functions (SECURITY DEFINER, so exempt from policies) filter themselves:
+-- an item out of scope does not exist for them.
+------------------------------------------------------------------------------
+
+CREATE TABLE workqueue.scope_grant (
+    role        text NOT NULL,
+    scope       text NOT NULL CHECK (scope <> ''),
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    granted_by  text NOT NULL DEFAULT current_user,
+    PRIMARY KEY (role, scope)
+);
+SELECT pg_catalog.pg_extension_config_dump('workqueue.scope_grant', '');
+
+-- the scope new items of a queue get
+ALTER TABLE workqueue.queue ADD COLUMN scope text[] NOT NULL DEFAULT '{}';
+CREATE INDEX item_scope_idx ON workqueue.item USING gin (scope) WHERE scope <> '{}';
+
+-- The scopes the caller sees items of; NULL for an administrator (all).
+CREATE FUNCTION workqueue._caller_scopes() RETURNS text[]
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN workqueue.is_admin(workqueue._caller()) THEN NULL
+                ELSE coalesce((SELECT array_agg(DISTINCT g.scope)
+                                 FROM workqueue.scope_grant g JOIN pg_roles r ON r.rolname = g.role
+                                WHERE pg_has_role(workqueue._caller(), r.oid, 'MEMBER')), '{}') END
+$$;
+
+-- May the caller see an item with this scope?
+CREATE FUNCTION workqueue._visible(scope text[]) RETURNS boolean
+    LANGUAGE sql STABLE AS $$
+    SELECT scope = '{}' OR coalesce(scope && workqueue._caller_scopes(), true)
+$$;
+
+CREATE FUNCTION workqueue.grant_scope(role text, scope text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('grant scopes');
+    IF grant_scope.scope IS NULL OR grant_scope.scope = '' THEN
+        RAISE EXCEPTION 'scope must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF grant_scope.role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = grant_scope.role) THEN
+        RAISE EXCEPTION 'role "%" does not exist', coalesce(left(grant_scope.role, 100), 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Scopes are granted to database roles (or group roles): CREATE ROLE first.';
+    END IF;
+    INSERT INTO workqueue.scope_grant (role, scope, granted_by)
+    VALUES (grant_scope.role, grant_scope.scope, workqueue._caller())
+        ON CONFLICT ON CONSTRAINT scope_grant_pkey DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION workqueue.revoke_scope(role text, scope text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('revoke scopes');
+    DELETE FROM workqueue.scope_grant WHERE role = revoke_scope.role AND scope = revoke_scope.scope;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scope "%" is not granted to role "%"', coalesce(left(revoke_scope.scope, 100), 'NULL'),
+                        coalesce(left(revoke_scope.role, 100), 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'List grants with: SELECT * FROM workqueue.scope_grant;';
+    END IF;
+END
+$$;
+
+-- Sets the scope of items (a field_update event records old and new).
+CREATE FUNCTION workqueue.set_scope(items bigint[], scope text[]) RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    n int;
+BEGIN
+    PERFORM workqueue._require_admin('set scopes');
+    IF set_scope.scope IS NULL OR array_position(set_scope.scope, NULL) IS NOT NULL
+       OR '' = ANY (set_scope.scope) THEN
+        RAISE EXCEPTION 'scope must be an array of non-empty names'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass e.g. ''{emea}'', or ''{}'' for everyone.';
+    END IF;
+    IF set_scope.items IS NULL OR array_position(set_scope.items, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'item array must not be or contain null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(set_scope.items) x(id) WHERE NOT EXISTS (SELECT 1 FROM workqueue.item i WHERE i.id = x.id)) THEN
+        RAISE EXCEPTION 'item % does not exist',
+            (SELECT x.id FROM unnest(set_scope.items) x(id)
+              WHERE NOT EXISTS (SELECT 1 FROM workqueue.item i WHERE i.id = x.id) LIMIT 1)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    WITH l AS (
+        SELECT i.queue, i.id, i.step, i.scope AS old FROM workqueue.item i
+         WHERE i.id IN (SELECT unnest(set_scope.items)) AND i.scope IS DISTINCT FROM set_scope.scope
+         ORDER BY i.id FOR UPDATE),
+    u AS (
+        UPDATE workqueue.item i SET scope = set_scope.scope, updated_at = now()
+          FROM l WHERE i.queue = l.queue AND i.id = l.id
+        RETURNING i.queue, i.id, i.step, l.old),
+    e AS (
+        INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+        SELECT u.queue, u.id, workqueue._caller(), 'field_update', u.step, u.step,
+               jsonb_build_object('old', jsonb_build_object('scope', u.old),
+                                  'new', jsonb_build_object('scope', set_scope.scope))
+          FROM u
+        RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+    SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+               'item', e.item_id, 'queue', e.queue, 'kind', 'field_update', 'event', e.id, 'step', e.to_step)::text))
+      INTO n FROM e;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue._item_for_update(id bigint) RETURNS workqueue.item
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    it workqueue.item;
+BEGIN
+    IF _item_for_update.id IS NULL THEN
+        RAISE EXCEPTION 'item id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO it FROM workqueue.item WHERE item.id = _item_for_update.id FOR UPDATE;
+    IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN     -- out of the caller's scopes: not there
+        RAISE EXCEPTION 'item % does not exist', _item_for_update.id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+    END IF;
+    RETURN it;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.claim(queue text, n int DEFAULT 1, worker text DEFAULT current_user)
+    RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 1 AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(claim.queue);
+    scopes text[] := workqueue._caller_scopes();     -- NULL: all
+BEGIN
+    IF claim.n IS NULL OR claim.n < 1 OR claim.n > 10000 THEN
+        RAISE EXCEPTION 'cannot claim % items at once', coalesce(claim.n::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass n between 1 and 10000.';
+    END IF;
+    PERFORM workqueue._check_actor(claim.worker, 'worker');
+    PERFORM workqueue._expire_leases(q.name);
+
+    -- one statement: take the items, write their events, announce them
+    RETURN QUERY
+        WITH c AS (
+            SELECT i.queue, i.id FROM workqueue.item i
+             WHERE i.queue = q.name AND i.status = 'open'
+               AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
+             ORDER BY i.priority, i.created_at, i.id
+             LIMIT claim.n
+               FOR UPDATE SKIP LOCKED),
+        u AS (
+            UPDATE workqueue.item i
+               SET status = 'in_progress', claimed_by = claim.worker,
+                   lease_until = now() + q.lease_timeout, updated_at = now()
+              FROM c WHERE i.queue = c.queue AND i.id = c.id
+            RETURNING i.*),
+        e AS (
+            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+            SELECT u.queue, u.id, claim.worker, 'claimed', u.step, u.step,
+                   jsonb_build_object('lease_until', u.lease_until)
+              FROM u
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step),
+        announced AS (
+            SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+                       'item', e.item_id, 'queue', e.queue, 'kind', 'claimed', 'event', e.id,
+                       'step', e.to_step)::text)) AS n
+              FROM e)
+        SELECT u.* FROM u, announced ORDER BY u.priority, u.created_at, u.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.list_items(queue text, status text DEFAULT 'open', first int DEFAULT NULL,
+                                     after bigint DEFAULT NULL)
+    RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(list_items.queue);
+    lim int := coalesce(list_items.first, current_setting('workqueue.page_size', true)::int, 25);
+    cur workqueue.item;
+    scopes text[] := workqueue._caller_scopes();     -- NULL: all
+BEGIN
+    IF list_items.status IS NULL
+       OR list_items.status NOT IN ('open', 'in_progress', 'resolved', 'rejected', 'closed') THEN
+        RAISE EXCEPTION 'unrecognized item status "%"', coalesce(list_items.status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use one of: open, in_progress, resolved, rejected, closed.';
+    END IF;
+    IF lim < 1 OR lim > 10000 THEN
+        RAISE EXCEPTION 'page size % is out of range', lim
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass first between 1 and 10000.';
+    END IF;
+    IF list_items.after IS NULL THEN
+        RETURN QUERY SELECT * FROM workqueue.item i
+                      WHERE i.queue = q.name AND i.status = list_items.status
+                        AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
+                      ORDER BY i.priority, i.created_at, i.id LIMIT lim;
+        RETURN;
+    END IF;
+    SELECT * INTO cur FROM workqueue.item i WHERE i.queue = q.name AND i.id = list_items.after;
+    IF NOT FOUND OR NOT workqueue._visible(cur.scope) THEN
+        RAISE EXCEPTION 'item % is not in queue "%"', list_items.after, q.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass as "after" the id of the last item of the previous page.';
+    END IF;
+    RETURN QUERY SELECT * FROM workqueue.item i
+                  WHERE i.queue = q.name AND i.status = list_items.status
+                    AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
+                    AND (i.priority, i.created_at, i.id) > (cur.priority, cur.created_at, cur.id)
+                  ORDER BY i.priority, i.created_at, i.id LIMIT lim;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.get_items(ids bigint[]) RETURNS SETOF workqueue.item
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.* FROM unnest(ids) WITH ORDINALITY AS x(id, ord)
+      JOIN workqueue.item i ON i.id = x.id
+     CROSS JOIN (SELECT workqueue._caller_scopes() AS scopes) c
+     WHERE i.scope = '{}' OR c.scopes IS NULL OR i.scope && c.scopes
+     ORDER BY x.ord
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.get_items_by_external(queue text, external_ids text[]) RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(get_items_by_external.queue);
+    scopes text[] := workqueue._caller_scopes();     -- NULL: all
+BEGIN
+    RETURN QUERY SELECT i.* FROM unnest(get_items_by_external.external_ids) WITH ORDINALITY AS x(eid, ord)
+                   JOIN workqueue.item i ON i.queue = q.name AND i.external_id = x.eid
+                  WHERE i.scope = '{}' OR scopes IS NULL OR i.scope && scopes
+                  ORDER BY x.ord;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.history(item bigint) RETURNS SETOF workqueue.item_event
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q text;
+    sc text[];
+BEGIN
+    SELECT i.queue, i.scope INTO q, sc FROM workqueue.item i WHERE i.id = history.item;
+    IF NOT FOUND OR NOT workqueue._visible(sc) THEN
+        RAISE EXCEPTION 'item % does not exist', coalesce(history.item::text, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+    END IF;
+    RETURN QUERY SELECT * FROM workqueue.item_event e
+                  WHERE e.queue = q AND e.item_id = history.item ORDER BY e.id DESC;
+END
+$$;
+
+-- Direct reads: items by scope, events and fetches of visible items only.
+-- Administrators (workqueue_admin) may read and write everything;
+-- superusers, the owner and SECURITY DEFINER functions are exempt.
+ALTER TABLE workqueue.item ENABLE ROW LEVEL SECURITY;
+CREATE POLICY item_by_scope ON workqueue.item FOR SELECT
+    USING (scope = '{}' OR coalesce(scope && (SELECT workqueue._caller_scopes()), true));
+CREATE POLICY item_admin ON workqueue.item TO workqueue_admin USING (true) WITH CHECK (true);
+ALTER TABLE workqueue.item_event ENABLE ROW LEVEL SECURITY;
+CREATE POLICY item_event_by_scope ON workqueue.item_event FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = item_event.queue AND i.id = item_event.item_id));
+CREATE POLICY item_event_admin ON workqueue.item_event TO workqueue_admin USING (true) WITH CHECK (true);
+ALTER TABLE workqueue.fetch ENABLE ROW LEVEL SECURITY;
+CREATE POLICY fetch_by_scope ON workqueue.fetch FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = "fetch".queue AND i.id = "fetch".item_id));
+CREATE POLICY fetch_admin ON workqueue.fetch TO workqueue_admin USING (true) WITH CHECK (true);
+
+------------------------------------------------------------------------------
 -- Views: SLA timers and paused items
 ------------------------------------------------------------------------------
 
@@ -1027,8 +1321,8 @@ CREATE OR REPLACE VIEW workqueue.queue_stats AS
 -- Privileges
 ------------------------------------------------------------------------------
 
-REVOKE ALL ON workqueue.sla_policy, workqueue.role_assignment FROM PUBLIC;
-GRANT SELECT ON workqueue.sla_policy, workqueue.role_assignment TO PUBLIC;
+REVOKE ALL ON workqueue.sla_policy, workqueue.role_assignment, workqueue.scope_grant FROM PUBLIC;
+GRANT SELECT ON workqueue.sla_policy, workqueue.role_assignment, workqueue.scope_grant TO PUBLIC;
 REVOKE ALL ON FUNCTION workqueue._sla_start(bigint[], bigint[], text[]),
     workqueue._sla_move(bigint[], bigint[], text[]), workqueue._step_shares(bigint[]),
     workqueue._pick_members(text, int), workqueue._assignments(bigint[]),

@@ -8,7 +8,8 @@
  * then moves the step and writes a "transition" event (which also sends the
  * NOTIFY).  Rules, in the order they are checked:
  *
- *	1. the item exists and is not closed upstream;
+ *	1. the item exists, is in the caller's scopes (else it does not exist
+ *	   for the caller) and is not closed upstream;
  *	2. while the item is claimed with a live lease, only the holder may move
  *	   it; a holder whose lease has expired is refused (fencing);
  *	3. the transition exists and leaves the current step;
@@ -49,6 +50,7 @@ typedef struct ItemState
 	char	   *workflow;
 	int			version;
 	bool		has_sla;		/* the item's SLA clock must follow its step */
+	bool		visible;		/* in the caller's scopes (else: "does not exist") */
 } ItemState;
 
 static SPIPlanPtr lock_plan;
@@ -61,7 +63,7 @@ static SPIPlanPtr after_enter_plan;
 
 #define ITEM_COLUMNS \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
-	"workflow, workflow_version, sla_target IS NOT NULL FROM workqueue.item"
+	"workflow, workflow_version, sla_target IS NOT NULL, workqueue._visible(scope) FROM workqueue.item"
 
 static SPIPlanPtr
 Prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -110,6 +112,8 @@ FillItem(ItemState *it, int r)
 	it->version = pg_strtoint32(SPI_getvalue(tup, desc, 10));
 	live = SPI_getvalue(tup, desc, 11);
 	it->has_sla = live != NULL && strcmp(live, "t") == 0;
+	live = SPI_getvalue(tup, desc, 12);
+	it->visible = live != NULL && strcmp(live, "t") == 0;
 }
 
 static void
@@ -134,6 +138,8 @@ ReadItem(int64 id, ItemState *it)
 	if (SPI_processed == 0)
 		NoSuchItem(id);
 	FillItem(it, 0);
+	if (!it->visible)
+		NoSuchItem(id);			/* outside the caller's scopes */
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -162,6 +168,8 @@ LockItems(int64 *ids, int n)
 																	SPI_tuptable->tupdesc, 1)) != ids[i])
 			NoSuchItem(ids[i]);
 		FillItem(&items[i], r++);
+		if (!items[i].visible)
+			NoSuchItem(ids[i]); /* outside the caller's scopes */
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return items;
