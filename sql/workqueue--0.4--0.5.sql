@@ -1328,3 +1328,5 @@ REVOKE ALL ON FUNCTION workqueue._sla_start(bigint[], bigint[], text[]),
     workqueue._pick_members(text, int), workqueue._assignments(bigint[]),
     workqueue._after_enter(bigint[], text, boolean), workqueue._fire_sla_timers(int)
     FROM PUBLIC;
+-- waking the workers and locking items are for the API functions only
+REVOKE ALL ON FUNCTION workqueue._wake(), workqueue._wake_fetch(), workqueue._item_for_update(bigint) FROM PUBLIC;
