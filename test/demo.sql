@@ -75,3 +75,23 @@ SELECT kind, actor, from_step, to_step, payload - 'lease_until' AS payload
 
 \echo '== 8. The inbox now'
 SELECT status, count(*) FROM workqueue.item WHERE queue = 'support' GROUP BY status ORDER BY status;
+
+\echo '== 9. SLAs: a policy (on the 24x7 calendar, to see it fire within seconds); the worker warns, breaches and escalates'
+SELECT workqueue.create_sla_policy('demo_fast', '24x7', '{"1": "3 seconds", "3": "8 hours"}', '{50}') AS policy_version;
+SELECT workqueue.define_workflow('urgent', $${"steps": [
+    {"name": "handle", "role": "agent", "start": true, "escalate_to": "lead"},
+    {"name": "done", "kind": "resolved"}],
+  "transitions": [{"name": "finish", "from": "handle", "to": "done"}]}$$) AS version;
+SELECT workqueue.add_member('agent', 'amy'), workqueue.add_member('agent', 'ben'), workqueue.add_member('lead', 'lou');
+SELECT workqueue.create_queue('urgent', 'urgent', 'demo_fast');
+SELECT workqueue.add('urgent', '{"title": "Site down"}', 1) AS site_down,
+       workqueue.add('urgent', '{"title": "Typo on homepage"}', 3) AS typo
+\gset
+SELECT id, assignee, due_at - created_at AS target, step_due_at - created_at AS step_share
+  FROM workqueue.get_items(ARRAY[:site_down, :typo]);
+SELECT pg_sleep(4);
+SELECT kind, actor, payload->>'percent' AS percent, payload->>'to' AS escalated_to
+  FROM workqueue.history(:site_down) WHERE kind IN ('assigned', 'sla_warning', 'sla_breach', 'escalated')
+ ORDER BY id;
+SELECT due_at IS NOT NULL AS has_due, round(percent) AS percent, breached, paused FROM workqueue.sla_status(:site_down);
+SELECT priority, items, breached FROM workqueue.sla_report('urgent', now() - interval '1 hour', now() + interval '1 minute');
