@@ -546,23 +546,24 @@ $$;
 
 -- Fires the SLA thresholds that are due: sla_warning at each warn_at
 -- percentage, sla_breach at 100% with escalation to the step's escalate_to
--- role.  Takes at most max_items items (locked, SKIP LOCKED); returns when
--- the next threshold of any item is due (NULL: none).
+-- role.  Takes at most max_items items (locked, SKIP LOCKED), set-based:
+-- one statement writes every threshold event (in order per item, with its
+-- NOTIFY) and moves every item to its next threshold, then the breached
+-- items are escalated per role.  Returns when the next threshold of any
+-- item is due (NULL: none).
 CREATE FUNCTION workqueue._fire_sla_timers(max_items int DEFAULT 1000) RETURNS timestamptz
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r record;
-    elapsed interval;
-    lvl int;
-    pct int;
-    amount interval;
-    fired int;
-    next_at timestamptz;
+    esc_ids bigint[];
+    esc_roles text[];
+    g record;
     pick record;
+    notified bigint;
 BEGIN
-    FOR r IN
-        SELECT i.queue, i.id, i.step, i.assignee, i.due_at, i.sla_target, i.sla_elapsed, i.sla_clock_from,
-               i.sla_calendar, i.sla_calendar_version, i.sla_level, p.warn_at, s.escalate_to
+    WITH due AS MATERIALIZED (
+        SELECT i.queue, i.id, i.step, i.due_at, i.sla_target AS target, i.sla_elapsed, i.sla_clock_from,
+               i.sla_calendar AS cal, i.sla_calendar_version AS calv, i.sla_level, p.warn_at || 100 AS th,
+               s.escalate_to
           FROM workqueue.item i
           JOIN workqueue.sla_policy p ON p.name = i.sla_policy AND p.version = i.sla_policy_version
           JOIN workqueue.workflow_step s
@@ -570,49 +571,79 @@ BEGIN
          WHERE i.sla_next_at <= now()
          ORDER BY i.sla_next_at
          LIMIT max_items
-           FOR UPDATE OF i SKIP LOCKED
+           FOR UPDATE OF i SKIP LOCKED),
+    e0 AS (
+        SELECT d.*, d.sla_elapsed + CASE WHEN d.sla_clock_from IS NOT NULL
+                   THEN workqueue.business_between(d.sla_clock_from, now(), d.cal, d.calv)
+                   ELSE interval '0' END AS elapsed
+          FROM due d),
+    -- the new level: the thresholds (sorted) the elapsed time has reached
+    x AS MATERIALIZED (
+        SELECT e0.*, CASE WHEN e0.sla_clock_from IS NULL THEN e0.sla_level
+                          ELSE greatest(e0.sla_level, (SELECT count(*) FROM unnest(e0.th) AS t(pct)
+                                                        WHERE e0.elapsed >= e0.target * (t.pct / 100.0))) END AS lvl
+          FROM e0),
+    -- the thresholds each item has reached and not fired yet, in order
+    f AS MATERIALIZED (
+        SELECT x.queue, x.id, x.step, x.due_at, x.target, x.elapsed, x.escalate_to, t.pct, t.ord
+          FROM x, unnest(x.th) WITH ORDINALITY AS t(pct, ord)
+         WHERE t.ord > x.sla_level AND t.ord <= x.lvl),
+    nx AS (
+        SELECT x.queue, x.id, x.lvl, x.lvl - x.sla_level AS fired,
+               CASE WHEN x.sla_clock_from IS NOT NULL AND x.th[x.lvl + 1] IS NOT NULL THEN
+                   workqueue.business_add(x.sla_clock_from, x.target * (x.th[x.lvl + 1] / 100.0) - x.sla_elapsed,
+                                          x.cal, x.calv) END AS next_at
+          FROM x),
+    u AS (
+        UPDATE workqueue.item i
+           SET sla_level = nx.lvl,
+               -- never spin on an instant that rounding keeps in the past
+               sla_next_at = CASE WHEN nx.fired = 0 AND nx.next_at <= now() THEN now() + interval '100 milliseconds'
+                                  ELSE nx.next_at END
+          FROM nx WHERE i.queue = nx.queue AND i.id = nx.id
+        RETURNING i.id),
+    e AS (
+        INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+        SELECT f.queue, f.id, 'workqueue', CASE WHEN f.pct < 100 THEN 'sla_warning' ELSE 'sla_breach' END,
+               f.step, f.step,
+               CASE WHEN f.pct < 100
+                    THEN jsonb_build_object('percent', f.pct, 'due_at', f.due_at, 'target', f.target,
+                                            'elapsed', f.elapsed, 'remaining', f.target - f.elapsed)
+                    ELSE jsonb_build_object('percent', 100, 'due_at', f.due_at, 'target', f.target,
+                                            'elapsed', f.elapsed) END
+          FROM f ORDER BY f.id, f.ord
+        RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.kind, item_event.to_step)
+    SELECT (SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+                       'item', e.item_id, 'queue', e.queue, 'kind', e.kind, 'event', e.id, 'step', e.to_step)::text))
+              FROM e) + (SELECT count(*) FROM u),
+           array_agg(f.id ORDER BY f.id) FILTER (WHERE f.pct = 100 AND f.escalate_to IS NOT NULL),
+           array_agg(f.escalate_to ORDER BY f.id) FILTER (WHERE f.pct = 100 AND f.escalate_to IS NOT NULL)
+      INTO notified, esc_ids, esc_roles
+      FROM f;
+
+    -- escalation of the breached items, per role
+    FOR g IN SELECT x.role, array_agg(x.id ORDER BY x.id) AS ids
+               FROM unnest(esc_ids, esc_roles) AS x(id, role) GROUP BY x.role ORDER BY x.role
     LOOP
-        IF r.sla_clock_from IS NULL THEN        -- not running (cannot happen: kept in step)
-            UPDATE workqueue.item SET sla_next_at = NULL WHERE queue = r.queue AND id = r.id;
-            CONTINUE;
-        END IF;
-        elapsed := r.sla_elapsed + workqueue.business_between(r.sla_clock_from, now(),
-                                                              r.sla_calendar, r.sla_calendar_version);
-        lvl := r.sla_level;
-        fired := 0;
-        LOOP
-            pct := workqueue._sla_threshold(r.warn_at, lvl);
-            EXIT WHEN pct IS NULL;
-            amount := r.sla_target * (pct / 100.0);
-            EXIT WHEN elapsed < amount;
-            lvl := lvl + 1;
-            fired := fired + 1;
-            IF pct < 100 THEN
-                PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'sla_warning', r.step, r.step,
-                    jsonb_build_object('percent', pct, 'due_at', r.due_at, 'target', r.sla_target,
-                                       'elapsed', elapsed, 'remaining', r.sla_target - elapsed));
-            ELSE
-                PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'sla_breach', r.step, r.step,
-                    jsonb_build_object('percent', 100, 'due_at', r.due_at, 'target', r.sla_target,
-                                       'elapsed', elapsed));
-                IF r.escalate_to IS NOT NULL THEN
-                    pick := workqueue._pick_members(r.escalate_to, 1);
-                    UPDATE workqueue.item SET assignee = coalesce(pick.members[1], assignee), updated_at = now()
-                     WHERE queue = r.queue AND id = r.id;
-                    PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'escalated', r.step, r.step,
-                        jsonb_build_object('role', r.escalate_to, 'from', r.assignee, 'to', pick.members[1],
-                                           'strategy', pick.strategy));
-                END IF;
-            END IF;
-        END LOOP;
-        pct := workqueue._sla_threshold(r.warn_at, lvl);
-        next_at := CASE WHEN pct IS NOT NULL THEN
-            workqueue.business_add(r.sla_clock_from, r.sla_target * (pct / 100.0) - r.sla_elapsed,
-                                   r.sla_calendar, r.sla_calendar_version) END;
-        IF fired = 0 AND next_at <= now() THEN  -- never spin on an instant that rounding keeps in the past
-            next_at := now() + interval '100 milliseconds';
-        END IF;
-        UPDATE workqueue.item SET sla_level = lvl, sla_next_at = next_at WHERE queue = r.queue AND id = r.id;
+        pick := workqueue._pick_members(g.role, cardinality(g.ids));
+        WITH a AS (
+            SELECT x.id, x.member
+              FROM unnest(g.ids, coalesce(pick.members, array_fill(NULL::text, ARRAY[cardinality(g.ids)])))
+                   AS x(id, member)),
+        old AS (
+            SELECT i.queue, i.id, i.step, i.assignee, a.member FROM a JOIN workqueue.item i ON i.id = a.id),
+        u AS (
+            UPDATE workqueue.item i SET assignee = old.member, updated_at = now()
+              FROM old WHERE i.queue = old.queue AND i.id = old.id AND old.member IS NOT NULL),
+        e AS (
+            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+            SELECT old.queue, old.id, 'workqueue', 'escalated', old.step, old.step,
+                   jsonb_build_object('role', g.role, 'from', old.assignee, 'to', old.member, 'strategy', pick.strategy)
+              FROM old ORDER BY old.id
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+        SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+                   'item', e.item_id, 'queue', e.queue, 'kind', 'escalated', 'event', e.id, 'step', e.to_step)::text))
+          INTO notified FROM e;
     END LOOP;
     RETURN (SELECT min(i.sla_next_at) FROM workqueue.item i WHERE i.sla_next_at IS NOT NULL);
 END
