@@ -650,6 +650,72 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Items closed upstream stop their SLA clock; reopened ones restart it
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION workqueue._reopen_listed(queue text, source text, ids text[]) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+    reopened bigint[] := '{}';
+BEGIN
+    FOR r IN
+        UPDATE workqueue.item i SET status = 'open', updated_at = now(), last_seen_at = now()
+          FROM unnest(_reopen_listed.ids) AS l(x)
+         WHERE i.queue = _reopen_listed.queue AND i.status = 'closed' AND i.external_id = l.x
+        RETURNING i.queue, i.id, i.step
+    LOOP
+        reopened := reopened || r.id;
+        PERFORM workqueue._event(r.queue, r.id, _reopen_listed.source, 'upstream_reopened', r.step, r.step,
+                                 jsonb_build_object('source', _reopen_listed.source));
+        n := n + 1;
+    END LOOP;
+    -- the SLA clock runs again where it stopped
+    PERFORM workqueue._sla_move(reopened, NULL, NULL);
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN
+        WITH gone AS (
+            SELECT i.queue, i.id, i.status, i.claimed_by, i.lease_until
+              FROM workqueue.item i
+             WHERE i.queue = _close_unlisted.queue AND i.source = _close_unlisted.source
+               AND i.status IN ('open', 'in_progress')
+               AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.listed) AS l(x) WHERE l.x = i.external_id)
+               AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.keep) AS k(x) WHERE k.x = i.external_id)
+               FOR UPDATE OF i)
+        UPDATE workqueue.item i
+           SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now(),
+               -- the SLA clock stops (a paused one stays paused) and no timer fires
+               sla_elapsed = i.sla_elapsed + CASE WHEN i.sla_clock_from IS NOT NULL
+                   THEN workqueue.business_between(i.sla_clock_from, now(), i.sla_calendar, i.sla_calendar_version)
+                   ELSE interval '0' END,
+               sla_clock_from = NULL, sla_next_at = NULL, step_due_at = NULL
+          FROM gone g WHERE i.queue = g.queue AND i.id = g.id
+        RETURNING i.queue, i.id, i.step, g.status AS old_status, g.claimed_by, g.lease_until
+    LOOP
+        PERFORM workqueue._event(r.queue, r.id, _close_unlisted.source, 'upstream_closed', r.step, r.step,
+                                 jsonb_strip_nulls(jsonb_build_object(
+                                     'source', _close_unlisted.source, 'old_status', r.old_status,
+                                     'claimed_by', r.claimed_by, 'lease_until', r.lease_until)));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Status, report, recompute
 ------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@
 -- as a superuser; the worker's real timing is test/scripts/sla.sh.  Runs in
 -- one transaction that is rolled back.
 BEGIN;
-SELECT plan(117);
+SELECT plan(122);
 
 SET LOCAL timezone = 'UTC';
 CREATE ROLE wq70_plain LOGIN;
@@ -409,6 +409,24 @@ SELECT results_eq($$SELECT * FROM workqueue.upsert_items('q70_up', '[{"external_
     $$VALUES (0, 1, 0)$$, 'an update');
 SELECT is((SELECT count(*) FROM workqueue.item_event e JOIN workqueue.item i ON i.id = e.item_id
             WHERE i.queue = 'q70_up' AND e.kind = 'assigned'), 3::bigint, 'an update assigns nothing again');
+
+------------------------------------------------------------------------------
+-- closed upstream: the clock stops; listed again: it runs on
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q70_sync', 'review', 'p70_fast') AS _ \gset
+SELECT results_eq($$SELECT * FROM workqueue.upsert_items('q70_sync', '[{"external_id": "S-1", "priority": 1, "data": {}}]', 's70')$$,
+    $$VALUES (1, 0, 0)$$, 'an item from source s70');
+SELECT id AS s1 FROM workqueue.item WHERE queue = 'q70_sync' AND external_id = 'S-1' \gset
+UPDATE workqueue.item SET sla_clock_from = sla_clock_from - interval '10 minutes' WHERE id = :s1;
+SELECT is(workqueue._close_unlisted('q70_sync', 's70', '{}'), 1, 'a full sync that no longer lists it closes it');
+SELECT results_eq(format($$SELECT status, sla_elapsed, sla_clock_from, sla_next_at FROM workqueue.item WHERE id = %s$$, :s1),
+    $$VALUES ('closed'::text, '00:10:00'::interval, NULL::timestamptz, NULL::timestamptz)$$,
+    'closed: the clock stops with the elapsed time and no timer is left');
+SELECT is(workqueue._reopen_listed('q70_sync', 's70', '{S-1}'), 1, 'listed again');
+SELECT results_eq(format($$SELECT status, sla_clock_from = now(), due_at - now(), sla_next_at = now() FROM workqueue.item WHERE id = %s$$, :s1),
+    $$VALUES ('open'::text, true, '00:00:00'::interval, true)$$,
+    'reopened: the clock runs on with what was left (10 minutes of version 2''s 10 are gone: due now)');
 
 SELECT * FROM finish();
 ROLLBACK;
