@@ -799,7 +799,7 @@ CREATE FUNCTION workqueue.recompute_sla(queue text, dry_run boolean DEFAULT true
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    q workqueue.queue := workqueue._queue(recompute_sla.queue);
+    q workqueue.queue;
     p workqueue.sla_policy;
     r record;
     el interval;
@@ -812,6 +812,7 @@ DECLARE
     running boolean;
 BEGIN
     PERFORM workqueue._require_admin('recompute sla due times');
+    q := workqueue._queue(recompute_sla.queue);
     IF recompute_sla.dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must not be null' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'Pass true to see what would change, false to change it.';
