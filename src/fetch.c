@@ -173,7 +173,7 @@ static JsonbValue *
 MapResponse(HttpRequest *req, FetchTag *tag, List **sources)
 {
 	SourceDef  *src = LookupSource(sources, tag->source);
-	Jsonb	   *body = ParseJsonBody(req->response, req->url, "fetch");
+	Jsonb	   *body = ParseJsonBody(req->response, req->response_len, req->url, "fetch");
 	List	   *ids = NIL;
 	RecordErrors errs = {0, 0, makeStringInfo()};
 	Jsonb	   *items = RecordsToItems(src, body, &ids, &errs, NULL);
@@ -321,7 +321,12 @@ FinishTransfers(HttpAsync *http)
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
 			FlushErrorState();
-			why = strncmp(edata->message, "invalid JSON", 12) == 0 ? "invalid JSON" : pstrdup(edata->message);
+			if (strncmp(edata->message, "invalid JSON", 12) == 0)
+				why = "invalid JSON";
+			else if (strncmp(edata->message, "invalid UTF-8", 13) == 0)
+				why = "invalid UTF-8";
+			else
+				why = pstrdup(edata->message);
 		}
 		PG_END_TRY();
 		if (why)
