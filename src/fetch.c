@@ -33,6 +33,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -447,12 +448,13 @@ FetchWorkerLoop(void)
 	MemoryContext turncxt = AllocSetContextCreate(TopMemoryContext, "workqueue fetch turn",
 												  ALLOCSET_DEFAULT_SIZES);
 	HttpAsync  *http = NULL;
-	bool		recovered = false;
+	Oid			recovered = InvalidOid; /* the extension whose fetches were re-queued */
 	TimestampTz next_lease_check = 0;
 
 	for (;;)
 	{
 		int			inflight;
+		Oid			ext;
 
 		MemoryContextReset(turncxt);
 		MemoryContextSwitchTo(turncxt);
@@ -464,20 +466,34 @@ FetchWorkerLoop(void)
 		}
 		ResetLatch(MyLatch);
 
-		if (!WorkerExtensionReady("fetch"))
+		ext = WorkerExtensionOid("fetch");
+
+		/*
+		 * Dropped (and maybe created again) with transfers in flight: their
+		 * fetch ids mean nothing now, or another fetch.  Start afresh in a
+		 * new process (the launcher starts one within seconds).
+		 */
+		if (ext != recovered && http != NULL && HttpAsyncInFlight(http) > 0)
 		{
-			recovered = false;
-			WorkerSetInFlight(http ? HttpAsyncInFlight(http) : 0);
+			ereport(LOG,
+					(errmsg("workqueue fetch worker: extension dropped with %d transfer(s) in flight; restarting",
+							HttpAsyncInFlight(http))));
+			proc_exit(0);
+		}
+		if (!OidIsValid(ext))
+		{
+			recovered = InvalidOid;
+			WorkerSetInFlight(0);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000L, PG_WAIT_EXTENSION);
 			continue;
 		}
-		if (!recovered)
+		if (ext != recovered)
 		{
 			WorkerTxBegin("workqueue: re-queueing interrupted fetches");
 			if (SPI_execute("SELECT workqueue._requeue_fetches()", false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not re-queue fetches");
 			WorkerTxCommit(turncxt);
-			recovered = true;
+			recovered = ext;
 		}
 		if (http == NULL)
 			http = HttpAsyncCreate(fetchcxt, workqueue_http_max_per_host);
