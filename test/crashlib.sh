@@ -63,12 +63,11 @@ bad_created() {
 # Completed fetches of QUEUE without exactly one fetch_completed event, plus
 # fetch_completed events naming no completed fetch of the queue.
 bad_fetch_events() {
-    q "SELECT (SELECT count(*) FROM workqueue.fetch f WHERE f.queue = '$1' AND f.status = 'completed'
-                 AND (SELECT count(*) FROM workqueue.item_event e WHERE e.queue = f.queue
-                       AND e.kind = 'fetch_completed' AND (e.payload->>'fetch')::bigint = f.id) <> 1)
-            + (SELECT count(*) FROM workqueue.item_event e WHERE e.queue = '$1' AND e.kind = 'fetch_completed'
-                 AND NOT EXISTS (SELECT 1 FROM workqueue.fetch f WHERE f.queue = e.queue
-                                  AND f.id = (e.payload->>'fetch')::bigint AND f.status = 'completed'))"
+    q "WITH ev AS (SELECT (payload->>'fetch')::bigint AS f, count(*) AS n FROM workqueue.item_event
+                    WHERE queue = '$1' AND kind = 'fetch_completed' GROUP BY 1),
+            done AS (SELECT id FROM workqueue.fetch WHERE queue = '$1' AND status = 'completed')
+       SELECT (SELECT count(*) FROM done LEFT JOIN ev ON ev.f = done.id WHERE coalesce(ev.n, 0) <> 1)
+            + (SELECT count(*) FROM ev LEFT JOIN done ON done.id = ev.f WHERE done.id IS NULL)"
 }
 
 # Changes whenever the postmaster restarts or reinitializes after a crash
