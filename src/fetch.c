@@ -36,6 +36,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -176,7 +178,7 @@ static JsonbValue *
 MapResponse(HttpRequest *req, FetchTag *tag, List **sources)
 {
 	SourceDef  *src = LookupSource(sources, tag->source);
-	Jsonb	   *body = ParseJsonBody(req->response, req->url, "fetch");
+	Jsonb	   *body = ParseJsonBody(req->response, req->response_len, req->url, "fetch");
 	List	   *ids = NIL;
 	RecordErrors errs = {0, 0, makeStringInfo()};
 	Jsonb	   *items = RecordsToItems(src, body, &ids, &errs, NULL);
@@ -324,7 +326,12 @@ FinishTransfers(HttpAsync *http)
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
 			FlushErrorState();
-			why = strncmp(edata->message, "invalid JSON", 12) == 0 ? "invalid JSON" : pstrdup(edata->message);
+			if (strncmp(edata->message, "invalid JSON", 12) == 0)
+				why = "invalid JSON";
+			else if (strncmp(edata->message, "invalid UTF-8", 13) == 0)
+				why = "invalid UTF-8";
+			else
+				why = pstrdup(edata->message);
 		}
 		PG_END_TRY();
 		if (why)
@@ -424,7 +431,7 @@ FireSlaTimers(void)
 	bool		isnull;
 	Datum		d;
 
-	if (!WorkerExtensionReady("sla_policy"))
+	if (!OidIsValid(WorkerExtensionOid("sla_policy")))
 		return 0;
 	WorkerTxBegin("workqueue: firing sla timers");
 	if (SPI_execute("SELECT workqueue._fire_sla_timers(1000)", false, 0) != SPI_OK_SELECT)
@@ -470,13 +477,14 @@ FetchWorkerLoop(void)
 	MemoryContext turncxt = AllocSetContextCreate(TopMemoryContext, "workqueue fetch turn",
 												  ALLOCSET_DEFAULT_SIZES);
 	HttpAsync  *http = NULL;
-	bool		recovered = false;
+	Oid			recovered = InvalidOid; /* the extension whose fetches were re-queued */
 	TimestampTz next_lease_check = 0;
 	TimestampTz next_sla_check = 0;
 
 	for (;;)
 	{
 		int			inflight;
+		Oid			ext;
 
 		MemoryContextReset(turncxt);
 		MemoryContextSwitchTo(turncxt);
@@ -484,20 +492,34 @@ FetchWorkerLoop(void)
 		WorkerReloadConfig();	/* applies to every connection and request from now on */
 		ResetLatch(MyLatch);
 
-		if (!WorkerExtensionReady("fetch"))
+		ext = WorkerExtensionOid("fetch");
+
+		/*
+		 * Dropped (and maybe created again) with transfers in flight: their
+		 * fetch ids mean nothing now, or another fetch.  Start afresh in a
+		 * new process (the launcher starts one within seconds).
+		 */
+		if (ext != recovered && http != NULL && HttpAsyncInFlight(http) > 0)
 		{
-			recovered = false;
-			WorkerSetInFlight(http ? HttpAsyncInFlight(http) : 0);
+			ereport(LOG,
+					(errmsg("workqueue fetch worker: extension dropped with %d transfer(s) in flight; restarting",
+							HttpAsyncInFlight(http))));
+			proc_exit(0);
+		}
+		if (!OidIsValid(ext))
+		{
+			recovered = InvalidOid;
+			WorkerSetInFlight(0);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000L, PG_WAIT_EXTENSION);
 			continue;
 		}
-		if (!recovered)
+		if (ext != recovered)
 		{
 			WorkerTxBegin("workqueue: re-queueing interrupted fetches");
 			if (SPI_execute("SELECT workqueue._requeue_fetches()", false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not re-queue fetches");
 			WorkerTxCommit(turncxt);
-			recovered = true;
+			recovered = ext;
 		}
 		if (http == NULL)
 			http = HttpAsyncCreate(fetchcxt, workqueue_http_max_per_host);

@@ -10,6 +10,13 @@
  * previous start) whenever it stops: after pg_terminate_backend, an error or
  * a crash it is back within seconds.
  *
+ * A database that another session needs to itself -- DROP DATABASE, ALTER
+ * DATABASE RENAME or SET TABLESPACE, CREATE DATABASE with it as template
+ * all lock the database object and then wait at most 5 seconds for every
+ * other session to leave -- gets its workers stopped and none started while
+ * that lock is wanted.  The launcher notices within a second by trying the
+ * lock a new connection would take, without waiting for it.
+ *
  * Backends wake the worker of their database by setting its latch when a
  * transaction that queued work commits (WorkqueueWakeWorker via a
  * transaction callback), so workers sleep instead of polling.
@@ -32,6 +39,8 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
@@ -246,18 +255,43 @@ ConfiguredDatabases(void)
 }
 
 /*
- * Does a database of this name exist (and accept connections)?  The
- * launcher is connected to no database, so it scans the shared catalog
- * pg_database as autovacuum's launcher does.
+ * Does another session want the database to itself?  DROP DATABASE and the
+ * other commands that need a database without sessions hold a lock on it
+ * that conflicts with the RowExclusiveLock every new connection takes (and
+ * they wait for sessions to leave while holding it).  Tries that lock
+ * without waiting; the caller holds a transaction.
  */
 static bool
-DatabaseExists(const char *name)
+DatabaseWantedAlone(Oid dboid)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, dboid, 0);
+	if (LockAcquire(&tag, RowExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, RowExclusiveLock, false);
+	return false;
+}
+
+/*
+ * For each name, the database's OID if it exists, accepts connections and
+ * is not wanted alone by another session (see DatabaseWantedAlone), else
+ * InvalidOid; *busy[i] says whether it was wanted alone.  The launcher is
+ * connected to no database, so it scans the shared catalog pg_database as
+ * autovacuum's launcher does.
+ */
+static void
+LookupDatabases(char **names, int n, Oid *oids, bool *busy)
 {
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
-	bool		found = false;
 
+	for (int i = 0; i < n; i++)
+	{
+		oids[i] = InvalidOid;
+		busy[i] = false;
+	}
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
@@ -266,13 +300,19 @@ DatabaseExists(const char *name)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
-		if (strcmp(NameStr(db->datname), name) == 0 && db->datallowconn)
-			found = true;
+		for (int i = 0; i < n; i++)
+			if (strcmp(NameStr(db->datname), names[i]) == 0 && db->datallowconn)
+				oids[i] = db->oid;
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
+	for (int i = 0; i < n; i++)
+		if (OidIsValid(oids[i]) && DatabaseWantedAlone(oids[i]))
+		{
+			busy[i] = true;
+			oids[i] = InvalidOid;
+		}
 	CommitTransactionCommand();
-	return found;
 }
 
 static BackgroundWorkerHandle *
@@ -304,11 +344,35 @@ StartDatabaseWorker(int slotno, const char *dbname)
 	return handle;
 }
 
+/*
+ * The launcher's loop: once a second (or when its latch is set) it stops
+ * the workers that should not run -- their database left
+ * workqueue.databases or another session wants it alone -- and starts the
+ * missing ones.  A slot (index * WORKER_KINDS + kind) remembers the
+ * database it was started for, so that a reordered or shortened list never
+ * leaves two workers of one kind serving one database.
+ */
+/* the launcher's workers; stopped with it (LauncherExit) */
+static BackgroundWorkerHandle *handles[WQ_MAX_SLOTS];
+
+/*
+ * The launcher is going away (pg_terminate_backend, an error): its workers
+ * go too, or the next launcher, which cannot know them, would start a
+ * second worker of each kind for every database.
+ */
+static void
+LauncherExit(int code, Datum arg)
+{
+	for (int slot = 0; slot < WQ_MAX_SLOTS; slot++)
+		if (handles[slot] != NULL)
+			TerminateBackgroundWorker(handles[slot]);
+}
+
 void
 WorkqueueLauncherMain(Datum arg)
 {
-	BackgroundWorkerHandle *handles[WQ_MAX_SLOTS] = {0};
 	TimestampTz last_start[WQ_MAX_SLOTS] = {0};
+	char		slot_db[WQ_MAX_SLOTS][NAMEDATALEN];
 	MemoryContext loopcxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -320,13 +384,20 @@ WorkqueueLauncherMain(Datum arg)
 	SpinLockAcquire(&WqShared->mutex);
 	WqShared->launcher_procno = MyProc->pgprocno;
 	SpinLockRelease(&WqShared->mutex);
+	before_shmem_exit(LauncherExit, (Datum) 0);
 
+	memset(slot_db, 0, sizeof(slot_db));
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "workqueue launcher loop", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		List	   *dbs;
 		ListCell   *lc;
-		int			i = 0;
+		char	   *names[WQ_MAX_DATABASES];
+		Oid			oids[WQ_MAX_DATABASES];
+		bool		busy[WQ_MAX_DATABASES];
+		bool		running[WQ_MAX_SLOTS];
+		bool		stopped[WQ_MAX_DATABASES] = {0};
+		int			n = 0;
 
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);
@@ -339,42 +410,60 @@ WorkqueueLauncherMain(Datum arg)
 
 		dbs = ConfiguredDatabases();
 		foreach(lc, dbs)
-		{
-			char	   *name = (char *) lfirst(lc);
-			bool		exists = false;
-			bool		checked = false;
+			if (n < WQ_MAX_DATABASES)
+				names[n++] = (char *) lfirst(lc);
+		LookupDatabases(names, n, oids, busy);
 
-			if (i >= WQ_MAX_DATABASES)
-				break;
+		/* stop what should not run; SIGTERM ends a worker within ~100 ms */
+		for (int slot = 0; slot < WQ_MAX_SLOTS; slot++)
+		{
+			int			i = slot / WORKER_KINDS;
+			pid_t		pid;
+
+			running[slot] = handles[slot] != NULL &&
+				GetBackgroundWorkerPid(handles[slot], &pid) != BGWH_STOPPED;
+			if (!running[slot])
+				continue;
+			if (i >= n || strcmp(slot_db[slot], names[i]) != 0)
+				TerminateBackgroundWorker(handles[slot]);
+			else if (busy[i])
+			{
+				TerminateBackgroundWorker(handles[slot]);
+				stopped[i] = true;
+			}
+		}
+		for (int i = 0; i < n; i++)
+			if (stopped[i])
+				ereport(LOG,
+						(errmsg("workqueue: stopping the workers of database \"%s\"", names[i]),
+						 errdetail("Another session needs the database to itself (DROP DATABASE, ALTER DATABASE, or CREATE DATABASE with it as template)."),
+						 errhint("The workers start again once that session is done, if the database still exists.")));
+
+		/* start the missing ones, unless a worker of that kind and database still runs */
+		for (int i = 0; i < n; i++)
+		{
 			for (int k = 0; k < WORKER_KINDS; k++)
 			{
 				int			slot = i * WORKER_KINDS + k;
-				pid_t		pid;
-				bool		running;
+				bool		other = false;
+				MemoryContext old;
 
-				running = handles[slot] != NULL &&
-					GetBackgroundWorkerPid(handles[slot], &pid) != BGWH_STOPPED;
-				if (running ||
+				if (running[slot] || !OidIsValid(oids[i]) ||
 					!TimestampDifferenceExceeds(last_start[slot], GetCurrentTimestamp(), WORKER_RESTART_MS))
 					continue;
-				if (!checked)
-				{
-					exists = DatabaseExists(name);
-					checked = true;
-				}
-				if (!exists)
-					break;
-				{
-					MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-					if (handles[slot])
-						pfree(handles[slot]);
-					handles[slot] = StartDatabaseWorker(slot, name);
-					last_start[slot] = GetCurrentTimestamp();
-					MemoryContextSwitchTo(old);
-				}
+				for (int s2 = k; s2 < WQ_MAX_SLOTS; s2 += WORKER_KINDS)
+					if (s2 != slot && running[s2] && strcmp(slot_db[s2], names[i]) == 0)
+						other = true;
+				if (other)
+					continue;
+				old = MemoryContextSwitchTo(TopMemoryContext);
+				if (handles[slot])
+					pfree(handles[slot]);
+				handles[slot] = StartDatabaseWorker(slot, names[i]);
+				strlcpy(slot_db[slot], names[i], NAMEDATALEN);
+				last_start[slot] = GetCurrentTimestamp();
+				MemoryContextSwitchTo(old);
 			}
-			i++;
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

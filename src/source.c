@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
@@ -692,15 +693,30 @@ RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs
 }
 
 /*
- * Parses a response body as JSON; a body that is not JSON raises
- * "invalid JSON in <what> response from <url>" with the parser's message
- * as detail.
+ * Parses a response body of len bytes as JSON.  JSON is UTF-8 (RFC 8259):
+ * a body that is not -- binary, a NUL byte, another encoding -- raises
+ * "invalid UTF-8 in <what> response from <url>" before anything can store
+ * its text; it is then converted to the database encoding.  A body that is
+ * not JSON raises "invalid JSON in <what> response from <url>" with the
+ * parser's message as detail.
  */
 Jsonb *
-ParseJsonBody(const char *body, const char *url, const char *what)
+ParseJsonBody(const char *body, size_t len, const char *url, const char *what)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Jsonb	   *result = NULL;
+	int			valid;
+
+	/* a body was palloc'd, so len fits in an int */
+	valid = pg_encoding_verifymbstr(PG_UTF8, body, (int) len);
+	if ((size_t) valid < len)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("invalid UTF-8 in %s response from %s", what, url),
+				 errdetail("Byte %d of %zu (0x%02x) does not continue a valid UTF-8 sequence.",
+						   valid + 1, len, (unsigned char) body[valid]),
+				 errhint("JSON must be UTF-8; check what the API sends.")));
+	body = pg_any_to_server(body, (int) len, PG_UTF8);
 
 	PG_TRY();
 	{

@@ -87,6 +87,6 @@ extern void ListingIds(const SourceDef *src, Jsonb *page, List **ids);
 extern Jsonb *RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs,
 							 int *nrecords);
 extern bool PathFirstText(Jsonb *doc, const JPath *path, char **out);
-extern Jsonb *ParseJsonBody(const char *body, const char *url, const char *what);
+extern Jsonb *ParseJsonBody(const char *body, size_t len, const char *url, const char *what);
 
 #endif							/* WORKQUEUE_SOURCE_H */

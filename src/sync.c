@@ -233,7 +233,7 @@ ListIds(SyncRun *run)
 			HttpFailed(run, &req, "listing");
 
 		WorkerTxBegin("workqueue sync: listing page");
-		body = ParseJsonBody(req.response, req.url, "listing");
+		body = ParseJsonBody(req.response, req.response_len, req.url, "listing");
 		if (src->details_url == NULL)
 		{
 			Jsonb	   *items = RecordsToItems(src, body, &page_ids, &run->errs, &page_records);
@@ -374,7 +374,7 @@ FetchDetails(SyncRun *run, List *ids, bool count_batches)
 			if (reqs[r].error)
 				HttpFailed(run, &reqs[r], "details");
 			WorkerTxBegin("workqueue sync: writing a batch");
-			body = ParseJsonBody(reqs[r].response, reqs[r].url, "details");
+			body = ParseJsonBody(reqs[r].response, reqs[r].response_len, reqs[r].url, "details");
 			items = RecordsToItems(src, body, &got, &run->errs, NULL);
 			UpsertAndCount(run, items, count_batches);
 			returned = AppendStrings(returned, got, run->cxt);

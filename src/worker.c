@@ -13,6 +13,15 @@
  * while executing a run is caught here: the transaction is aborted and the
  * run marked failed with the message, and the loop goes on.  FATAL (SIGTERM,
  * pg_terminate_backend) ends the process; the launcher starts it again.
+ *
+ * A worker runs as the bootstrap superuser, so it never runs with the
+ * search_path its database sets (ALTER DATABASE ... SET search_path): a
+ * function there shadowing a built-in one would run with its rights.  It
+ * uses "pg_catalog, pg_temp", like the extension's functions.
+ *
+ * The extension may be dropped (and created again) under a running worker:
+ * it notices by the extension's OID, idles while there is none, and never
+ * writes the outcome of work begun under one instance into the next.
  */
 #include "postgres.h"
 
@@ -53,22 +62,28 @@ ReleaseSlot(int code, Datum arg)
 	SpinLockRelease(&WqShared->mutex);
 }
 
-/* Is the extension installed here, at a version that has this table? */
-bool
-WorkerExtensionReady(const char *table)
+/*
+ * The OID of the extension if it is installed here at a version that has
+ * this table, else InvalidOid.  A new OID means the extension was dropped
+ * and created again.
+ */
+Oid
+WorkerExtensionOid(const char *table)
 {
-	bool		ready = false;
+	Oid			ext;
 	Oid			nsp;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (OidIsValid(get_extension_oid("workqueue", true)))
+	ext = get_extension_oid("workqueue", true);
+	if (OidIsValid(ext))
 	{
 		nsp = get_namespace_oid("workqueue", true);
-		ready = OidIsValid(nsp) && OidIsValid(get_relname_relid(table, nsp));
+		if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(table, nsp)))
+			ext = InvalidOid;
 	}
 	CommitTransactionCommand();
-	return ready;
+	return ext;
 }
 
 /* Starts a transaction for SPI work, in worker_spi's order. */
@@ -127,8 +142,13 @@ WorkerReloadConfig(void)
 	}
 }
 
+/*
+ * Executes a run; an ERROR fails it with the message -- unless the
+ * extension was dropped meanwhile (ext: its OID when the run was taken),
+ * when there is no run left to fail.
+ */
 static void
-ExecuteRunSafely(int64 run_id)
+ExecuteRunSafely(int64 run_id, Oid ext)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -145,7 +165,12 @@ ExecuteRunSafely(int64 run_id)
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		SyncRunFail(run_id, edata->message);
+		if (WorkerExtensionOid("sync_run") == ext)
+			SyncRunFail(run_id, edata->message);
+		else
+			ereport(LOG,
+					(errmsg("workqueue sync run " INT64_FORMAT " ended: the extension was dropped", run_id),
+					 errdetail("%s", edata->message)));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -156,7 +181,7 @@ WorkqueueWorkerMain(Datum arg)
 {
 	char		dbname[NAMEDATALEN];
 	MemoryContext loopcxt;
-	bool		recovered = false;
+	Oid			recovered = InvalidOid; /* the extension whose runs were recovered */
 
 	my_slot = DatumGetInt32(arg);
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
@@ -174,7 +199,9 @@ WorkqueueWorkerMain(Datum arg)
 	 * a worker finish thousands of fetches a second.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
+	before_shmem_exit(ReleaseSlot, (Datum) 0);
 	SpinLockAcquire(&WqShared->mutex);
 	WqShared->slots[my_slot].dboid = MyDatabaseId;
 	WqShared->slots[my_slot].kind = (WorkerKind) (my_slot % WORKER_KINDS);
@@ -185,7 +212,6 @@ WorkqueueWorkerMain(Datum arg)
 	WqShared->slots[my_slot].procno = MyProc->pgprocno;
 	WqShared->slots[my_slot].started_at = GetCurrentTimestamp();
 	SpinLockRelease(&WqShared->mutex);
-	before_shmem_exit(ReleaseSlot, (Datum) 0);
 
 	ereport(LOG, (errmsg("workqueue %s worker started for database \"%s\"",
 						 my_slot % WORKER_KINDS == WORKER_SYNC ? "sync" : "fetch", dbname)));
@@ -196,6 +222,7 @@ WorkqueueWorkerMain(Datum arg)
 	for (;;)
 	{
 		long		timeout = 10000L;
+		Oid			ext;
 
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);
@@ -205,28 +232,26 @@ WorkqueueWorkerMain(Datum arg)
 		WqShared->slots[my_slot].last_loop_at = GetCurrentTimestamp();
 		SpinLockRelease(&WqShared->mutex);
 
-		if (WorkerExtensionReady("sync_run"))
+		ext = WorkerExtensionOid("sync_run");
+		if (OidIsValid(ext))
 		{
 			int64		run_id;
 
-			if (!recovered)
+			if (ext != recovered)
 			{
 				SyncRecoverInterrupted();
-				recovered = true;
+				recovered = ext;
 			}
 			run_id = SyncClaimNextRun();
 			if (run_id > 0)
 			{
-				ExecuteRunSafely(run_id);
+				ExecuteRunSafely(run_id, ext);
 				WorkerCountJobs(1);
 				continue;		/* look for more work at once */
 			}
 		}
 		else
-		{
-			recovered = false;	/* recover again once it is (re)created */
-			timeout = 5000L;
-		}
+			timeout = 5000L;	/* recover again once it is created */
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);

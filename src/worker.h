@@ -53,7 +53,7 @@ PGDLLEXPORT void WorkqueueLauncherMain(Datum arg);
 
 /* worker.c */
 PGDLLEXPORT void WorkqueueWorkerMain(Datum arg);
-extern bool WorkerExtensionReady(const char *table);
+extern Oid	WorkerExtensionOid(const char *table);
 extern void WorkerTxBegin(const char *activity);
 extern void WorkerTxCommit(MemoryContext back);
 extern void WorkerSetInFlight(int n);

@@ -41,7 +41,7 @@ CONTROL_KEYS = (
     "open", "numeric_open", "update", "no_id", "bad_severity", "fail_every",
     "fail_status", "retry_after", "fail_first", "slow_ms",
     "malformed_details_after", "listing_down", "listing_fail_after_pages",
-    "pages_forever", "fault_paths", "reset",
+    "pages_forever", "fault_paths", "invalid_utf8", "reset",
 )
 LISTING_ENDPOINTS = (
     "/cases/ids", "/cases/ids/next", "/cases/ids/link", "/cases/ids/cursor",
@@ -65,6 +65,14 @@ class HTTPError(Exception):
 
 def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def break_utf8(body):
+    """Valid JSON that is not valid UTF-8: every record name starts with the
+    bytes c3 28, or (a listing of ids) the first "C-..." id gets the byte ff."""
+    if b'"name":"' in body:
+        return body.replace(b'"name":"', b'"name":"\xc3\x28')
+    return body.replace(b'"C-', b'"C-\xff', 1)
 
 
 def encode_cursor(offset):
@@ -153,6 +161,7 @@ class State:
         self.listing_fail_after_pages = None
         self.pages_forever = False
         self.fault_paths = None
+        self.invalid_utf8 = False
         self.fault_count = 0         # listing/details requests since fail_every was set
         self.details_ok = 0          # successful details responses since malformed_* was set
         self.reset_stats(keep_in_flight)
@@ -231,6 +240,7 @@ class State:
             "listing_fail_after_pages": self.listing_fail_after_pages,
             "pages_forever": self.pages_forever,
             "fault_paths": self.fault_paths,
+            "invalid_utf8": self.invalid_utf8,
         }
 
     def control(self, req):
@@ -313,6 +323,8 @@ class State:
             new["listing_fail_after_pages"] = int_or_null("listing_fail_after_pages", 0)
         if "pages_forever" in req:
             new["pages_forever"] = boolean("pages_forever")
+        if "invalid_utf8" in req:
+            new["invalid_utf8"] = boolean("invalid_utf8")
         if "fault_paths" in req:
             v = req["fault_paths"]
             known = LISTING_ENDPOINTS + DETAILS_ENDPOINTS
@@ -344,7 +356,7 @@ class State:
                 self.fault_count = 0
             for key in ("fail_status", "retry_after", "fail_first", "slow_ms",
                         "listing_down", "listing_fail_after_pages", "pages_forever",
-                        "fault_paths"):
+                        "fault_paths", "invalid_utf8"):
                 if key in new:
                     setattr(self, key, new[key])
             if "malformed_details_after" in new:
@@ -406,6 +418,16 @@ class State:
             self.injected += 1
             headers = [("Retry-After", str(self.retry_after))] if status in (429, 503) else []
             return self.slow_ms, (status, headers)
+
+    def utf8_broken(self, endpoint):
+        """True if a successful response of this listing/details endpoint must carry invalid UTF-8."""
+        with self.lock:
+            if not self.invalid_utf8 or endpoint not in LISTING_ENDPOINTS + DETAILS_ENDPOINTS:
+                return False
+            if self.fault_paths is not None and endpoint not in self.fault_paths:
+                return False
+            self.injected += 1
+            return True
 
     def details_malformed(self, endpoint):
         """Called for each successful details response: True if it must be truncated."""
@@ -516,6 +538,9 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status, body=b"", ctype=JSON_TYPE, headers=()):
         """One write: status line, headers, Content-Length and body."""
         self._status = status
+        ep = getattr(self, "_stats_endpoint", None)
+        if status == 200 and ep is not None and self.state.utf8_broken(ep):
+            body = break_utf8(body)
         self._end_stats()
         # (HTTP/0.9 is not worth supporting: a status line is always sent.)
         self.send_response(status)
