@@ -85,17 +85,25 @@ ParseClock(const char *s, int len, int64 *usecs)
 
 /*
  * Looks up a time zone the way SET timezone does for a name; raises 22023
- * if PostgreSQL does not know it.
+ * if PostgreSQL does not know it, or if its UTC offset ever reaches a day
+ * (only a POSIX zone string can say so; calendar_zone.c relies on less).
  */
 pg_tz *
 CalendarParseZone(const char *tzname)
 {
 	pg_tz	   *tz = NULL;
+	long int	largest;
 
 	if (tzname[0] != '\0' && strlen(tzname) < TZ_STRLEN_MAX)
 		tz = pg_tzset(tzname);
 	if (tz == NULL || !pg_tz_acceptable(tz))
 		CAL_ERROR(errmsg("time zone \"%s\" is not recognized", tzname),
+				  errhint("Use a name from pg_timezone_names, such as \"Europe/London\"."));
+	largest = CalZoneLargestOffset(tz);
+	if (largest >= SECS_PER_DAY)
+		CAL_ERROR(errmsg("time zone \"%s\" is not supported", tzname),
+				  errdetail("Its UTC offset reaches %ld:%02ld hours; calendars support offsets of less than 24 hours.",
+							largest / SECS_PER_HOUR, largest % SECS_PER_HOUR / SECS_PER_MINUTE),
 				  errhint("Use a name from pg_timezone_names, such as \"Europe/London\"."));
 	return tz;
 }

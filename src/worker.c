@@ -159,6 +159,13 @@ WorkqueueWorkerMain(Datum arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * The worker runs as the bootstrap superuser; a search_path from ALTER
+	 * DATABASE ... SET (which the database owner may set) must not decide
+	 * what its unqualified functions and operators (=, now(), ...) are.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
 	SpinLockAcquire(&WqShared->mutex);
 	WqShared->slots[my_slot].dboid = MyDatabaseId;
 	WqShared->slots[my_slot].kind = (WorkerKind) (my_slot % WORKER_KINDS);
