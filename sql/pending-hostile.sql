@@ -5,7 +5,7 @@
 --
 -- What and why (doc/hostile-input.md):
 --   * names of queues, workflows, sources, calendars and role members are
---     limited to 255 bytes, external ids to 1024 bytes (the C side --
+--     limited to 255 bytes, external ids to 2048 bytes (the C side --
 --     workflow steps and transitions, upsert_items, actors -- already
 --     checks).  A longer compressible name used to be accepted and then
 --     break every add() of the queue ("payload string too long"), or be

@@ -82,6 +82,13 @@
 /* Above this many changed items a call sends one summary notification. */
 #define NOTIFY_PER_ITEM_MAX		1000
 
+/*
+ * Most records one call takes: 10 times the benchmark's 100,000, and far
+ * below the 26 million elements a 256 MB jsonb array can hold, for which
+ * the per-record state alone would exceed palloc's 1 GB.
+ */
+#define UPSERT_MAX_ITEMS		1000000
+
 /* Rounds of classify-and-write per call: the first, and retries of races. */
 #define UPSERT_MAX_PASSES		3
 
@@ -406,6 +413,12 @@ ParseItems(Jsonb *items, int *n, SyncIdSet **set)
 	}
 
 	*n = JB_ROOT_COUNT(items);
+	if (*n > UPSERT_MAX_ITEMS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("items has too many elements"),
+				 errdetail("It has %d elements; the limit is %d per call.", *n, UPSERT_MAX_ITEMS),
+				 errhint("Pass the records in smaller batches, in one transaction if they belong together.")));
 	out = palloc(sizeof(SyncItem) * Max(*n, 1));
 	it = JsonbIteratorInit(&items->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)

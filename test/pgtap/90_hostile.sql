@@ -12,7 +12,7 @@
 -- Runs in one transaction that is rolled back.  Names carry the file's
 -- number (q90_*, h90_*) so that files may run in parallel.
 BEGIN;
-SELECT plan(299);
+SELECT plan(307);
 
 SET LOCAL timezone = 'UTC';
 
@@ -553,6 +553,10 @@ SELECT is(workqueue.business_add('2025-01-13 09:00+00', '1 hour', 'h90_holidays'
     'business_add: with 5,000,000 holidays (Monday 2025-01-13 is one, 2025-01-20 is not)');
 SELECT is(workqueue.business_add('2025-01-13 09:00+00', '1 hour', 'h90_holidays'), '2025-01-20 10:00+00',
     'business_add: with 5,000,000 holidays, cached');
+SELECT throws_ok($$SELECT workqueue._validate_calendar('UTC', '{}', ARRAY(SELECT date '2000-01-01' + i FROM generate_series(0, 10000000) i))$$,
+    '54000', 'calendar has too many holidays', 'create_calendar: 10,000,001 holidays are refused');
+SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q90', ('[' || repeat('{}, ', 1000000) || '{}]')::jsonb)$$,
+    '54000', 'items has too many elements', 'upsert_items: 1,000,001 records are refused, before any is read');
 
 ------------------------------------------------------------------------------
 -- Multi-megabyte strings
@@ -570,11 +574,11 @@ SELECT results_eq(format($$SELECT * FROM workqueue.upsert_items('q90', jsonb_bui
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q90', jsonb_build_array(jsonb_build_object(
                      'external_id', (SELECT s5m FROM h90.big))))$$,
     '22001', '"external_id" of element 1 is too long', 'upsert_items: a 5 MB external id');
-SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q90', '[{"external_id": 1e2000}]')$$,
-    '22001', '"external_id" of element 1 is too long', 'upsert_items: a 2001-digit numeric external id');
+SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q90', '[{"external_id": 1e3000}]')$$,
+    '22001', '"external_id" of element 1 is too long', 'upsert_items: a 3001-digit numeric external id');
 SELECT results_eq($$SELECT * FROM workqueue.upsert_items('q90', jsonb_build_array(jsonb_build_object(
-                      'external_id', repeat('é', 512))))$$,
-    $$VALUES (1, 0, 0)$$, 'upsert_items: an external id of exactly 1024 bytes');
+                      'external_id', repeat('é', 1024))))$$,
+    $$VALUES (1, 0, 0)$$, 'upsert_items: an external id of exactly 2048 bytes');
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q90', '[]', (SELECT s5m FROM h90.big))$$,
     '42622', 'source name is too long', 'upsert_items: a 5 MB source');
 SELECT is((SELECT array_agg(x) FROM workqueue.missing_ids('q90', ARRAY[(SELECT s5m FROM h90.big), '7']) x),
@@ -790,6 +794,16 @@ SELECT throws_ok($$SELECT workqueue._close_unlisted('q90', 'h90_src', '{}')$$, '
     'permission denied for function _close_unlisted', '_close_unlisted is not for the public');
 SELECT throws_ok($$SELECT workqueue.create_queue('q90_user')$$, '42501', 'permission denied to create queues',
     'create_queue refuses an ordinary role');
+SELECT is((workqueue._queue('q90'::text)).name, 'q90', '_queue: an ordinary role may read a queue');
+SELECT throws_ok($$SELECT workqueue._queue('q90_nope'::text)$$, '42704', 'queue "q90_nope" does not exist',
+    '_queue: unknown queue');
+SELECT throws_ok(format('SELECT workqueue._check_holder(i, %L) FROM workqueue.item i WHERE id = %s', 'h90_user', :it),
+    '55000', format('item %s is not claimed', :it), '_check_holder: an item that is not claimed');
+SELECT is(workqueue._next_fetch_at(), NULL, '_next_fetch_at: no fetch is queued');
+SELECT is(workqueue._wake()::text || workqueue._wake_fetch()::text, '',
+    '_wake, _wake_fetch: an ordinary role may wake the workers (they only look for work)');
+SELECT is((SELECT count(*) FROM workqueue._workers() w WHERE w.database IS NULL OR w.pid <= 0), 0::bigint,
+    '_workers: only live workers, each with its database');
 SELECT throws_ok($$SELECT * FROM workqueue.upsert_items('q90', '[]', (SELECT s5m FROM h90.big))$$,
     '42622', 'source name is too long', 'upsert_items: a 5 MB source, as an ordinary role');
 SELECT throws_ok(format('SELECT * FROM workqueue.upsert_items(%L, %L, %L)', 'q90', '[{"external_id": "u"}]', :'su'),

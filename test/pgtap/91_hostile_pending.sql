@@ -9,7 +9,7 @@
 -- Runs in one transaction that is rolled back.  Names carry the file's
 -- number (q91_*, h91_*) so that files may run in parallel.
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 
 SET LOCAL timezone = 'UTC';
 
@@ -56,7 +56,7 @@ SELECT is((SELECT (workqueue.claim(repeat(E'\x01', 255))).id), :ctl::bigint, 'cl
 SELECT is((workqueue.transition(:ctl, 'finish')).status, 'resolved', 'transition() in it');
 
 ------------------------------------------------------------------------------
--- External ids: not empty, at most 1024 bytes
+-- External ids: not empty, at most 2048 bytes
 ------------------------------------------------------------------------------
 
 SELECT workqueue.create_queue('q91') AS _ \gset
@@ -64,11 +64,16 @@ SELECT throws_ok($$SELECT workqueue.add('q91', '{}', 3, '')$$,
     '22023', 'external id must not be empty', 'add: an empty external id (as upsert_items)');
 SELECT throws_ok($$SELECT workqueue.add('q91', '{}', 3, repeat('x', 5 * 1024 * 1024))$$,
     '22001', 'external id is too long', 'add: a 5 MB external id');
-SELECT throws_ok($$SELECT workqueue.add('q91', '{}', 3, repeat('x', 1025))$$,
-    '22001', 'external id is too long', 'add: 1025 bytes');
-SELECT ok(workqueue.add('q91', '{}', 3, repeat('é', 512)) > 0, 'add: exactly 1024 bytes');
-SELECT is((SELECT count(*) FROM workqueue.missing_ids('q91', ARRAY[repeat('é', 512)])), 0::bigint,
-    'missing_ids finds it');
+SELECT is((wqt.err($$SELECT workqueue.add('q91', '{}', 3, repeat('x', 2049))$$)).detail,
+    'The external id is 2049 bytes long; the limit is 2048 bytes. It begins "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...".',
+    'add: 2049 bytes, with the facts in the detail');
+SELECT ok(workqueue.add('q91', '{}', 3, repeat('é', 1024)) > 0, 'add: exactly 2048 bytes');
+SELECT left(string_agg(md5(g::text), ''), 255) AS longq FROM generate_series(1, 8) g \gset
+SELECT workqueue.create_queue(:'longq') AS _ \gset
+SELECT ok(workqueue.add(:'longq', '{}', 3, (SELECT string_agg(md5(g::text), '') FROM generate_series(100, 163) g)) > 0,
+    'add: 2048 bytes that do not compress, in a queue of the longest name: the index entry fits');
+SELECT is((SELECT count(*) FROM workqueue.missing_ids('q91', ARRAY[repeat('é', 1024)])), 0::bigint,
+    'missing_ids finds them');
 
 ------------------------------------------------------------------------------
 -- NULL queue names, lease_timeout, NULL workflow
