@@ -14,6 +14,224 @@
 \echo Use "ALTER EXTENSION workqueue UPDATE TO '0.5'" to load this file. \quit
 
 ------------------------------------------------------------------------------
+-- Hostile input (SPEC §9, doc/hostile-input.md): names of queues,
+-- workflows, sources, calendars and role members are limited to 255 bytes,
+-- external ids to 2048; _queue(NULL) is 22004; workflow_graph's mermaid
+-- output no longer joins quadratically; _dot_id does not depend on the
+-- caller's search_path.  create_queue() and add() get the same checks
+-- where 0.5 redefines them below.
+------------------------------------------------------------------------------
+
+-- hostile: the length checks, in C (src/limits.c)
+CREATE FUNCTION workqueue._check_name(what text, name text) RETURNS void
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_check_name';
+CREATE FUNCTION workqueue._check_external_id(external_id text) RETURNS void
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_check_external_id';
+
+CREATE OR REPLACE FUNCTION workqueue._queue(name text) RETURNS workqueue.queue
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q workqueue.queue;
+BEGIN
+    IF _queue.name IS NULL THEN                                         -- hostile
+        RAISE EXCEPTION 'queue name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO q FROM workqueue.queue WHERE queue.name = _queue.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', _queue.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_queue(), or list queues with: SELECT name FROM workqueue.queue;';
+    END IF;
+    RETURN q;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.workflow_graph(name text, version int DEFAULT NULL, format text DEFAULT 'dot')
+    RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    wv workqueue.workflow_version;
+    out text;
+    pos jsonb;
+BEGIN
+    SELECT * INTO wv FROM workqueue.workflow_version
+     WHERE workflow = workflow_graph.name
+       AND version = coalesce(workflow_graph.version,
+                              (SELECT current_version FROM workqueue.workflow w WHERE w.name = workflow_graph.name));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '%', CASE WHEN workflow_graph.version IS NULL
+                                  THEN format('workflow "%s" does not exist', workflow_graph.name)
+                                  ELSE format('workflow "%s" version %s does not exist',
+                                              workflow_graph.name, workflow_graph.version) END
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'List workflows with: SELECT workflow, version FROM workqueue.workflow_version;';
+    END IF;
+
+    IF workflow_graph.format = 'dot' THEN
+        -- DOT ids are always double-quoted, with " and \ escaped
+        SELECT format(E'digraph %s {\n  rankdir=LR;\n', workqueue._dot_id(wv.workflow))
+            || string_agg(format(E'  %s [shape=%s%s];\n', workqueue._dot_id(s.name),
+                                 CASE WHEN s.kind = 'work' THEN 'box' ELSE 'doublecircle' END,
+                                 CASE WHEN s.is_start THEN ', style=bold' ELSE '' END), '' ORDER BY s.position)
+          INTO out
+          FROM workqueue.workflow_step s WHERE s.workflow = wv.workflow AND s.version = wv.version;
+        SELECT out || coalesce(string_agg(format(E'  %s -> %s [label=%s];\n', workqueue._dot_id(e.from_step),
+                                                 workqueue._dot_id(e.to_step), workqueue._dot_id(e.name)),
+                                          '' ORDER BY e.ord), '') || '}'
+          INTO out
+          FROM workqueue._workflow_edges(wv.definition) e;
+    ELSIF workflow_graph.format = 'mermaid' THEN
+        -- states get ids s1, s2, ... and their names as labels
+        SELECT E'stateDiagram-v2\n'
+            || string_agg(format(E'  state "%s" as s%s\n', replace(s.name, '"', '#quot;'), s.position),
+                          '' ORDER BY s.position)
+            || format(E'  [*] --> s%s\n', (SELECT position FROM workqueue.workflow_step x
+                                             WHERE x.workflow = wv.workflow AND x.version = wv.version AND x.is_start))
+          INTO out
+          FROM workqueue.workflow_step s WHERE s.workflow = wv.workflow AND s.version = wv.version;
+        -- hostile: the positions come from one jsonb object; joining the
+        -- edges with workflow_step twice was planned as nested loops
+        -- without statistics: 90 s for 20,000 steps
+        SELECT jsonb_object_agg(s.name, s.position) INTO pos
+          FROM workqueue.workflow_step s WHERE s.workflow = wv.workflow AND s.version = wv.version;
+        SELECT out || coalesce(string_agg(format(E'  s%s --> s%s: %s\n', pos->>e.from_step, pos->>e.to_step,
+                                                 replace(replace(e.name, '"', '#quot;'), ':', '#colon;')),
+                                          '' ORDER BY e.ord), '')
+          INTO out
+          FROM workqueue._workflow_edges(wv.definition) e;
+        SELECT out || coalesce(string_agg(format(E'  s%s --> [*]\n', s.position), '' ORDER BY s.position), '')
+          INTO out
+          FROM workqueue.workflow_step s
+         WHERE s.workflow = wv.workflow AND s.version = wv.version AND s.kind <> 'work';
+        out := rtrim(out, E'\n');
+    ELSE
+        RAISE EXCEPTION 'unrecognized graph format "%"', coalesce(workflow_graph.format, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''dot'' or ''mermaid''.';
+    END IF;
+    RETURN out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.define_workflow(name text, definition jsonb) RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    start text;
+    v int;
+BEGIN
+    PERFORM workqueue._require_admin('define workflows');
+    IF define_workflow.name IS NULL OR define_workflow.name = '' THEN
+        RAISE EXCEPTION 'workflow name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._check_name('workflow', define_workflow.name);    -- hostile
+    start := workqueue._validate_workflow(define_workflow.definition);
+
+    INSERT INTO workqueue.workflow (name, created_by) VALUES (define_workflow.name, workqueue._caller())
+        ON CONFLICT (name) DO NOTHING;
+    UPDATE workqueue.workflow SET current_version = current_version + 1
+     WHERE name = define_workflow.name RETURNING current_version INTO v;
+
+    INSERT INTO workqueue.workflow_version (workflow, version, definition, start_step, created_by)
+    VALUES (define_workflow.name, v, define_workflow.definition, start, workqueue._caller());
+
+    INSERT INTO workqueue.workflow_step (workflow, version, position, name, kind, role, weight,
+                                         is_start, pauses_sla, escalate_to)
+    SELECT define_workflow.name, v, s.ord::int, s.step->>'name', coalesce(s.step->>'kind', 'work'),
+           s.step->>'role', coalesce((s.step->>'weight')::float8, 1),
+           coalesce((s.step->>'start')::boolean, false), coalesce((s.step->>'pauses_sla')::boolean, false),
+           s.step->>'escalate_to'
+      FROM jsonb_array_elements(define_workflow.definition->'steps') WITH ORDINALITY AS s(step, ord);
+    RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue._dot_id(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT AS $$
+    -- hostile: qualified, so that a caller's search_path cannot replace them
+    SELECT '"' OPERATOR(pg_catalog.||) pg_catalog.replace(pg_catalog.replace(name, '\', '\\'), '"', '\"')
+           OPERATOR(pg_catalog.||) '"'
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.add_member(role text, member text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('manage role members');
+    IF add_member.role IS NULL OR add_member.role = '' OR add_member.member IS NULL OR add_member.member = '' THEN
+        RAISE EXCEPTION 'role and member must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._check_name('role', add_member.role);              -- hostile
+    PERFORM workqueue._check_name('member', add_member.member);          -- hostile
+    INSERT INTO workqueue.role_member (role, member) VALUES (add_member.role, add_member.member)
+        ON CONFLICT (role, member) DO UPDATE SET active = true;
+END
+$$;
+
+
+
+CREATE OR REPLACE FUNCTION workqueue.create_source(name text, queue text, ids_url text, details_url text,
+                                        options jsonb DEFAULT '{}')
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('create sources');
+    IF create_source.name IS NULL OR create_source.name = '' THEN
+        RAISE EXCEPTION 'source name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._check_name('source', create_source.name);         -- hostile
+    PERFORM workqueue._queue(create_source.queue);
+    PERFORM workqueue._check_source(create_source.ids_url, create_source.details_url,
+                                    coalesce(create_source.options, '{}'));
+    IF EXISTS (SELECT 1 FROM workqueue.source WHERE name = create_source.name) THEN
+        RAISE EXCEPTION 'source "%" already exists', create_source.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Change it with workqueue.alter_source().';
+    END IF;
+    INSERT INTO workqueue.source (name, queue, ids_url, details_url, options, created_by)
+    VALUES (create_source.name, create_source.queue, create_source.ids_url, create_source.details_url,
+            coalesce(create_source.options, '{}'), workqueue._caller());
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.create_calendar(name text, timezone text, hours jsonb,
+                                          holidays date[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    zone text;
+    v int;
+BEGIN
+    PERFORM workqueue._require_admin('define calendars');
+    IF create_calendar.name IS NULL OR create_calendar.name = '' THEN
+        RAISE EXCEPTION 'calendar name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._check_name('calendar', create_calendar.name);     -- hostile
+    IF create_calendar.name = '24x7' THEN
+        RAISE EXCEPTION 'calendar name "24x7" is reserved' USING ERRCODE = 'reserved_name',
+            DETAIL = 'The built-in calendar "24x7" counts every hour of every day, in UTC.',
+            HINT = 'Choose another name.';
+    END IF;
+    zone := workqueue._validate_calendar(create_calendar.timezone, create_calendar.hours,
+                                         create_calendar.holidays);
+
+    -- one definer at a time, so that version numbers never collide; readers
+    -- are not blocked
+    LOCK TABLE workqueue.calendar IN SHARE ROW EXCLUSIVE MODE;
+    SELECT coalesce(max(c.version), 0) + 1 INTO v
+      FROM workqueue.calendar c WHERE c.name = create_calendar.name;
+
+    INSERT INTO workqueue.calendar (name, version, timezone, hours, holidays, created_by)
+    VALUES (create_calendar.name, v, zone, create_calendar.hours,
+            ARRAY(SELECT DISTINCT d FROM unnest(coalesce(create_calendar.holidays, '{}')) AS d ORDER BY d),
+            workqueue._caller());
+    RETURN v;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Tables
 ------------------------------------------------------------------------------
 
@@ -907,6 +1125,12 @@ BEGIN
     IF create_queue.name IS NULL OR create_queue.name = '' THEN
         RAISE EXCEPTION 'queue name must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM workqueue._check_name('queue', create_queue.name);
+    IF create_queue.workflow IS NULL THEN
+        RAISE EXCEPTION 'workflow name must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave workflow out for the built-in ''review''.';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = create_queue.workflow) THEN
         RAISE EXCEPTION 'workflow "%" does not exist', create_queue.workflow
             USING ERRCODE = 'undefined_object',
@@ -917,6 +1141,12 @@ BEGIN
         RAISE EXCEPTION 'lease_timeout must be positive'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given was %s.', coalesce(create_queue.lease_timeout::text, 'NULL'));
+    END IF;
+    IF create_queue.lease_timeout > interval '1 year' THEN
+        RAISE EXCEPTION 'lease_timeout must be at most 1 year'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', create_queue.lease_timeout),
+                  HINT = 'Workers that need longer extend their lease with workqueue.extend_lease().';
     END IF;
     IF EXISTS (SELECT 1 FROM workqueue.queue WHERE name = create_queue.name) THEN
         RAISE EXCEPTION 'queue "%" already exists', create_queue.name
@@ -983,6 +1213,12 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('The value given is %s.', left((alter_queue.changes->'lease_timeout')::text, 100));
         END IF;
+        IF lt > interval '1 year' THEN
+            RAISE EXCEPTION 'lease_timeout must be at most 1 year'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given was %s.', lt),
+                      HINT = 'Workers that need longer extend their lease with workqueue.extend_lease().';
+        END IF;
         q.lease_timeout := lt;
     END IF;
     IF alter_queue.changes ? 'scope' THEN
@@ -1029,6 +1265,7 @@ BEGIN
                   DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(add.data), 'NULL')),
                   HINT = 'Wrap the value in an object, e.g. {"value": ...}.';
     END IF;
+    PERFORM workqueue._check_external_id(add.external_id);
     IF add.external_id IS NOT NULL THEN
         SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
         IF FOUND THEN

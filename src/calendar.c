@@ -17,6 +17,7 @@
 
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
@@ -34,6 +35,13 @@ typedef struct SpanSource
 	int64		end;
 	char	   *text;			/* ["22:00", "06:00"] */
 } SpanSource;
+
+/*
+ * Most holidays a calendar version may list: a holiday every day for 27,000
+ * years.  (A date[] of 1 GB holds 268 million; unpacking one that large
+ * would ask for more than palloc gives.)
+ */
+#define CAL_MAX_HOLIDAYS 10000000
 
 #define CAL_ERROR(...) \
 	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), __VA_ARGS__))
@@ -85,17 +93,25 @@ ParseClock(const char *s, int len, int64 *usecs)
 
 /*
  * Looks up a time zone the way SET timezone does for a name; raises 22023
- * if PostgreSQL does not know it.
+ * if PostgreSQL does not know it, or if its UTC offset ever reaches a day
+ * (only a POSIX zone string can say so; calendar_zone.c relies on less).
  */
 pg_tz *
 CalendarParseZone(const char *tzname)
 {
 	pg_tz	   *tz = NULL;
+	long int	largest;
 
 	if (tzname[0] != '\0' && strlen(tzname) < TZ_STRLEN_MAX)
 		tz = pg_tzset(tzname);
 	if (tz == NULL || !pg_tz_acceptable(tz))
 		CAL_ERROR(errmsg("time zone \"%s\" is not recognized", tzname),
+				  errhint("Use a name from pg_timezone_names, such as \"Europe/London\"."));
+	largest = CalZoneLargestOffset(tz);
+	if (largest >= SECS_PER_DAY)
+		CAL_ERROR(errmsg("time zone \"%s\" is not supported", tzname),
+				  errdetail("Its UTC offset reaches %ld:%02ld hours; calendars support offsets of less than 24 hours.",
+							largest / SECS_PER_HOUR, largest % SECS_PER_HOUR / SECS_PER_MINUTE),
 				  errhint("Use a name from pg_timezone_names, such as \"Europe/London\"."));
 	return tz;
 }
@@ -210,6 +226,7 @@ ReadHours(Jsonb *hours, int *nspans)
 		count = JsonContainerSize(v.val.binary.data);
 		for (int i = 0; i < count; i++)
 		{
+			CHECK_FOR_INTERRUPTS();
 			if (n == cap)
 			{
 				cap *= 2;
@@ -252,10 +269,18 @@ ReadHolidays(ArrayType *holidays, int *nholidays)
 		return NULL;
 	if (ARR_ELEMTYPE(holidays) != DATEOID)
 		elog(ERROR, "holidays must be of type date[]");
+	n = ArrayGetNItems(ARR_NDIM(holidays), ARR_DIMS(holidays));
+	if (n > CAL_MAX_HOLIDAYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("calendar has too many holidays"),
+				 errdetail("The list has %d dates; the limit is %d.", n, CAL_MAX_HOLIDAYS),
+				 errhint("List the holidays of the years the calendar is used for.")));
 	deconstruct_array(holidays, DATEOID, sizeof(DateADT), true, TYPALIGN_INT, &elems, &nulls, &n);
 	out = palloc((n + 1) * sizeof(DateADT));
 	for (int i = 0; i < n; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

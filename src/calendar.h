@@ -92,6 +92,7 @@ extern Calendar *CalendarCompile(const char *name, int32 version, const char *tz
 								 Jsonb *hours, ArrayType *holidays);
 
 /* calendar_zone.c */
+extern long int CalZoneLargestOffset(pg_tz *tz);
 extern CalZone *CalZoneGet(pg_tz *tz);
 extern int64 CalZoneOffsetAt(CalZone *z, TimestampTz t);
 extern TimestampTz CalZoneToUtc(CalZone *z, int64 local);

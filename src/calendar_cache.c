@@ -140,7 +140,10 @@ PreparePlans(void)
 {
 	Oid			types[2] = {TEXTOID, INT4OID};
 
-	/* qualified names and operators: callers' search_path does not matter */
+	/*
+	 * qualified names, operators and aggregates: the callers' search_path
+	 * does not matter (these functions are not SECURITY DEFINER)
+	 */
 	if (current_plan == NULL)
 		current_plan = Prepare("SELECT version, timezone, hours, holidays, xmin FROM workqueue.calendar "
 							   "WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY version DESC LIMIT 1",
@@ -150,7 +153,7 @@ PreparePlans(void)
 							   "WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
 							   2, types);
 	if (latest_plan == NULL)
-		latest_plan = Prepare("SELECT max(version) FROM workqueue.calendar WHERE name OPERATOR(pg_catalog.=) $1",
+		latest_plan = Prepare("SELECT pg_catalog.max(version) FROM workqueue.calendar WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, types);
 }
 

@@ -206,6 +206,44 @@ CalZoneGet(pg_tz *tz)
 	return z;
 }
 
+/*
+ * The largest absolute UTC offset, in seconds, that a zone ever uses.  The
+ * tables above assume that it is less than a day, as in every zone of the
+ * tz database; a POSIX zone string such as "<+99>-99" can say up to 167
+ * hours.  A fixed zone has one offset; otherwise the first
+ * ZONE_CHECK_BOUNDARIES transitions are walked: more than any zone's table
+ * holds before its rule repeats yearly, and both offsets of a POSIX rule
+ * occur in its first year.
+ */
+#define ZONE_CHECK_BOUNDARIES 1000
+
+long int
+CalZoneLargestOffset(pg_tz *tz)
+{
+	long int	gmtoff;
+	long int	before,
+				after;
+	int			before_isdst,
+				after_isdst;
+	pg_time_t	t = SCAN_FIRST;
+	pg_time_t	boundary = 0;
+	long int	largest;
+
+	if (pg_get_timezone_offset(tz, &gmtoff))
+		return labs(gmtoff);
+	if (pg_next_dst_boundary(&t, &before, &before_isdst, &boundary, &after, &after_isdst, tz) != 1)
+		return labs(before);
+	largest = Max(labs(before), labs(after));
+	for (int i = 1; i < ZONE_CHECK_BOUNDARIES && boundary <= SCAN_LAST; i++)
+	{
+		t = boundary + 1;		/* never a boundary itself: see Step() */
+		if (pg_next_dst_boundary(&t, &before, &before_isdst, &boundary, &after, &after_isdst, tz) != 1)
+			break;
+		largest = Max(largest, labs(after));
+	}
+	return largest;
+}
+
 /* The period that contains UTC instant t; the table must reach past t. */
 static inline int
 FindUtc(CalZone *z, int64 t)

@@ -52,8 +52,8 @@ WorkqueueActorIsAdmin(const char *actor)
 }
 
 /*
- * Raises unless the actor argument is usable: not empty, and naming someone
- * other than the caller only if the caller is an administrator or a member
+ * Raises unless the actor argument is usable: not empty, not longer than a
+ * name may be (limits.c), and naming someone other than the caller only if the caller is an administrator or a member
  * of workqueue_agent (an application acting for its users).
  */
 void
@@ -68,6 +68,7 @@ WorkqueueCheckActor(const char *actor, const char *what)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be empty", what),
 				 errhint("Pass the name of who is acting as \"%s\", or leave it out to use current_user.", what)));
+	WorkqueueCheckName(what, actor, strlen(actor));
 	caller_name = GetUserNameFromId(caller, false);
 	if (strcmp(actor, caller_name) == 0 || RoleIsAdmin(caller))
 		return;

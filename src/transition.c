@@ -53,6 +53,13 @@ typedef struct ItemState
 	bool		visible;		/* in the caller's scopes (else: "does not exist") */
 } ItemState;
 
+/*
+ * Most items one transition_many() call takes: a batch is locked, checked
+ * and written in memory at once (about a kilobyte per item), and an input
+ * of millions of ids would hold its locks and memory for minutes.
+ */
+#define TRANSITION_MANY_MAX 100000
+
 static SPIPlanPtr lock_plan;
 static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
@@ -592,6 +599,13 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("item array must not be null")));
 	arr = PG_GETARG_ARRAYTYPE_P(0);
+	n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	if (n > TRANSITION_MANY_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cannot transition %d items in one call", n),
+				 errdetail("The limit is %d items per call.", TRANSITION_MANY_MAX),
+				 errhint("Call transition_many() several times in one transaction; it stays all or nothing.")));
 	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
 	ids = palloc(sizeof(int64) * Max(n, 1));
 	for (int i = 0; i < n; i++)

@@ -82,6 +82,13 @@
 /* Above this many changed items a call sends one summary notification. */
 #define NOTIFY_PER_ITEM_MAX		1000
 
+/*
+ * Most records one call takes: 10 times the benchmark's 100,000, and far
+ * below the 26 million elements a 256 MB jsonb array can hold, for which
+ * the per-record state alone would exceed palloc's 1 GB.
+ */
+#define UPSERT_MAX_ITEMS		1000000
+
 /* Rounds of classify-and-write per call: the first, and retries of races. */
 #define UPSERT_MAX_PASSES		3
 
@@ -214,20 +221,29 @@ ExternalId(JsonbValue *v, int pos, SyncItem *item)
 	{
 		item->id.s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
 		item->id.len = strlen(item->id.s);
-		return;
 	}
-	if (v->type != jbvString)
+	else if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"external_id\" of element %d must be a string or a number", pos),
 				 errdetail("It is of type %s.", JsonbTypeName(v))));
-	if (v->val.string.len == 0)
+	else if (v->val.string.len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("element %d of items has an empty \"external_id\"", pos),
 				 errhint("Every element needs a non-empty \"external_id\".")));
-	item->id.s = v->val.string.val;
-	item->id.len = v->val.string.len;
+	else
+	{
+		item->id.s = v->val.string.val;
+		item->id.len = v->val.string.len;
+	}
+	if (item->id.len > WQ_EXTERNAL_ID_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("\"external_id\" of element %d is too long", pos),
+				 errdetail("It is %d bytes long; the limit is %d bytes. It begins \"%s\".",
+						   item->id.len, WQ_EXTERNAL_ID_MAX_BYTES, WorkqueueClip(item->id.s, item->id.len)),
+				 errhint("Upstream ids are short keys; pass the long value in \"data\" instead.")));
 }
 
 /*
@@ -404,6 +420,12 @@ ParseItems(Jsonb *items, int *n, SyncIdSet **set)
 	}
 
 	*n = JB_ROOT_COUNT(items);
+	if (*n > UPSERT_MAX_ITEMS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("items has too many elements"),
+				 errdetail("It has %d elements; the limit is %d per call.", *n, UPSERT_MAX_ITEMS),
+				 errhint("Pass the records in smaller batches, in one transaction if they belong together.")));
 	out = palloc(sizeof(SyncItem) * Max(*n, 1));
 	it = JsonbIteratorInit(&items->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -872,7 +894,10 @@ workqueue_upsert_items(PG_FUNCTION_ARGS)
 				 errmsg("queue name must not be null")));
 	queue = PG_GETARG_TEXT_PP(0);
 	if (!PG_ARGISNULL(2))
+	{
 		source = PG_GETARG_TEXT_PP(2);
+		WorkqueueCheckName("source", VARDATA_ANY(source), VARSIZE_ANY_EXHDR(source));
+	}
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

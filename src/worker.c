@@ -199,6 +199,12 @@ WorkqueueWorkerMain(Datum arg)
 	 * a worker finish thousands of fetches a second.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The worker runs as the bootstrap superuser; a search_path from ALTER
+	 * DATABASE ... SET (which the database owner may set) must not decide
+	 * what its unqualified functions and operators (=, now(), ...) are.
+	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	before_shmem_exit(ReleaseSlot, (Datum) 0);

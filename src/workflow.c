@@ -11,7 +11,8 @@
  * into a Workflow, or raises an error naming the offending step or
  * transition.  Everything is allocated in CurrentMemoryContext; nothing here
  * touches SPI or the catalogs.  Lookups by name use sorted indexes so that
- * very large definitions compile in O(n log n).
+ * very large definitions compile in O(n log n); new definitions are limited
+ * in size (WF_MAX_*) and name length (limits.c).
  */
 #include "postgres.h"
 
@@ -19,12 +20,23 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 #include "utils/jsonb.h"
 
 #include "jsonutil.h"
 #include "workflow.h"
+#include "workqueue.h"
+
+/*
+ * Size limits of a definition.  Every backend compiles a version on its
+ * first transition, in O(n log n) of these: at the limits that is well
+ * under a second, and define_workflow() about two (doc/hostile-input.md).
+ */
+#define WF_MAX_STEPS		100000
+#define WF_MAX_TRANSITIONS	100000
+#define WF_MAX_FROM			1000000	/* "from" entries of all transitions */
 
 #define WF_ERROR(...) \
 	ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION), __VA_ARGS__))
@@ -39,6 +51,18 @@ static char *
 JbString(JsonbValue *v)
 {
 	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * A name-like string (step, transition, role, source), length-checked in a
+ * new definition.  (Versions stored before the limit existed still load.)
+ */
+static char *
+JbName(Workflow *wf, JsonbValue *v, const char *what)
+{
+	if (wf->new_definition)
+		WorkqueueCheckName(what, v->val.string.val, v->val.string.len);
+	return JbString(v);
 }
 
 /* Raises if obj has a key that is not in allowed. */
@@ -87,6 +111,17 @@ OptString(JsonbContainer *obj, const char *key, const char *where)
 		WF_ERROR(errmsg("\"%s\" of %s must be a non-empty string", key, where),
 				 errdetail("It is a %s.", JbTypeName(v)));
 	return JbString(v);
+}
+
+/* An optional name-like string member (see JbName). */
+static char *
+OptName(Workflow *wf, JsonbContainer *obj, const char *key, const char *where, const char *what)
+{
+	char	   *s = OptString(obj, key, where);
+
+	if (s != NULL && wf->new_definition)
+		WorkqueueCheckName(what, s, strlen(s));
+	return s;
 }
 
 static bool
@@ -207,6 +242,12 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 	if (n == 0)
 		WF_ERROR(errmsg("workflow has no steps"),
 				 errhint("List the steps in a \"steps\" array."));
+	if (n > WF_MAX_STEPS && wf->new_definition)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("workflow has too many steps"),
+				 errdetail("It has %d steps; the limit is %d.", n, WF_MAX_STEPS),
+				 errhint("Split the process into several workflows.")));
 
 	wf->nsteps = n;
 	wf->steps = palloc0(sizeof(WfStep) * n);
@@ -222,6 +263,7 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 		char	   *kind;
 		char	   *where;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!JbIsObject(v))
 			WF_ERROR(errmsg("step %d is not a JSON object", i + 1),
 					 errdetail("It is a %s.", JbTypeName(v)),
@@ -231,13 +273,13 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 		if (name == NULL || name->type != jbvString || name->val.string.len == 0)
 			WF_ERROR(errmsg("step %d has no name", i + 1),
 					 errhint("Give every step a non-empty \"name\" string."));
-		s->name = JbString(name);
+		s->name = JbName(wf, name, "step");
 		names[i] = s->name;
 		where = psprintf("step \"%s\"", s->name);
 		CheckKeys(obj, step_keys, where);
 
-		s->role = OptString(obj, "role", where);
-		s->escalate_to = OptString(obj, "escalate_to", where);
+		s->role = OptName(wf, obj, "role", where, "role");
+		s->escalate_to = OptName(wf, obj, "escalate_to", where, "escalation target");
 		s->is_start = OptBool(obj, "start", where);
 		s->pauses_sla = OptBool(obj, "pauses_sla", where);
 
@@ -301,7 +343,7 @@ TransitionStep(Workflow *wf, JsonbValue *v, const char *tname, const char *key)
 	if (v->type != jbvString || v->val.string.len == 0)
 		WF_ERROR(errmsg("\"%s\" of transition \"%s\" must name a step", key, tname),
 				 errdetail("It is a %s.", JbTypeName(v)));
-	name = JbString(v);
+	name = JbName(wf, v, "step");
 	idx = WorkflowFindStep(wf, name);
 	if (idx < 0)
 		WF_ERROR(errmsg("transition \"%s\" %s unrecognized step \"%s\"", tname,
@@ -314,7 +356,16 @@ static void
 CompileTransitions(Workflow *wf, JsonbContainer *transitions)
 {
 	int			n = transitions ? JsonContainerSize(transitions) : 0;
-	char	  **names = palloc(sizeof(char *) * Max(n, 1));
+	char	  **names;
+	int64		nfrom = 0;
+
+	if (n > WF_MAX_TRANSITIONS && wf->new_definition)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("workflow has too many transitions"),
+				 errdetail("It has %d transitions; the limit is %d.", n, WF_MAX_TRANSITIONS),
+				 errhint("A transition may leave several steps: list them in its \"from\" array.")));
+	names = palloc(sizeof(char *) * Max(n, 1));
 
 	wf->ntransitions = n;
 	wf->transitions = palloc0(sizeof(WfTransition) * Max(n, 1));
@@ -330,6 +381,7 @@ CompileTransitions(Workflow *wf, JsonbContainer *transitions)
 		JsonbValue *req;
 		char	   *where;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!JbIsObject(v))
 			WF_ERROR(errmsg("transition %d is not a JSON object", i + 1),
 					 errdetail("It is a %s.", JbTypeName(v)),
@@ -339,7 +391,7 @@ CompileTransitions(Workflow *wf, JsonbContainer *transitions)
 		if (name == NULL || name->type != jbvString || name->val.string.len == 0)
 			WF_ERROR(errmsg("transition %d has no name", i + 1),
 					 errhint("Give every transition a non-empty \"name\" string."));
-		t->name = JbString(name);
+		t->name = JbName(wf, name, "transition");
 		names[i] = t->name;
 		where = psprintf("transition \"%s\"", t->name);
 		CheckKeys(obj, transition_keys, where);
@@ -357,6 +409,14 @@ CompileTransitions(Workflow *wf, JsonbContainer *transitions)
 			if (t->nfrom == 0)
 				WF_ERROR(errmsg("transition \"%s\" has no \"from\" step", t->name),
 						 errhint("Name the step or steps it leaves."));
+			nfrom += t->nfrom;
+			if (nfrom > WF_MAX_FROM && wf->new_definition)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("transitions of the workflow leave from too many steps"),
+						 errdetail("The \"from\" lists of transitions 1 to %d name more than %d steps in all.",
+								   i + 1, WF_MAX_FROM),
+						 errhint("Split the process into several workflows.")));
 			t->from = palloc(sizeof(int) * t->nfrom);
 			for (int j = 0; j < t->nfrom; j++)
 				t->from[j] = TransitionStep(wf, getIthJsonbValueFromContainer(arr, j), t->name, "from");
@@ -442,7 +502,7 @@ CompileOnEnter(Workflow *wf, JsonbValue *on_enter)
 			CheckKeys(v.val.binary.data, (const char *const[]) {"fetch", NULL}, where);
 			fetch = JbGet(v.val.binary.data, "fetch");
 			if (fetch != NULL)
-				wf->steps[step].on_enter_fetch = OptString(v.val.binary.data, "fetch", where);
+				wf->steps[step].on_enter_fetch = OptName(wf, v.val.binary.data, "fetch", where, "source");
 		}
 	}
 }
@@ -497,10 +557,12 @@ CheckReachable(Workflow *wf)
 
 /*
  * Validates a definition and compiles it in CurrentMemoryContext; raises an
- * error naming the offending step or transition.
+ * error naming the offending step or transition.  new_definition: the
+ * definition is about to be stored, so the size and name-length limits
+ * apply (a stored version is compiled without them).
  */
 Workflow *
-WorkflowCompile(Jsonb *definition)
+WorkflowCompile(Jsonb *definition, bool new_definition)
 {
 	Workflow   *wf = palloc0(sizeof(Workflow));
 	JsonbContainer *root = &definition->root;
@@ -508,6 +570,7 @@ WorkflowCompile(Jsonb *definition)
 	JsonbValue *transitions;
 	JsonbValue *on_enter;
 
+	wf->new_definition = new_definition;
 	if (!JsonContainerIsObject(root) || JsonContainerIsScalar(root))
 		WF_ERROR(errmsg("workflow definition must be a JSON object"),
 				 errhint("Write it as {\"steps\": [...], \"transitions\": [...]}."));
@@ -549,6 +612,6 @@ workqueue_validate_workflow(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("workflow definition must not be null")));
-	wf = WorkflowCompile(PG_GETARG_JSONB_P(0));
+	wf = WorkflowCompile(PG_GETARG_JSONB_P(0), true);
 	PG_RETURN_TEXT_P(cstring_to_text(wf->steps[wf->start].name));
 }

@@ -58,9 +58,10 @@ typedef struct Workflow
 	int			start;
 	WfName	   *step_index;		/* nsteps entries, sorted */
 	WfName	   *transition_index;	/* ntransitions entries, sorted */
+	bool		new_definition; /* compiled for define_workflow(): limits apply */
 } Workflow;
 
-extern Workflow *WorkflowCompile(Jsonb *definition);
+extern Workflow *WorkflowCompile(Jsonb *definition, bool new_definition);
 extern int	WorkflowFindStep(const Workflow *wf, const char *name);
 extern int	WorkflowFindTransition(const Workflow *wf, const char *name);
 extern bool WorkflowTransitionFrom(const WfTransition *t, int step);

@@ -83,7 +83,7 @@ LoadAndCompile(const char *name, int version, MemoryContext parent, bool *cachea
 	/* compile in a context of its own; it dies with the transaction on error */
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "workqueue workflow", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	wf = WorkflowCompile(DatumGetJsonbPCopy(def));
+	wf = WorkflowCompile(DatumGetJsonbPCopy(def), false);
 	MemoryContextSwitchTo(old);
 	if (parent != NULL)
 		MemoryContextSetParent(cxt, parent);

@@ -21,6 +21,13 @@ extern void WorkqueueDefineGucs(void);
 /* workqueue.c */
 extern char *WorkqueueCallerName(void);
 
+/* limits.c: see there for why these limits */
+#define WQ_NAME_MAX_BYTES			255
+#define WQ_EXTERNAL_ID_MAX_BYTES	2048
+extern void WorkqueueCheckName(const char *what, const char *name, Size len);
+extern void WorkqueueCheckExternalId(const char *id, Size len);
+extern char *WorkqueueClip(const char *s, Size len);
+
 /* privileges.c */
 extern bool WorkqueueIsAdmin(const char *role);
 extern bool WorkqueueActorIsAdmin(const char *actor);

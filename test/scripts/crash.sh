@@ -61,6 +61,7 @@ is "$(q "SELECT count(*) FROM workqueue.item_event WHERE queue = 'cu'")" "$after
 q "CREATE EXTENSION IF NOT EXISTS amcheck" >/dev/null 2>&1
 if [[ -n $(q "SELECT 1 FROM pg_extension WHERE extname = 'amcheck'") ]]; then
     is "$(qerr "SELECT bt_index_check(c.oid, true) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+                       JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
                  WHERE x.indrelid IN ('workqueue.item'::regclass, 'workqueue.item_event'::regclass)")" "" \
        "amcheck: the item and event indexes match their heaps"
 fi
