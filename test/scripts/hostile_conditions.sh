@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 db=$(q "SELECT current_database()")
 db2=wq_hostile
 cleanup() {
-    kill $T_API_PID 2>/dev/null
+    [[ -n ${T_API_PID:-} ]] && kill $T_API_PID 2>/dev/null
     rm -rf "$tmp"
     psql -XAtq -c "DROP TABLE IF EXISTS public.hostile_payload, public.hostile_ids" \
          -c "ALTER DATABASE \"$db\" RESET search_path" -c "DROP SCHEMA IF EXISTS evil CASCADE" \
