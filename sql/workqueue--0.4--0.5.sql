@@ -55,6 +55,9 @@ DECLARE
     out text;
     pos jsonb;
 BEGIN
+    IF workflow_graph.name IS NULL THEN
+        RAISE EXCEPTION 'workflow name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     SELECT * INTO wv FROM workqueue.workflow_version
      WHERE workflow = workflow_graph.name
        AND version = coalesce(workflow_graph.version,
@@ -1629,6 +1632,44 @@ ALTER TABLE workqueue.fetch ENABLE ROW LEVEL SECURITY;
 CREATE POLICY fetch_by_scope ON workqueue.fetch FOR SELECT
     USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = "fetch".queue AND i.id = "fetch".item_id));
 CREATE POLICY fetch_admin ON workqueue.fetch TO workqueue_admin USING (true) WITH CHECK (true);
+
+------------------------------------------------------------------------------
+-- remove_member(NULL, ...) says so; a comment of tabs and newlines is blank
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION workqueue.remove_member(role text, member text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('manage role members');
+    IF remove_member.role IS NULL OR remove_member.member IS NULL THEN
+        RAISE EXCEPTION 'role and member must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    UPDATE workqueue.role_member SET active = false
+     WHERE role = remove_member.role AND member = remove_member.member;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '"%" is not a member of role "%"', remove_member.member, remove_member.role
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'List members with: SELECT * FROM workqueue.role_member;';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.comment(item bigint, body text, actor text DEFAULT current_user) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(comment.item);
+BEGIN
+    PERFORM workqueue._check_actor(comment.actor, 'actor');
+    IF comment.body IS NULL OR comment.body !~ '[^[:space:]]' THEN      -- tabs and newlines are blank too
+        RAISE EXCEPTION 'comment must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE workqueue.item SET updated_at = now() WHERE queue = it.queue AND id = it.id;
+    RETURN workqueue._event(it.queue, it.id, comment.actor, 'comment', it.step, it.step,
+                            jsonb_build_object('body', comment.body));
+END
+$$;
 
 ------------------------------------------------------------------------------
 -- Views: SLA timers and paused items

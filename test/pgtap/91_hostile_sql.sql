@@ -7,7 +7,7 @@
 -- Runs in one transaction that is rolled back.  Names carry the file's
 -- number (q91_*, h91_*) so that files may run in parallel.
 BEGIN;
-SELECT plan(39);
+SELECT plan(42);
 
 SET LOCAL timezone = 'UTC';
 
@@ -141,6 +141,15 @@ $$;
 SELECT throws_ok($$SELECT pg_temp.evil('SELECT ''a'' || ''b''')$$, 'P0001', 'hijacked by h91_evil',
     'the hostile path does replace || for plain SQL');
 SELECT is(pg_temp.evil($$SELECT workqueue._dot_id('say "hi"\')$$), '"say \"hi\"\\"', '_dot_id is not hijacked');
+
+RESET search_path;
+SELECT workqueue.add('q91') AS c91 \gset
+SELECT throws_ok(format($$SELECT workqueue.comment(%s, E'\t\n \r')$$, :c91), '22023', 'comment must not be empty',
+    'comment: tabs and newlines are blank');
+SELECT throws_ok($$SELECT workqueue.remove_member(NULL, 'x')$$, '22004', 'role and member must not be null',
+    'remove_member: a NULL role');
+SELECT throws_ok($$SELECT workqueue.workflow_graph(NULL)$$, '22004', 'workflow name must not be null',
+    'workflow_graph: a NULL name');
 
 SELECT * FROM finish();
 ROLLBACK;
