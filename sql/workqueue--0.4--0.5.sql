@@ -475,6 +475,16 @@ CREATE FUNCTION workqueue._sla_calendar(calendar_by jsonb, data jsonb, fallback 
                               calendar_by->>'default', fallback) END
 $$;
 
+-- The working time on an item's SLA clock now: what it had when the clock
+-- last stopped, plus, while it runs, the working time since clock_from.
+CREATE FUNCTION workqueue._sla_clock(elapsed interval, clock_from timestamptz, calendar text, version int)
+    RETURNS interval
+    LANGUAGE sql STABLE AS $$
+    SELECT elapsed + CASE WHEN clock_from IS NOT NULL
+                          THEN workqueue.business_between(clock_from, now(), calendar, version)
+                          ELSE interval '0' END
+$$;
+
 -- The threshold (percent) an item fires next, NULL once the breach fired.
 CREATE FUNCTION workqueue._sla_threshold(warn_at int[], level int) RETURNS int
     LANGUAGE sql IMMUTABLE AS $$
@@ -571,9 +581,7 @@ BEGIN
                (p.warn_at || 100)[i.sla_level + 1] AS next_pct, st.kind, st.pauses_sla, st.share,
                st.kind = 'work' AND NOT st.pauses_sla AS runs,
                -- working time on the clock now
-               i.sla_elapsed + CASE WHEN i.sla_clock_from IS NOT NULL
-                   THEN workqueue.business_between(i.sla_clock_from, now(), i.sla_calendar, i.sla_calendar_version)
-                   ELSE interval '0' END AS elapsed
+               workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar, i.sla_calendar_version) AS elapsed
           FROM unnest(ids) AS u(id)
           JOIN workqueue.item i ON i.id = u.id
           JOIN workqueue.sla_policy p ON p.name = i.sla_policy AND p.version = i.sla_policy_version
@@ -806,9 +814,7 @@ BEGIN
          LIMIT max_items
            FOR UPDATE OF i SKIP LOCKED),
     e0 AS (
-        SELECT d.*, d.sla_elapsed + CASE WHEN d.sla_clock_from IS NOT NULL
-                   THEN workqueue.business_between(d.sla_clock_from, now(), d.cal, d.calv)
-                   ELSE interval '0' END AS elapsed
+        SELECT d.*, workqueue._sla_clock(d.sla_elapsed, d.sla_clock_from, d.cal, d.calv) AS elapsed
           FROM due d),
     -- the new level: the thresholds (sorted) the elapsed time has reached
     x AS MATERIALIZED (
@@ -931,9 +937,8 @@ BEGIN
         UPDATE workqueue.item i
            SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now(),
                -- the SLA clock stops (a paused one stays paused) and no timer fires
-               sla_elapsed = i.sla_elapsed + CASE WHEN i.sla_clock_from IS NOT NULL
-                   THEN workqueue.business_between(i.sla_clock_from, now(), i.sla_calendar, i.sla_calendar_version)
-                   ELSE interval '0' END,
+               sla_elapsed = workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar,
+                                                  i.sla_calendar_version),
                sla_clock_from = NULL, sla_next_at = NULL, step_due_at = NULL
           FROM gone g WHERE i.queue = g.queue AND i.id = g.id
         RETURNING i.queue, i.id, i.step, g.status AS old_status, g.claimed_by, g.lease_until
@@ -971,9 +976,7 @@ BEGIN
         RETURN QUERY SELECT NULL::timestamptz, NULL::interval, NULL::interval, NULL::numeric, false, false;
         RETURN;
     END IF;
-    el := it.sla_elapsed + CASE WHEN it.sla_clock_from IS NOT NULL
-              THEN workqueue.business_between(it.sla_clock_from, now(), it.sla_calendar, it.sla_calendar_version)
-              ELSE interval '0' END;
+    el := workqueue._sla_clock(it.sla_elapsed, it.sla_clock_from, it.sla_calendar, it.sla_calendar_version);
     RETURN QUERY SELECT it.due_at, el, it.sla_target - el,
                         round(100 * extract(epoch FROM el) / extract(epoch FROM it.sla_target), 1),
                         el >= it.sla_target, it.sla_paused_at IS NOT NULL;
@@ -1004,10 +1007,8 @@ BEGIN
                         CASE WHEN i.resolved_at IS NOT NULL THEN i.resolved_at - i.created_at END
                     WHEN i.resolved_at IS NOT NULL AND i.sla_clock_from IS NULL AND i.sla_paused_at IS NULL
                         THEN i.sla_elapsed
-                    ELSE i.sla_elapsed + CASE WHEN i.sla_clock_from IS NOT NULL
-                        THEN workqueue.business_between(i.sla_clock_from, now(), i.sla_calendar,
-                                                        i.sla_calendar_version)
-                        ELSE interval '0' END END AS elapsed
+                    ELSE workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar,
+                                              i.sla_calendar_version) END AS elapsed
           FROM workqueue.item i
          WHERE i.queue = q.name AND i.created_at >= sla_report.since AND i.created_at < sla_report.until
            AND i.status <> 'closed' AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes))
@@ -1075,9 +1076,7 @@ BEGIN
         IF r.sla_target IS NULL THEN
             el := workqueue.business_between(r.created_at, now(), cal, calv);
         ELSE
-            el := r.sla_elapsed + CASE WHEN r.sla_clock_from IS NOT NULL
-                      THEN workqueue.business_between(r.sla_clock_from, now(), r.sla_calendar, r.sla_calendar_version)
-                      ELSE interval '0' END;
+            el := workqueue._sla_clock(r.sla_elapsed, r.sla_clock_from, r.sla_calendar, r.sla_calendar_version);
         END IF;
         running := NOT r.step_pauses;
         due := CASE WHEN target IS NULL THEN NULL
