@@ -318,7 +318,7 @@ LookupDatabases(char **names, int n, Oid *oids, bool *busy)
 static BackgroundWorkerHandle *
 StartDatabaseWorker(int slotno, const char *dbname)
 {
-	const char *kind = slotno % WORKER_KINDS == WORKER_SYNC ? "sync worker" : "worker";
+	const char *kind = slotno % WORKER_KINDS == WORKER_SYNC ? "sync worker" : "fetch worker";
 
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
