@@ -3,7 +3,7 @@ EXTENSION    = workqueue
 EXTVERSION = 0.5
 
 MODULE_big   = workqueue
-OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS         = $(patsubst %.c,%.o,$(wildcard src/*/*.c))
 DATA         = $(wildcard sql/workqueue--*.sql)
 PGFILEDESC   = "workqueue - work queues, workflows, sync and SLA inside PostgreSQL"
 
@@ -20,4 +20,4 @@ PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS does not track header dependencies: rebuild everything when one changes
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*/*.h)

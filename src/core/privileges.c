@@ -15,7 +15,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
-#include "workqueue.h"
+#include "core/workqueue.h"
 
 static bool
 RoleIsAdmin(Oid roleid)

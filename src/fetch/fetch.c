@@ -47,10 +47,10 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "http.h"
-#include "source.h"
-#include "worker.h"
-#include "workqueue.h"
+#include "http/http.h"
+#include "sync/source.h"
+#include "worker/worker.h"
+#include "core/workqueue.h"
 
 #define LEASE_CHECK_MS 1000
 #define PROGRESS_WAIT_MS 50

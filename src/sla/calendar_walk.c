@@ -30,7 +30,7 @@
 #include "utils/date.h"
 #include "utils/timestamp.h"
 
-#include "calendar.h"
+#include "sla/calendar.h"
 
 /* local days (PG epoch) whose intervals stay inside the timestamptz range */
 #define CAL_MIN_DAY ((int32) (MIN_TIMESTAMP / USECS_PER_DAY) + 3)

@@ -34,8 +34,8 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "workflow.h"
-#include "workqueue.h"
+#include "workflow/workflow.h"
+#include "core/workqueue.h"
 
 typedef struct ItemState
 {

@@ -21,7 +21,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "workflow.h"
+#include "workflow/workflow.h"
 
 #define WF_CACHE_NAME_LEN 256
 

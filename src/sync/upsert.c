@@ -77,7 +77,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-#include "sync_db.h"
+#include "sync/sync_db.h"
 
 /* Above this many changed items a call sends one summary notification. */
 #define NOTIFY_PER_ITEM_MAX		1000

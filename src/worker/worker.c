@@ -43,8 +43,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "worker.h"
-#include "workqueue.h"
+#include "worker/worker.h"
+#include "core/workqueue.h"
 
 static int	my_slot = -1;
 

@@ -39,8 +39,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "calendar.h"
-#include "workqueue.h"
+#include "sla/calendar.h"
+#include "core/workqueue.h"
 
 #define CAL_CACHE_NAME_LEN 256
 

@@ -4,7 +4,7 @@
  */
 #include "postgres.h"
 
-#include "jsonutil.h"
+#include "core/jsonutil.h"
 
 /* Looks up key in an object container; NULL if absent. */
 JsonbValue *

@@ -23,7 +23,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
-#include "workqueue.h"
+#include "core/workqueue.h"
 
 /*
  * Raises 42622 if a name of the given kind ("queue", "step", ...) is longer

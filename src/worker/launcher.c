@@ -50,8 +50,8 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "worker.h"
-#include "workqueue.h"
+#include "worker/worker.h"
+#include "core/workqueue.h"
 
 #define WORKER_RESTART_MS 5000
 

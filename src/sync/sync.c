@@ -31,10 +31,10 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "http.h"
-#include "source.h"
-#include "worker.h"
-#include "workqueue.h"
+#include "http/http.h"
+#include "sync/source.h"
+#include "worker/worker.h"
+#include "core/workqueue.h"
 
 typedef struct SyncRun
 {

@@ -22,8 +22,8 @@
 #include "utils/date.h"
 #include "utils/jsonb.h"
 
-#include "calendar.h"
-#include "jsonutil.h"
+#include "sla/calendar.h"
+#include "core/jsonutil.h"
 
 static const char *const day_keys[CAL_WEEKDAYS] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 

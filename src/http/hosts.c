@@ -16,7 +16,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "hosts.h"
+#include "http/hosts.h"
 
 #define MAX_HOST_NAME 253
 

@@ -27,9 +27,9 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "hosts.h"
-#include "http.h"
-#include "workqueue.h"
+#include "http/hosts.h"
+#include "http/http.h"
+#include "core/workqueue.h"
 
 /* curl_multi_poll arrived in 7.66.0, CURLU in 7.62.0 */
 _Static_assert(LIBCURL_VERSION_NUM >= 0x074200, "workqueue requires libcurl 7.66.0 or later");

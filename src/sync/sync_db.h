@@ -6,7 +6,7 @@
 #ifndef WORKQUEUE_SYNC_DB_H
 #define WORKQUEUE_SYNC_DB_H
 
-#include "workqueue.h"
+#include "core/workqueue.h"
 
 #include "executor/tuptable.h"
 #include "funcapi.h"

@@ -11,8 +11,8 @@
 
 #include "utils/guc.h"
 
-#include "hosts.h"
-#include "workqueue.h"
+#include "http/hosts.h"
+#include "core/workqueue.h"
 
 int			workqueue_page_size = 25;
 char	   *workqueue_database_name = NULL;

@@ -25,9 +25,9 @@
 #include "utils/numeric.h"
 #include "utils/jsonb.h"
 
-#include "jsonutil.h"
-#include "workflow.h"
-#include "workqueue.h"
+#include "core/jsonutil.h"
+#include "workflow/workflow.h"
+#include "core/workqueue.h"
 
 /*
  * Size limits of a definition.  Every backend compiles a version on its

@@ -13,7 +13,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "calendar.h"
+#include "sla/calendar.h"
 
 #define MONTH_USECS (INT64CONST(30) * USECS_PER_DAY)
 #define YEAR_USECS (INT64CONST(31557600) * USECS_PER_SEC)	/* 365.25 days */

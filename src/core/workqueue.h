@@ -5,7 +5,7 @@
 #ifndef WORKQUEUE_H
 #define WORKQUEUE_H
 
-#include "compat.h"
+#include "core/compat.h"
 
 /* guc.c */
 extern int	workqueue_page_size;

@@ -19,9 +19,9 @@
 #include "utils/jsonpath.h"
 #include "utils/numeric.h"
 
-#include "jsonutil.h"
-#include "source.h"
-#include "workqueue.h"
+#include "core/jsonutil.h"
+#include "sync/source.h"
+#include "core/workqueue.h"
 
 #define OPT_ERROR(...) \
 	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), __VA_ARGS__))

@@ -8,8 +8,8 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
-#include "worker.h"
-#include "workqueue.h"
+#include "worker/worker.h"
+#include "core/workqueue.h"
 
 PG_MODULE_MAGIC;
 

@@ -28,7 +28,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "calendar.h"
+#include "sla/calendar.h"
 
 /* seconds between the Unix and the PostgreSQL epochs */
 #define UNIX_PG_DIFF ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)

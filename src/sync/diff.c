@@ -62,7 +62,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-#include "sync_db.h"
+#include "sync/sync_db.h"
 
 /*
  * Reading one index entry of the queue costs roughly this many times less
