@@ -44,6 +44,9 @@ if grep -q 'warning:' /tmp/workqueue-build.log; then
     exit 1
 fi
 make -s install >/dev/null
+# The released 0.5 install script, a test fixture: test/scripts/upgrade.sh and
+# the pg_regress test "upgrade" install 0.5 and update it to this version.
+install -m 644 test/upgrade/workqueue--0.5.sql "$(pg_config --sharedir)/extension/"
 
 # 3. A throw-away cluster, destroyed when the command inside returns.
 echo "== starting a throw-away PostgreSQL 15 cluster"

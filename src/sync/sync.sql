@@ -1,78 +1,26 @@
--- workqueue 0.1 -> 0.2: upstream sync.
---
--- Sources describe an external API that lists open cases; sync runs,
--- executed by the background worker, keep a queue in step with it.
-
-\echo Use "ALTER EXTENSION workqueue UPDATE TO '0.2'" to load this file. \quit
-
-CREATE TABLE workqueue.source (
-    name        text PRIMARY KEY CHECK (name <> ''),
-    queue       text NOT NULL REFERENCES workqueue.queue (name),
-    ids_url     text NOT NULL,
-    details_url text,
-    options     jsonb NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    created_by  text NOT NULL DEFAULT current_user,
-    updated_at  timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE TABLE workqueue.sync_run (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    source        text NOT NULL REFERENCES workqueue.source (name),
-    "full"        boolean NOT NULL DEFAULT false,
-    status        text NOT NULL DEFAULT 'queued'
-                  CHECK (status IN ('queued', 'running', 'completed', 'failed')),
-    triggered_by  text NOT NULL,
-    retry_of      bigint REFERENCES workqueue.sync_run (id),
-    queued_at     timestamptz NOT NULL DEFAULT now(),
-    started_at    timestamptz,
-    finished_at   timestamptz,
-    phase         text,
-    ids_seen      int NOT NULL DEFAULT 0,
-    missing       int NOT NULL DEFAULT 0,
-    inserted      int NOT NULL DEFAULT 0,
-    updated       int NOT NULL DEFAULT 0,
-    unchanged     int NOT NULL DEFAULT 0,
-    closed        int NOT NULL DEFAULT 0,
-    reopened      int NOT NULL DEFAULT 0,
-    errors        int NOT NULL DEFAULT 0,
-    pages         int NOT NULL DEFAULT 0,
-    batches_total int NOT NULL DEFAULT 0,
-    batches_done  int NOT NULL DEFAULT 0,
-    error         text,
-    error_samples jsonb NOT NULL DEFAULT '[]',
-    worker_pid    int
-);
-CREATE INDEX sync_run_active_idx ON workqueue.sync_run (source, id) WHERE status IN ('queued', 'running');
-CREATE INDEX sync_run_source_idx ON workqueue.sync_run (source, id);
-
--- the open items of a source, for closing what vanished upstream
-CREATE INDEX item_source_idx ON workqueue.item (queue, source) WHERE status IN ('open', 'in_progress');
-
-SELECT pg_catalog.pg_extension_config_dump('workqueue.source', '');
-SELECT pg_catalog.pg_extension_config_dump('workqueue.sync_run', '');
-
-------------------------------------------------------------------------------
--- Diffing and upserting (C: src/diff.c, src/upsert.c)
-------------------------------------------------------------------------------
+-- Sync: diffing ids (C: src/sync/diff.c), upserting records
+-- (src/sync/upsert.c), sources (src/sync/source.c) and sync runs, which the
+-- sync worker executes (src/sync/sync.c).  Rules: doc/sync.md.
 
 -- External ids of "ids" that have no item in the queue, in input order,
 -- each once; NULLs ignored.  A NULL array gives no rows.
-CREATE FUNCTION workqueue.missing_ids(queue text, ids text[]) RETURNS SETOF text
+CREATE OR REPLACE FUNCTION workqueue.missing_ids(queue text, ids text[]) RETURNS SETOF text
     LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     ROWS 1000
     AS 'MODULE_PATHNAME', 'workqueue_missing_ids';
 
 -- Payload of a "synced" event: old and new values of what changed (C).
-CREATE FUNCTION workqueue._sync_payload(old_data jsonb, new_data jsonb, old_priority smallint,
+CREATE OR REPLACE FUNCTION workqueue._sync_payload(old_data jsonb, new_data jsonb, old_priority smallint,
                                         new_priority smallint) RETURNS jsonb
     LANGUAGE c IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'workqueue_sync_payload';
 
+REVOKE ALL ON FUNCTION workqueue._sync_payload(jsonb, jsonb, smallint, smallint) FROM PUBLIC;
+
 -- Inserts new items and updates changed ones from a JSON array of
 -- {"external_id": ..., "priority": ..., "data": {...}}; unchanged items are
 -- not written at all.
-CREATE FUNCTION workqueue.upsert_items(queue text, items jsonb, source text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION workqueue.upsert_items(queue text, items jsonb, source text DEFAULT NULL)
     RETURNS TABLE (inserted int, updated int, unchanged int)
     LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     -- JIT only slows a write of this shape down (by half a second at 100k items)
@@ -80,17 +28,11 @@ CREATE FUNCTION workqueue.upsert_items(queue text, items jsonb, source text DEFA
     ROWS 1
     AS 'MODULE_PATHNAME', 'workqueue_upsert_items';
 
-REVOKE ALL ON FUNCTION workqueue._sync_payload(jsonb, jsonb, smallint, smallint) FROM PUBLIC;
-
-------------------------------------------------------------------------------
--- Sources
-------------------------------------------------------------------------------
-
 -- Validates a source definition (C: the same parser the worker uses).
-CREATE FUNCTION workqueue._check_source(ids_url text, details_url text, options jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION workqueue._check_source(ids_url text, details_url text, options jsonb) RETURNS void
     LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'workqueue_check_source';
 
-CREATE FUNCTION workqueue.create_source(name text, queue text, ids_url text, details_url text,
+CREATE OR REPLACE FUNCTION workqueue.create_source(name text, queue text, ids_url text, details_url text,
                                         options jsonb DEFAULT '{}')
     RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -100,6 +42,7 @@ BEGIN
     IF create_source.name IS NULL OR create_source.name = '' THEN
         RAISE EXCEPTION 'source name must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM workqueue._check_name('source', create_source.name);         -- hostile
     PERFORM workqueue._queue(create_source.queue);
     PERFORM workqueue._check_source(create_source.ids_url, create_source.details_url,
                                     coalesce(create_source.options, '{}'));
@@ -114,7 +57,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION workqueue.alter_source(name text, changes jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION workqueue.alter_source(name text, changes jsonb) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -151,15 +94,7 @@ BEGIN
 END
 $$;
 
-------------------------------------------------------------------------------
--- Sync runs
-------------------------------------------------------------------------------
-
--- Wakes this database's worker when the current transaction commits.
-CREATE FUNCTION workqueue._wake() RETURNS void
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'workqueue_wake';
-
-CREATE FUNCTION workqueue.sync(source text, "full" boolean DEFAULT false, force boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION workqueue.sync(source text, "full" boolean DEFAULT false, force boolean DEFAULT false)
     RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -171,7 +106,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'source "%" does not exist', coalesce(sync.source, 'NULL')
             USING ERRCODE = 'undefined_object',
-                  HINT = 'Create it with workqueue.create_source(), or list sources with: SELECT name FROM workqueue.source;';
+                  HINT = 'Create it with workqueue.create_source(), or list sources with: SELECT name FROM workqueue.sources;';
     END IF;
     IF NOT coalesce(sync.force, false) THEN
         SELECT id INTO run_id FROM workqueue.sync_run
@@ -189,7 +124,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION workqueue.wait(run bigint, timeout interval DEFAULT '10 minutes')
+CREATE OR REPLACE FUNCTION workqueue.wait(run bigint, timeout interval DEFAULT '10 minutes')
     RETURNS workqueue.sync_run
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -231,7 +166,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION workqueue.schedule_sync(source text, cron text, "full" boolean DEFAULT false) RETURNS bigint
+CREATE OR REPLACE FUNCTION workqueue.schedule_sync(source text, cron text, "full" boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -258,8 +193,7 @@ END
 $$;
 
 -- Worker side (called by the background worker through SPI) ---------------
-
-CREATE FUNCTION workqueue._claim_run() RETURNS bigint
+CREATE OR REPLACE FUNCTION workqueue._claim_run() RETURNS bigint
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     UPDATE workqueue.sync_run
        SET status = 'running', started_at = now(), phase = 'listing', worker_pid = pg_backend_pid()
@@ -268,8 +202,10 @@ CREATE FUNCTION workqueue._claim_run() RETURNS bigint
     RETURNING id
 $$;
 
+REVOKE ALL ON FUNCTION workqueue._claim_run() FROM PUBLIC;
+
 -- Runs left "running" by a worker that died are failed, and re-queued once.
-CREATE FUNCTION workqueue._recover_runs() RETURNS int
+CREATE OR REPLACE FUNCTION workqueue._recover_runs() RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n int;
@@ -287,37 +223,47 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION workqueue._fail_run(run bigint, message text) RETURNS void
+REVOKE ALL ON FUNCTION workqueue._recover_runs() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION workqueue._fail_run(run bigint, message text) RETURNS void
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     UPDATE workqueue.sync_run SET status = 'failed', finished_at = now(), phase = NULL, error = message
      WHERE id = run AND status IN ('queued', 'running')
 $$;
 
+REVOKE ALL ON FUNCTION workqueue._fail_run(bigint, text) FROM PUBLIC;
+
 -- Listed again: closed items of the source go back to "open" at their step.
-CREATE FUNCTION workqueue._reopen_listed(queue text, source text, ids text[]) RETURNS int
+CREATE OR REPLACE FUNCTION workqueue._reopen_listed(queue text, source text, ids text[]) RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     r record;
     n int := 0;
+    reopened bigint[] := '{}';
 BEGIN
     FOR r IN
         UPDATE workqueue.item i SET status = 'open', updated_at = now(), last_seen_at = now()
-         WHERE i.queue = _reopen_listed.queue AND i.status = 'closed'
-           AND i.external_id = ANY (_reopen_listed.ids)
+          FROM unnest(_reopen_listed.ids) AS l(x)
+         WHERE i.queue = _reopen_listed.queue AND i.status = 'closed' AND i.external_id = l.x
         RETURNING i.queue, i.id, i.step
     LOOP
+        reopened := reopened || r.id;
         PERFORM workqueue._event(r.queue, r.id, _reopen_listed.source, 'upstream_reopened', r.step, r.step,
                                  jsonb_build_object('source', _reopen_listed.source));
         n := n + 1;
     END LOOP;
+    -- the SLA clock runs again where it stopped
+    PERFORM workqueue._sla_move(reopened, NULL, NULL);
     RETURN n;
 END
 $$;
 
+REVOKE ALL ON FUNCTION workqueue._reopen_listed(text, text, text[]) FROM PUBLIC;
+
 -- Closes the source's open items that the listing did not name (and that
 -- the details endpoint did not confirm as open: "keep").
-CREATE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
+CREATE OR REPLACE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
     RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -335,7 +281,11 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.keep) AS k(x) WHERE k.x = i.external_id)
                FOR UPDATE OF i)
         UPDATE workqueue.item i
-           SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now()
+           SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now(),
+               -- the SLA clock stops (a paused one stays paused) and no timer fires
+               sla_elapsed = workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar,
+                                                  i.sla_calendar_version),
+               sla_clock_from = NULL, sla_next_at = NULL, step_due_at = NULL
           FROM gone g WHERE i.queue = g.queue AND i.id = g.id
         RETURNING i.queue, i.id, i.step, g.status AS old_status, g.claimed_by, g.lease_until
     LOOP
@@ -349,19 +299,11 @@ BEGIN
 END
 $$;
 
-------------------------------------------------------------------------------
--- Privileges
-------------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION workqueue._close_unlisted(text, text, text[], text[]) FROM PUBLIC;
 
--- Source options may hold API tokens (headers): only administrators read them.
-REVOKE ALL ON workqueue.source FROM PUBLIC;
-GRANT ALL ON workqueue.source, workqueue.sync_run TO workqueue_admin;
-GRANT SELECT ON workqueue.sync_run TO PUBLIC;
-CREATE VIEW workqueue.sources AS
+-- Sources without their secret headers, for everyone.
+CREATE OR REPLACE VIEW workqueue.sources AS
     SELECT name, queue, ids_url, details_url, options - 'headers' AS options,
            options ? 'headers' AS has_headers, created_at, created_by, updated_at
       FROM workqueue.source;
 GRANT SELECT ON workqueue.sources TO PUBLIC;
-REVOKE ALL ON FUNCTION workqueue._claim_run(), workqueue._recover_runs(), workqueue._fail_run(bigint, text),
-    workqueue._reopen_listed(text, text, text[]), workqueue._close_unlisted(text, text, text[], text[])
-    FROM PUBLIC;

@@ -1,3 +1,1581 @@
+-- workqueue 0.5 as released: the install script 0.1 followed by the upgrade scripts
+-- 0.1--0.2 ... 0.4--0.5, concatenated unchanged (git 4c790bb).  A test fixture:
+-- test/upgrade.sh installs it to prove that 0.5 + ALTER EXTENSION UPDATE equals a fresh install.
+\echo Use "CREATE EXTENSION workqueue VERSION '0.5'" to load this file. \quit
+
+-- ==== workqueue--0.1.sql ====
+-- workqueue 0.1: queues, items, audit events and versioned workflows.
+--
+-- Layout of this script: roles, tables, internal helpers, workflow
+-- definition, queue and item API.  Every function that changes data is
+-- SECURITY DEFINER with a pinned search_path; ordinary roles get SELECT on
+-- the tables and EXECUTE on the API, never direct write access, so the audit
+-- trail in item_event cannot be bypassed or rewritten.
+--
+-- Keys are ready for Citus: everything tied to an item carries "queue" and
+-- every primary, unique and foreign key on those tables includes it.
+
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'workqueue_admin') THEN
+        CREATE ROLE workqueue_admin NOLOGIN;
+    END IF;
+    -- members may pass another person's name as worker/actor (applications)
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'workqueue_agent') THEN
+        CREATE ROLE workqueue_agent NOLOGIN;
+    END IF;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------------
+
+CREATE TABLE workqueue.workflow (
+    name            text PRIMARY KEY CHECK (name <> ''),
+    current_version int NOT NULL DEFAULT 0,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    created_by      text NOT NULL DEFAULT current_user
+);
+
+-- Immutable: rows are only ever inserted (by define_workflow).
+CREATE TABLE workqueue.workflow_version (
+    workflow    text NOT NULL REFERENCES workqueue.workflow (name),
+    version     int NOT NULL CHECK (version > 0),
+    definition  jsonb NOT NULL,
+    start_step  text NOT NULL,
+    builtin     boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text NOT NULL DEFAULT current_user,
+    PRIMARY KEY (workflow, version)
+);
+
+-- The steps of each version, unpacked from the definition for SQL use.
+CREATE TABLE workqueue.workflow_step (
+    workflow    text NOT NULL,
+    version     int NOT NULL,
+    position    int NOT NULL,
+    name        text NOT NULL,
+    kind        text NOT NULL CHECK (kind IN ('work', 'resolved', 'rejected')),
+    role        text,
+    weight      double precision NOT NULL DEFAULT 1,
+    is_start    boolean NOT NULL DEFAULT false,
+    pauses_sla  boolean NOT NULL DEFAULT false,
+    escalate_to text,
+    PRIMARY KEY (workflow, version, name),
+    FOREIGN KEY (workflow, version) REFERENCES workqueue.workflow_version (workflow, version)
+);
+
+CREATE TABLE workqueue.queue (
+    name          text PRIMARY KEY CHECK (name <> ''),
+    workflow      text NOT NULL DEFAULT 'review' REFERENCES workqueue.workflow (name),
+    sla_policy    text,
+    lease_timeout interval NOT NULL DEFAULT '15 minutes' CHECK (lease_timeout > interval '0'),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    created_by    text NOT NULL DEFAULT current_user
+);
+
+CREATE TABLE workqueue.item (
+    id               bigint GENERATED ALWAYS AS IDENTITY,
+    queue            text NOT NULL REFERENCES workqueue.queue (name),
+    external_id      text,
+    source           text,
+    parent_id        bigint,
+    step             text NOT NULL,
+    status           text NOT NULL DEFAULT 'open'
+                     CHECK (status IN ('open', 'in_progress', 'resolved', 'rejected', 'closed')),
+    priority         smallint NOT NULL DEFAULT 3 CHECK (priority BETWEEN 1 AND 5),
+    assignee         text,
+    claimed_by       text,
+    lease_until      timestamptz,
+    data             jsonb NOT NULL DEFAULT '{}',
+    notes            jsonb NOT NULL DEFAULT '{}',
+    scope            text[] NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    resolved_at      timestamptz,
+    due_at           timestamptz,
+    sla_paused_at    timestamptz,
+    last_seen_at     timestamptz,
+    workflow         text NOT NULL,
+    workflow_version int NOT NULL,
+    PRIMARY KEY (queue, id),
+    UNIQUE (queue, external_id),
+    FOREIGN KEY (queue, parent_id) REFERENCES workqueue.item (queue, id),
+    FOREIGN KEY (workflow, workflow_version) REFERENCES workqueue.workflow_version (workflow, version),
+    CHECK ((status = 'in_progress') = (claimed_by IS NOT NULL))
+);
+CREATE INDEX item_id_idx ON workqueue.item (id);
+-- inbox order: priority 1 first, then oldest; serves claim and list_items
+CREATE INDEX item_inbox_idx ON workqueue.item (queue, status, priority, created_at, id);
+CREATE INDEX item_lease_idx ON workqueue.item (queue, lease_until) WHERE status = 'in_progress';
+-- a queue table: every claim leaves a dead index entry at the head of the
+-- inbox until vacuum, so vacuum it early
+ALTER TABLE workqueue.item SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
+
+-- Append-only audit trail.  Written only by the API functions (never by
+-- triggers, so it distributes with the item); ordinary roles may read it.
+CREATE TABLE workqueue.item_event (
+    id        bigint GENERATED ALWAYS AS IDENTITY,
+    queue     text NOT NULL,
+    item_id   bigint NOT NULL,
+    at        timestamptz NOT NULL DEFAULT clock_timestamp(),  -- when it was written
+    actor     text NOT NULL,
+    kind      text NOT NULL CHECK (kind IN ('created', 'synced', 'claimed', 'released', 'lease_expired',
+                    'transition', 'comment', 'field_update', 'assigned', 'sla_warning', 'sla_breach',
+                    'escalated', 'upstream_closed', 'upstream_reopened', 'fetch_completed', 'fetch_failed')),
+    from_step text,
+    to_step   text,
+    payload   jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (queue, id),
+    FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
+);
+CREATE INDEX item_event_item_idx ON workqueue.item_event (queue, item_id, id);
+
+-- Assignment pools of workflow roles ("reviewer", "coordinator", ...).
+-- Members are names, not necessarily database roles.  Removing a member
+-- only deactivates the row.
+CREATE TABLE workqueue.role_member (
+    role      text NOT NULL CHECK (role <> ''),
+    member    text NOT NULL CHECK (member <> ''),
+    active    boolean NOT NULL DEFAULT true,
+    added_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role, member)
+);
+
+-- pg_dump keeps user data; the built-in workflow is recreated by the script.
+SELECT pg_catalog.pg_extension_config_dump('workqueue.workflow', 'WHERE name <> ''review''');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.workflow_version', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.workflow_step', 'WHERE NOT (workflow = ''review'' AND version = 1)');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.item', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.item_event', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.role_member', '');
+
+------------------------------------------------------------------------------
+-- Internal helpers
+------------------------------------------------------------------------------
+
+-- The role that called into workqueue: the session's current role outside
+-- any SECURITY DEFINER function (current_user inside them is the owner).
+CREATE FUNCTION workqueue._caller() RETURNS text
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'workqueue_caller';
+
+-- Is this database role an administrator of workqueue: a superuser or a
+-- member of workqueue_admin?  Defaults to the caller.  (C, system caches.)
+CREATE FUNCTION workqueue.is_admin(who text DEFAULT NULL) RETURNS boolean
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_is_admin';
+
+-- Does "actor" act with administrator rights?  Only if it names an
+-- administrator and is either the caller itself or named by an
+-- administrator: acting as someone else never gains rights.
+CREATE FUNCTION workqueue._actor_is_admin(actor text) RETURNS boolean
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_actor_is_admin';
+
+CREATE FUNCTION workqueue._require_admin(what text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT workqueue.is_admin() THEN
+        RAISE EXCEPTION 'permission denied to %', what
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role "%s" is not a workqueue administrator.', workqueue._caller()),
+                  HINT = 'Ask an administrator to run: GRANT workqueue_admin TO ' || quote_ident(workqueue._caller()) || ';';
+    END IF;
+END
+$$;
+
+-- Appends one audit event and announces it on channel "workqueue".
+CREATE FUNCTION workqueue._event(queue text, item bigint, actor text, kind text,
+                                 from_step text, to_step text, payload jsonb DEFAULT '{}')
+    RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+    VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '{}'))
+    RETURNING id INTO event_id;
+    PERFORM pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+        'item', $2, 'queue', $1, 'kind', $4, 'event', event_id, 'step', $6)::text);
+    RETURN event_id;
+END
+$$;
+
+CREATE FUNCTION workqueue._queue(name text) RETURNS workqueue.queue
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q workqueue.queue;
+BEGIN
+    SELECT * INTO q FROM workqueue.queue WHERE queue.name = _queue.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', _queue.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_queue(), or list queues with: SELECT name FROM workqueue.queue;';
+    END IF;
+    RETURN q;
+END
+$$;
+
+-- Locks and returns an item by id.
+CREATE FUNCTION workqueue._item_for_update(id bigint) RETURNS workqueue.item
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    it workqueue.item;
+BEGIN
+    IF _item_for_update.id IS NULL THEN
+        RAISE EXCEPTION 'item id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO it FROM workqueue.item WHERE item.id = _item_for_update.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'item % does not exist', _item_for_update.id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+    END IF;
+    RETURN it;
+END
+$$;
+
+-- Checks a worker/actor argument: not empty, and naming someone other than
+-- the caller only if the caller is an administrator or a member of
+-- workqueue_agent (an application acting for its users).  (C.)
+CREATE FUNCTION workqueue._check_actor(actor text, what text) RETURNS void
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_check_actor';
+
+------------------------------------------------------------------------------
+-- Workflows
+------------------------------------------------------------------------------
+
+-- Validates a workflow definition (C); returns the start step's name.
+CREATE FUNCTION workqueue._validate_workflow(definition jsonb) RETURNS text
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'workqueue_validate_workflow';
+
+CREATE FUNCTION workqueue.define_workflow(name text, definition jsonb) RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    start text;
+    v int;
+BEGIN
+    PERFORM workqueue._require_admin('define workflows');
+    IF define_workflow.name IS NULL OR define_workflow.name = '' THEN
+        RAISE EXCEPTION 'workflow name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    start := workqueue._validate_workflow(define_workflow.definition);
+
+    INSERT INTO workqueue.workflow (name, created_by) VALUES (define_workflow.name, workqueue._caller())
+        ON CONFLICT (name) DO NOTHING;
+    UPDATE workqueue.workflow SET current_version = current_version + 1
+     WHERE name = define_workflow.name RETURNING current_version INTO v;
+
+    INSERT INTO workqueue.workflow_version (workflow, version, definition, start_step, created_by)
+    VALUES (define_workflow.name, v, define_workflow.definition, start, workqueue._caller());
+
+    INSERT INTO workqueue.workflow_step (workflow, version, position, name, kind, role, weight,
+                                         is_start, pauses_sla, escalate_to)
+    SELECT define_workflow.name, v, s.ord::int, s.step->>'name', coalesce(s.step->>'kind', 'work'),
+           s.step->>'role', coalesce((s.step->>'weight')::float8, 1),
+           coalesce((s.step->>'start')::boolean, false), coalesce((s.step->>'pauses_sla')::boolean, false),
+           s.step->>'escalate_to'
+      FROM jsonb_array_elements(define_workflow.definition->'steps') WITH ORDINALITY AS s(step, ord);
+    RETURN v;
+END
+$$;
+
+-- A transition, in C: see src/transition.c for the rules it enforces.
+CREATE FUNCTION workqueue.transition(item bigint, transition text, payload jsonb DEFAULT '{}',
+                                     actor text DEFAULT current_user)
+    RETURNS workqueue.item
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'workqueue_transition';
+
+CREATE FUNCTION workqueue.transition_many(items bigint[], transition text, payload jsonb DEFAULT '{}',
+                                          actor text DEFAULT current_user)
+    RETURNS int
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'workqueue_transition_many';
+
+CREATE FUNCTION workqueue._allowed_transitions(item bigint, actor text) RETURNS text[]
+    LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'workqueue_allowed_transitions';
+
+CREATE FUNCTION workqueue.allowed_transitions(item bigint, actor text DEFAULT current_user)
+    RETURNS SETOF text
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.unnest(workqueue._allowed_transitions(item, actor))
+$$;
+
+-- One row per (transition, from step), in definition order.
+CREATE FUNCTION workqueue._workflow_edges(definition jsonb)
+    RETURNS TABLE (ord bigint, name text, from_step text, to_step text)
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT row_number() OVER (ORDER BY t.ord, f.ord), t.t->>'name', f.x, t.t->>'to'
+      FROM jsonb_array_elements(definition->'transitions') WITH ORDINALITY AS t(t, ord),
+           LATERAL jsonb_array_elements_text(CASE jsonb_typeof(t.t->'from') WHEN 'array' THEN t.t->'from'
+                                                  ELSE jsonb_build_array(t.t->'from') END)
+                   WITH ORDINALITY AS f(x, ord)
+$$;
+
+CREATE FUNCTION workqueue._dot_id(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT '"' || replace(replace(name, '\', '\\'), '"', '\"') || '"'
+$$;
+
+CREATE FUNCTION workqueue.workflow_graph(name text, version int DEFAULT NULL, format text DEFAULT 'dot')
+    RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    wv workqueue.workflow_version;
+    out text;
+BEGIN
+    SELECT * INTO wv FROM workqueue.workflow_version
+     WHERE workflow = workflow_graph.name
+       AND version = coalesce(workflow_graph.version,
+                              (SELECT current_version FROM workqueue.workflow w WHERE w.name = workflow_graph.name));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '%', CASE WHEN workflow_graph.version IS NULL
+                                  THEN format('workflow "%s" does not exist', workflow_graph.name)
+                                  ELSE format('workflow "%s" version %s does not exist',
+                                              workflow_graph.name, workflow_graph.version) END
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'List workflows with: SELECT workflow, version FROM workqueue.workflow_version;';
+    END IF;
+
+    IF workflow_graph.format = 'dot' THEN
+        -- DOT ids are always double-quoted, with " and \ escaped
+        SELECT format(E'digraph %s {\n  rankdir=LR;\n', workqueue._dot_id(wv.workflow))
+            || string_agg(format(E'  %s [shape=%s%s];\n', workqueue._dot_id(s.name),
+                                 CASE WHEN s.kind = 'work' THEN 'box' ELSE 'doublecircle' END,
+                                 CASE WHEN s.is_start THEN ', style=bold' ELSE '' END), '' ORDER BY s.position)
+          INTO out
+          FROM workqueue.workflow_step s WHERE s.workflow = wv.workflow AND s.version = wv.version;
+        SELECT out || coalesce(string_agg(format(E'  %s -> %s [label=%s];\n', workqueue._dot_id(e.from_step),
+                                                 workqueue._dot_id(e.to_step), workqueue._dot_id(e.name)),
+                                          '' ORDER BY e.ord), '') || '}'
+          INTO out
+          FROM workqueue._workflow_edges(wv.definition) e;
+    ELSIF workflow_graph.format = 'mermaid' THEN
+        -- states get ids s1, s2, ... and their names as labels
+        SELECT E'stateDiagram-v2\n'
+            || string_agg(format(E'  state "%s" as s%s\n', replace(s.name, '"', '#quot;'), s.position),
+                          '' ORDER BY s.position)
+            || format(E'  [*] --> s%s\n', (SELECT position FROM workqueue.workflow_step x
+                                             WHERE x.workflow = wv.workflow AND x.version = wv.version AND x.is_start))
+          INTO out
+          FROM workqueue.workflow_step s WHERE s.workflow = wv.workflow AND s.version = wv.version;
+        SELECT out || coalesce(string_agg(format(E'  s%s --> s%s: %s\n', f.position, t.position,
+                                                 replace(replace(e.name, '"', '#quot;'), ':', '#colon;')),
+                                          '' ORDER BY e.ord), '')
+          INTO out
+          FROM workqueue._workflow_edges(wv.definition) e
+          JOIN workqueue.workflow_step f ON f.workflow = wv.workflow AND f.version = wv.version AND f.name = e.from_step
+          JOIN workqueue.workflow_step t ON t.workflow = wv.workflow AND t.version = wv.version AND t.name = e.to_step;
+        SELECT out || coalesce(string_agg(format(E'  s%s --> [*]\n', s.position), '' ORDER BY s.position), '')
+          INTO out
+          FROM workqueue.workflow_step s
+         WHERE s.workflow = wv.workflow AND s.version = wv.version AND s.kind <> 'work';
+        out := rtrim(out, E'\n');
+    ELSE
+        RAISE EXCEPTION 'unrecognized graph format "%"', coalesce(workflow_graph.format, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''dot'' or ''mermaid''.';
+    END IF;
+    RETURN out;
+END
+$$;
+
+CREATE FUNCTION workqueue.add_member(role text, member text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('manage role members');
+    IF add_member.role IS NULL OR add_member.role = '' OR add_member.member IS NULL OR add_member.member = '' THEN
+        RAISE EXCEPTION 'role and member must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO workqueue.role_member (role, member) VALUES (add_member.role, add_member.member)
+        ON CONFLICT (role, member) DO UPDATE SET active = true;
+END
+$$;
+
+CREATE FUNCTION workqueue.remove_member(role text, member text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('manage role members');
+    UPDATE workqueue.role_member SET active = false
+     WHERE role = remove_member.role AND member = remove_member.member;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '"%" is not a member of role "%"', remove_member.member, remove_member.role
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'List members with: SELECT * FROM workqueue.role_member;';
+    END IF;
+END
+$$;
+
+-- The built-in workflow every queue starts with.
+SELECT workqueue.define_workflow('review', $${
+  "steps": [
+    {"name": "review", "start": true},
+    {"name": "resolved", "kind": "resolved"},
+    {"name": "rejected", "kind": "rejected"}],
+  "transitions": [
+    {"name": "resolve", "from": "review", "to": "resolved"},
+    {"name": "reject",  "from": "review", "to": "rejected"},
+    {"name": "reopen",  "from": ["resolved", "rejected"], "to": "review", "reopen": true}]
+}$$);
+UPDATE workqueue.workflow_version SET builtin = true WHERE workflow = 'review' AND version = 1;
+
+------------------------------------------------------------------------------
+-- Queues and items
+------------------------------------------------------------------------------
+
+CREATE FUNCTION workqueue.create_queue(name text, workflow text DEFAULT 'review', sla_policy text DEFAULT NULL,
+                                       lease_timeout interval DEFAULT '15 minutes')
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('create queues');
+    IF create_queue.name IS NULL OR create_queue.name = '' THEN
+        RAISE EXCEPTION 'queue name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = create_queue.workflow) THEN
+        RAISE EXCEPTION 'workflow "%" does not exist', create_queue.workflow
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Define it with workqueue.define_workflow() or use the built-in ''review''.';
+    END IF;
+    IF create_queue.sla_policy IS NOT NULL THEN
+        RAISE EXCEPTION 'sla policies are not available in this version'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Queue "%s" was given sla_policy "%s".', create_queue.name, create_queue.sla_policy),
+                  HINT = 'Create the queue without an sla_policy.';
+    END IF;
+    IF create_queue.lease_timeout IS NULL OR create_queue.lease_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'lease_timeout must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', coalesce(create_queue.lease_timeout::text, 'NULL'));
+    END IF;
+    IF EXISTS (SELECT 1 FROM workqueue.queue WHERE name = create_queue.name) THEN
+        RAISE EXCEPTION 'queue "%" already exists', create_queue.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Pick another name; queues are never dropped by workqueue.';
+    END IF;
+    INSERT INTO workqueue.queue (name, workflow, sla_policy, lease_timeout, created_by)
+    VALUES (create_queue.name, create_queue.workflow, create_queue.sla_policy, create_queue.lease_timeout,
+            workqueue._caller());
+END
+$$;
+
+CREATE FUNCTION workqueue.add(queue text, data jsonb DEFAULT '{}', priority int DEFAULT 3,
+                              external_id text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(add.queue);
+    wv workqueue.workflow_version;
+    new_id bigint;
+    existing bigint;
+BEGIN
+    IF add.priority IS NULL OR add.priority NOT BETWEEN 1 AND 5 THEN
+        RAISE EXCEPTION 'priority % is out of range', coalesce(add.priority::text, 'NULL')
+            USING ERRCODE = 'numeric_value_out_of_range',
+                  DETAIL = 'Priorities run from 1 (highest) to 5 (lowest).',
+                  HINT = 'Pass a priority between 1 and 5.';
+    END IF;
+    IF add.data IS NULL OR jsonb_typeof(add.data) <> 'object' THEN
+        RAISE EXCEPTION 'item data must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(add.data), 'NULL')),
+                  HINT = 'Wrap the value in an object, e.g. {"value": ...}.';
+    END IF;
+    IF add.external_id IS NOT NULL THEN
+        SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
+        IF FOUND THEN
+            RAISE EXCEPTION 'external id "%" already exists in queue "%"', add.external_id, q.name
+                USING ERRCODE = 'unique_violation',
+                      DETAIL = format('It belongs to item %s.', existing),
+                      HINT = 'Use workqueue.upsert_items() to insert-or-update by external id.';
+        END IF;
+    END IF;
+    SELECT v.* INTO wv FROM workqueue.workflow w
+      JOIN workqueue.workflow_version v ON v.workflow = w.name AND v.version = w.current_version
+     WHERE w.name = q.workflow;
+
+    INSERT INTO workqueue.item (queue, external_id, step, status, priority, data, workflow, workflow_version)
+    VALUES (q.name, add.external_id, wv.start_step, 'open', add.priority, add.data, wv.workflow, wv.version)
+    RETURNING id INTO new_id;
+    PERFORM workqueue._event(q.name, new_id, workqueue._caller(), 'created', NULL, wv.start_step,
+                             jsonb_build_object('priority', add.priority, 'external_id', add.external_id,
+                                                'workflow', wv.workflow, 'workflow_version', wv.version));
+    RETURN new_id;
+END
+$$;
+
+-- Returns items whose lease has passed to the queue ("lease_expired").
+CREATE FUNCTION workqueue._expire_leases(queue text) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN
+        WITH expired AS (
+            SELECT i.queue, i.id, i.claimed_by, i.lease_until FROM workqueue.item i
+             WHERE i.queue = _expire_leases.queue AND i.status = 'in_progress' AND i.lease_until <= now()
+               FOR UPDATE SKIP LOCKED)
+        UPDATE workqueue.item i SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
+          FROM expired e WHERE i.queue = e.queue AND i.id = e.id
+        RETURNING i.queue, i.id, i.step, e.claimed_by, e.lease_until
+    LOOP
+        PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'lease_expired', r.step, r.step,
+                                 jsonb_build_object('claimed_by', r.claimed_by, 'lease_until', r.lease_until));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION workqueue.claim(queue text, n int DEFAULT 1, worker text DEFAULT current_user)
+    RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 1 AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(claim.queue);
+BEGIN
+    IF claim.n IS NULL OR claim.n < 1 OR claim.n > 10000 THEN
+        RAISE EXCEPTION 'cannot claim % items at once', coalesce(claim.n::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass n between 1 and 10000.';
+    END IF;
+    PERFORM workqueue._check_actor(claim.worker, 'worker');
+    PERFORM workqueue._expire_leases(q.name);
+
+    -- one statement: take the items, write their events, announce them
+    RETURN QUERY
+        WITH c AS (
+            SELECT i.queue, i.id FROM workqueue.item i
+             WHERE i.queue = q.name AND i.status = 'open'
+             ORDER BY i.priority, i.created_at, i.id
+             LIMIT claim.n
+               FOR UPDATE SKIP LOCKED),
+        u AS (
+            UPDATE workqueue.item i
+               SET status = 'in_progress', claimed_by = claim.worker,
+                   lease_until = now() + q.lease_timeout, updated_at = now()
+              FROM c WHERE i.queue = c.queue AND i.id = c.id
+            RETURNING i.*),
+        e AS (
+            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+            SELECT u.queue, u.id, claim.worker, 'claimed', u.step, u.step,
+                   jsonb_build_object('lease_until', u.lease_until)
+              FROM u
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step),
+        announced AS (
+            SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+                       'item', e.item_id, 'queue', e.queue, 'kind', 'claimed', 'event', e.id,
+                       'step', e.to_step)::text)) AS n
+              FROM e)
+        SELECT u.* FROM u, announced ORDER BY u.priority, u.created_at, u.id;
+END
+$$;
+
+-- Raises unless "worker" holds a live lease on the item (an administrator
+-- acting as itself may act on any claim).
+CREATE FUNCTION workqueue._check_holder(it workqueue.item, worker text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF it.status <> 'in_progress' THEN
+        RAISE EXCEPTION 'item % is not claimed', it.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its status is "%s".', it.status),
+                  HINT = 'Claim it first with workqueue.claim().';
+    END IF;
+    IF workqueue._actor_is_admin(worker) THEN
+        RETURN;
+    END IF;
+    IF it.claimed_by <> worker THEN
+        RAISE EXCEPTION 'item % is claimed by "%"', it.id, it.claimed_by
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = format('"%s" does not hold the lease; it runs until %s.', worker, it.lease_until),
+                  HINT = 'Only the holder or a workqueue administrator can change this claim.';
+    END IF;
+    IF it.lease_until <= now() THEN
+        RAISE EXCEPTION 'lease of "%" on item % has expired', worker, it.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The lease ended at %s.', it.lease_until),
+                  HINT = 'Claim the item again with workqueue.claim(); extend leases before they run out.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION workqueue.release(item bigint, worker text DEFAULT current_user) RETURNS workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(release.item);
+BEGIN
+    PERFORM workqueue._check_actor(release.worker, 'worker');
+    PERFORM workqueue._check_holder(it, release.worker);
+    UPDATE workqueue.item SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
+     WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    PERFORM workqueue._event(it.queue, it.id, release.worker, 'released', it.step, it.step);
+    RETURN it;
+END
+$$;
+
+CREATE FUNCTION workqueue.extend_lease(item bigint, by interval, worker text DEFAULT current_user)
+    RETURNS workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(extend_lease.item);
+BEGIN
+    IF extend_lease.by IS NULL OR extend_lease.by <= interval '0' THEN
+        RAISE EXCEPTION 'lease extension must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', coalesce(extend_lease.by::text, 'NULL'));
+    END IF;
+    PERFORM workqueue._check_actor(extend_lease.worker, 'worker');
+    PERFORM workqueue._check_holder(it, extend_lease.worker);
+    UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
+     WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    -- a heartbeat: announced, but not written to the audit trail
+    PERFORM pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+        'item', it.id, 'queue', it.queue, 'kind', 'lease_extended', 'lease_until', it.lease_until)::text);
+    RETURN it;
+END
+$$;
+
+CREATE FUNCTION workqueue.comment(item bigint, body text, actor text DEFAULT current_user) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(comment.item);
+BEGIN
+    PERFORM workqueue._check_actor(comment.actor, 'actor');
+    IF comment.body IS NULL OR btrim(comment.body) = '' THEN
+        RAISE EXCEPTION 'comment must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE workqueue.item SET updated_at = now() WHERE queue = it.queue AND id = it.id;
+    RETURN workqueue._event(it.queue, it.id, comment.actor, 'comment', it.step, it.step,
+                            jsonb_build_object('body', comment.body));
+END
+$$;
+
+CREATE FUNCTION workqueue.update_fields(item bigint, fields jsonb, actor text DEFAULT current_user)
+    RETURNS workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(update_fields.item);
+    old_values jsonb;
+    new_values jsonb;
+BEGIN
+    PERFORM workqueue._check_actor(update_fields.actor, 'actor');
+    IF update_fields.fields IS NULL OR jsonb_typeof(update_fields.fields) <> 'object' THEN
+        RAISE EXCEPTION 'fields must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(update_fields.fields), 'NULL')),
+                  HINT = 'Pass an object of field names and values, e.g. {"resolution": "fixed"}.';
+    END IF;
+    SELECT jsonb_object_agg(f.key, it.notes->f.key), jsonb_object_agg(f.key, f.value)
+      INTO old_values, new_values
+      FROM jsonb_each(update_fields.fields) f
+     WHERE it.notes->f.key IS DISTINCT FROM f.value OR NOT it.notes ? f.key;
+    IF new_values IS NULL THEN
+        RETURN it;                  -- nothing changes: no write, no event
+    END IF;
+    UPDATE workqueue.item SET notes = notes || new_values, updated_at = now()
+     WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    PERFORM workqueue._event(it.queue, it.id, update_fields.actor, 'field_update', it.step, it.step,
+                             jsonb_build_object('old', old_values, 'new', new_values));
+    RETURN it;
+END
+$$;
+
+CREATE FUNCTION workqueue.list_items(queue text, status text DEFAULT 'open', first int DEFAULT NULL,
+                                     after bigint DEFAULT NULL)
+    RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(list_items.queue);
+    lim int := coalesce(list_items.first, current_setting('workqueue.page_size', true)::int, 25);
+    cur workqueue.item;
+BEGIN
+    IF list_items.status IS NULL
+       OR list_items.status NOT IN ('open', 'in_progress', 'resolved', 'rejected', 'closed') THEN
+        RAISE EXCEPTION 'unrecognized item status "%"', coalesce(list_items.status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use one of: open, in_progress, resolved, rejected, closed.';
+    END IF;
+    IF lim < 1 OR lim > 10000 THEN
+        RAISE EXCEPTION 'page size % is out of range', lim
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass first between 1 and 10000.';
+    END IF;
+    IF list_items.after IS NULL THEN
+        RETURN QUERY SELECT * FROM workqueue.item i
+                      WHERE i.queue = q.name AND i.status = list_items.status
+                      ORDER BY i.priority, i.created_at, i.id LIMIT lim;
+        RETURN;
+    END IF;
+    SELECT * INTO cur FROM workqueue.item i WHERE i.queue = q.name AND i.id = list_items.after;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'item % is not in queue "%"', list_items.after, q.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass as "after" the id of the last item of the previous page.';
+    END IF;
+    RETURN QUERY SELECT * FROM workqueue.item i
+                  WHERE i.queue = q.name AND i.status = list_items.status
+                    AND (i.priority, i.created_at, i.id) > (cur.priority, cur.created_at, cur.id)
+                  ORDER BY i.priority, i.created_at, i.id LIMIT lim;
+END
+$$;
+
+CREATE FUNCTION workqueue.get_items(ids bigint[]) RETURNS SETOF workqueue.item
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.* FROM unnest(ids) WITH ORDINALITY AS x(id, ord)
+      JOIN workqueue.item i ON i.id = x.id
+     ORDER BY x.ord
+$$;
+
+CREATE FUNCTION workqueue.get_items_by_external(queue text, external_ids text[]) RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(get_items_by_external.queue);
+BEGIN
+    RETURN QUERY SELECT i.* FROM unnest(get_items_by_external.external_ids) WITH ORDINALITY AS x(eid, ord)
+                   JOIN workqueue.item i ON i.queue = q.name AND i.external_id = x.eid
+                  ORDER BY x.ord;
+END
+$$;
+
+CREATE FUNCTION workqueue.history(item bigint) RETURNS SETOF workqueue.item_event
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q text;
+BEGIN
+    SELECT i.queue INTO q FROM workqueue.item i WHERE i.id = history.item;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'item % does not exist', coalesce(history.item::text, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+    END IF;
+    RETURN QUERY SELECT * FROM workqueue.item_event e
+                  WHERE e.queue = q AND e.item_id = history.item ORDER BY e.id DESC;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Privileges: read for everyone, writes only through the API above.
+------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA workqueue FROM PUBLIC;
+GRANT USAGE ON SCHEMA workqueue TO PUBLIC;
+GRANT SELECT ON ALL TABLES IN SCHEMA workqueue TO PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._event(text, bigint, text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._expire_leases(text) FROM PUBLIC;
+GRANT ALL ON ALL TABLES IN SCHEMA workqueue TO workqueue_admin;
+REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.item_event, workqueue.workflow_version, workqueue.workflow_step
+    FROM workqueue_admin;
+
+-- ==== workqueue--0.1--0.2.sql ====
+-- workqueue 0.1 -> 0.2: upstream sync.
+--
+-- Sources describe an external API that lists open cases; sync runs,
+-- executed by the background worker, keep a queue in step with it.
+
+
+CREATE TABLE workqueue.source (
+    name        text PRIMARY KEY CHECK (name <> ''),
+    queue       text NOT NULL REFERENCES workqueue.queue (name),
+    ids_url     text NOT NULL,
+    details_url text,
+    options     jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text NOT NULL DEFAULT current_user,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE workqueue.sync_run (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source        text NOT NULL REFERENCES workqueue.source (name),
+    "full"        boolean NOT NULL DEFAULT false,
+    status        text NOT NULL DEFAULT 'queued'
+                  CHECK (status IN ('queued', 'running', 'completed', 'failed')),
+    triggered_by  text NOT NULL,
+    retry_of      bigint REFERENCES workqueue.sync_run (id),
+    queued_at     timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    phase         text,
+    ids_seen      int NOT NULL DEFAULT 0,
+    missing       int NOT NULL DEFAULT 0,
+    inserted      int NOT NULL DEFAULT 0,
+    updated       int NOT NULL DEFAULT 0,
+    unchanged     int NOT NULL DEFAULT 0,
+    closed        int NOT NULL DEFAULT 0,
+    reopened      int NOT NULL DEFAULT 0,
+    errors        int NOT NULL DEFAULT 0,
+    pages         int NOT NULL DEFAULT 0,
+    batches_total int NOT NULL DEFAULT 0,
+    batches_done  int NOT NULL DEFAULT 0,
+    error         text,
+    error_samples jsonb NOT NULL DEFAULT '[]',
+    worker_pid    int
+);
+CREATE INDEX sync_run_active_idx ON workqueue.sync_run (source, id) WHERE status IN ('queued', 'running');
+CREATE INDEX sync_run_source_idx ON workqueue.sync_run (source, id);
+
+-- the open items of a source, for closing what vanished upstream
+CREATE INDEX item_source_idx ON workqueue.item (queue, source) WHERE status IN ('open', 'in_progress');
+
+SELECT pg_catalog.pg_extension_config_dump('workqueue.source', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.sync_run', '');
+
+------------------------------------------------------------------------------
+-- Diffing and upserting (C: src/diff.c, src/upsert.c)
+------------------------------------------------------------------------------
+
+-- External ids of "ids" that have no item in the queue, in input order,
+-- each once; NULLs ignored.  A NULL array gives no rows.
+CREATE FUNCTION workqueue.missing_ids(queue text, ids text[]) RETURNS SETOF text
+    LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 1000
+    AS 'MODULE_PATHNAME', 'workqueue_missing_ids';
+
+-- Payload of a "synced" event: old and new values of what changed (C).
+CREATE FUNCTION workqueue._sync_payload(old_data jsonb, new_data jsonb, old_priority smallint,
+                                        new_priority smallint) RETURNS jsonb
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'workqueue_sync_payload';
+
+-- Inserts new items and updates changed ones from a JSON array of
+-- {"external_id": ..., "priority": ..., "data": {...}}; unchanged items are
+-- not written at all.
+CREATE FUNCTION workqueue.upsert_items(queue text, items jsonb, source text DEFAULT NULL)
+    RETURNS TABLE (inserted int, updated int, unchanged int)
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    -- JIT only slows a write of this shape down (by half a second at 100k items)
+    SET jit = off
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'workqueue_upsert_items';
+
+REVOKE ALL ON FUNCTION workqueue._sync_payload(jsonb, jsonb, smallint, smallint) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Sources
+------------------------------------------------------------------------------
+
+-- Validates a source definition (C: the same parser the worker uses).
+CREATE FUNCTION workqueue._check_source(ids_url text, details_url text, options jsonb) RETURNS void
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'workqueue_check_source';
+
+CREATE FUNCTION workqueue.create_source(name text, queue text, ids_url text, details_url text,
+                                        options jsonb DEFAULT '{}')
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('create sources');
+    IF create_source.name IS NULL OR create_source.name = '' THEN
+        RAISE EXCEPTION 'source name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._queue(create_source.queue);
+    PERFORM workqueue._check_source(create_source.ids_url, create_source.details_url,
+                                    coalesce(create_source.options, '{}'));
+    IF EXISTS (SELECT 1 FROM workqueue.source WHERE name = create_source.name) THEN
+        RAISE EXCEPTION 'source "%" already exists', create_source.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Change it with workqueue.alter_source().';
+    END IF;
+    INSERT INTO workqueue.source (name, queue, ids_url, details_url, options, created_by)
+    VALUES (create_source.name, create_source.queue, create_source.ids_url, create_source.details_url,
+            coalesce(create_source.options, '{}'), workqueue._caller());
+END
+$$;
+
+CREATE FUNCTION workqueue.alter_source(name text, changes jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    s workqueue.source;
+    opts jsonb;
+BEGIN
+    PERFORM workqueue._require_admin('alter sources');
+    SELECT * INTO s FROM workqueue.source WHERE name = alter_source.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source "%" does not exist', alter_source.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_source().';
+    END IF;
+    IF alter_source.changes IS NULL OR jsonb_typeof(alter_source.changes) <> 'object' THEN
+        RAISE EXCEPTION 'changes must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. {"ids_url": "...", "batch_size": 50}; a null option value removes the option.';
+    END IF;
+    IF changes ? 'queue' THEN
+        s.queue := (workqueue._queue(changes->>'queue')).name;
+    END IF;
+    IF changes ? 'ids_url' THEN
+        s.ids_url := changes->>'ids_url';
+    END IF;
+    IF changes ? 'details_url' THEN
+        s.details_url := changes->>'details_url';
+    END IF;
+    opts := jsonb_strip_nulls(s.options || (changes - 'queue' - 'ids_url' - 'details_url'));
+    PERFORM workqueue._check_source(s.ids_url, s.details_url, opts);
+    UPDATE workqueue.source
+       SET queue = s.queue, ids_url = s.ids_url, details_url = s.details_url, options = opts,
+           updated_at = now()
+     WHERE name = s.name;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Sync runs
+------------------------------------------------------------------------------
+
+-- Wakes this database's worker when the current transaction commits.
+CREATE FUNCTION workqueue._wake() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'workqueue_wake';
+
+CREATE FUNCTION workqueue.sync(source text, "full" boolean DEFAULT false, force boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    run_id bigint;
+BEGIN
+    -- serialize requests per source so that two callers cannot both queue
+    PERFORM 1 FROM workqueue.source WHERE name = sync.source FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source "%" does not exist', coalesce(sync.source, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_source(), or list sources with: SELECT name FROM workqueue.source;';
+    END IF;
+    IF NOT coalesce(sync.force, false) THEN
+        SELECT id INTO run_id FROM workqueue.sync_run
+         WHERE source = sync.source AND status IN ('queued', 'running')
+         ORDER BY id LIMIT 1;
+        IF FOUND THEN
+            RETURN run_id;
+        END IF;
+    END IF;
+    INSERT INTO workqueue.sync_run (source, "full", triggered_by)
+    VALUES (sync.source, coalesce(sync."full", false), workqueue._caller())
+    RETURNING id INTO run_id;
+    PERFORM workqueue._wake();
+    RETURN run_id;
+END
+$$;
+
+CREATE FUNCTION workqueue.wait(run bigint, timeout interval DEFAULT '10 minutes')
+    RETURNS workqueue.sync_run
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r workqueue.sync_run;
+    deadline timestamptz := clock_timestamp() + coalesce(wait.timeout, '10 minutes');
+    last_note text := '';
+    note text;
+BEGIN
+    LOOP
+        SELECT * INTO r FROM workqueue.sync_run WHERE id = wait.run;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'sync run % does not exist', coalesce(wait.run::text, 'NULL')
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'sync() returns the run id; recent runs: SELECT * FROM workqueue.sync_run ORDER BY id DESC;';
+        END IF;
+        note := format('run %s %s: %s ids listed, %s missing, batches %s/%s, inserted %s, updated %s, unchanged %s, closed %s, errors %s',
+                       r.id, coalesce(r.phase, r.status), r.ids_seen, r.missing, r.batches_done, r.batches_total,
+                       r.inserted, r.updated, r.unchanged, r.closed, r.errors);
+        IF r.status = 'running' AND r.batches_done > 0 AND r.batches_total > r.batches_done THEN
+            note := note || format(', about %s s left',
+                round(extract(epoch FROM clock_timestamp() - r.started_at)
+                      * (r.batches_total - r.batches_done) / r.batches_done));
+        END IF;
+        IF note <> last_note AND r.status <> 'queued' THEN
+            RAISE NOTICE '%', note;
+            last_note := note;
+        END IF;
+        EXIT WHEN r.status IN ('completed', 'failed');
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'sync run % did not finish within %', r.id, wait.timeout
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('It is %s.', coalesce(r.phase, r.status)),
+                      HINT = 'Wait again, or check that the workqueue worker runs for this database (workqueue.databases).';
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN r;
+END
+$$;
+
+CREATE FUNCTION workqueue.schedule_sync(source text, cron text, "full" boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    job bigint;
+BEGIN
+    PERFORM workqueue._require_admin('schedule syncs');
+    IF NOT EXISTS (SELECT 1 FROM workqueue.source WHERE name = schedule_sync.source) THEN
+        RAISE EXCEPTION 'source "%" does not exist', coalesce(schedule_sync.source, 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with workqueue.create_source().';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Database "%s" has no extension pg_cron.', current_database()),
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and run CREATE EXTENSION pg_cron.';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+       INTO job
+      USING 'workqueue sync ' || schedule_sync.source, schedule_sync.cron,
+            format('SELECT workqueue.sync(%L, "full" => %s)', schedule_sync.source,
+                   CASE WHEN schedule_sync."full" THEN 'true' ELSE 'false' END);
+    RETURN job;
+END
+$$;
+
+-- Worker side (called by the background worker through SPI) ---------------
+
+CREATE FUNCTION workqueue._claim_run() RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE workqueue.sync_run
+       SET status = 'running', started_at = now(), phase = 'listing', worker_pid = pg_backend_pid()
+     WHERE id = (SELECT id FROM workqueue.sync_run WHERE status = 'queued'
+                  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING id
+$$;
+
+-- Runs left "running" by a worker that died are failed, and re-queued once.
+CREATE FUNCTION workqueue._recover_runs() RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int;
+BEGIN
+    WITH dead AS (
+        UPDATE workqueue.sync_run
+           SET status = 'failed', finished_at = now(), phase = NULL,
+               error = 'interrupted by server restart'
+         WHERE status = 'running'
+        RETURNING id, source, "full", triggered_by, retry_of)
+    INSERT INTO workqueue.sync_run (source, "full", triggered_by, retry_of)
+    SELECT source, "full", triggered_by, id FROM dead WHERE retry_of IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION workqueue._fail_run(run bigint, message text) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE workqueue.sync_run SET status = 'failed', finished_at = now(), phase = NULL, error = message
+     WHERE id = run AND status IN ('queued', 'running')
+$$;
+
+-- Listed again: closed items of the source go back to "open" at their step.
+CREATE FUNCTION workqueue._reopen_listed(queue text, source text, ids text[]) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN
+        UPDATE workqueue.item i SET status = 'open', updated_at = now(), last_seen_at = now()
+         WHERE i.queue = _reopen_listed.queue AND i.status = 'closed'
+           AND i.external_id = ANY (_reopen_listed.ids)
+        RETURNING i.queue, i.id, i.step
+    LOOP
+        PERFORM workqueue._event(r.queue, r.id, _reopen_listed.source, 'upstream_reopened', r.step, r.step,
+                                 jsonb_build_object('source', _reopen_listed.source));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Closes the source's open items that the listing did not name (and that
+-- the details endpoint did not confirm as open: "keep").
+CREATE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN
+        WITH gone AS (
+            SELECT i.queue, i.id, i.status, i.claimed_by, i.lease_until
+              FROM workqueue.item i
+             WHERE i.queue = _close_unlisted.queue AND i.source = _close_unlisted.source
+               AND i.status IN ('open', 'in_progress')
+               AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.listed) AS l(x) WHERE l.x = i.external_id)
+               AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.keep) AS k(x) WHERE k.x = i.external_id)
+               FOR UPDATE OF i)
+        UPDATE workqueue.item i
+           SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now()
+          FROM gone g WHERE i.queue = g.queue AND i.id = g.id
+        RETURNING i.queue, i.id, i.step, g.status AS old_status, g.claimed_by, g.lease_until
+    LOOP
+        PERFORM workqueue._event(r.queue, r.id, _close_unlisted.source, 'upstream_closed', r.step, r.step,
+                                 jsonb_strip_nulls(jsonb_build_object(
+                                     'source', _close_unlisted.source, 'old_status', r.old_status,
+                                     'claimed_by', r.claimed_by, 'lease_until', r.lease_until)));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+-- Source options may hold API tokens (headers): only administrators read them.
+REVOKE ALL ON workqueue.source FROM PUBLIC;
+GRANT ALL ON workqueue.source, workqueue.sync_run TO workqueue_admin;
+GRANT SELECT ON workqueue.sync_run TO PUBLIC;
+CREATE VIEW workqueue.sources AS
+    SELECT name, queue, ids_url, details_url, options - 'headers' AS options,
+           options ? 'headers' AS has_headers, created_at, created_by, updated_at
+      FROM workqueue.source;
+GRANT SELECT ON workqueue.sources TO PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._claim_run(), workqueue._recover_runs(), workqueue._fail_run(bigint, text),
+    workqueue._reopen_listed(text, text, text[]), workqueue._close_unlisted(text, text, text[], text[])
+    FROM PUBLIC;
+
+-- ==== workqueue--0.2--0.3.sql ====
+-- workqueue 0.2 -> 0.3: background enrichment fetches, lease expiry by the
+-- worker, and views for the DBA.
+
+
+-- One HTTP request for one item.  The failed rows are the dead-letter queue.
+CREATE TABLE workqueue.fetch (
+    queue           text NOT NULL,
+    id              bigint GENERATED ALWAYS AS IDENTITY,
+    item_id         bigint NOT NULL,
+    source          text NOT NULL REFERENCES workqueue.source (name),
+    url             text NOT NULL,
+    body            text,
+    status          text NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'cancelled')),
+    attempts        int NOT NULL DEFAULT 0,
+    max_attempts    int NOT NULL CHECK (max_attempts > 0),
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    http_status     int,
+    error           text,
+    requested_by    text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    worker_pid      int,
+    PRIMARY KEY (queue, id),
+    FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
+);
+-- at most one queued or processing fetch per item
+CREATE UNIQUE INDEX fetch_active_idx ON workqueue.fetch (queue, item_id) WHERE status IN ('queued', 'processing');
+CREATE INDEX fetch_due_idx ON workqueue.fetch (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX fetch_failed_idx ON workqueue.fetch (source, finished_at) WHERE status = 'failed';
+CREATE INDEX fetch_id_idx ON workqueue.fetch (id);
+-- leases that run out, across queues, for the worker
+CREATE INDEX item_lease_due_idx ON workqueue.item (lease_until) WHERE status = 'in_progress';
+
+SELECT pg_catalog.pg_extension_config_dump('workqueue.fetch', '');
+GRANT SELECT ON workqueue.fetch TO PUBLIC;
+GRANT ALL ON workqueue.fetch TO workqueue_admin;
+
+-- Percent-encodes a string for a URL (C).
+CREATE FUNCTION workqueue._url_encode(text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'workqueue_url_encode';
+
+-- Wakes this database's fetch worker when the transaction commits (C).
+CREATE FUNCTION workqueue._wake_fetch() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'workqueue_wake_fetch';
+
+CREATE FUNCTION workqueue.enqueue_fetch(item bigint, source text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(enqueue_fetch.item);
+    s workqueue.source;
+    fetch_id bigint;
+BEGIN
+    SELECT * INTO s FROM workqueue.source WHERE name = coalesce(enqueue_fetch.source, it.source);
+    IF NOT FOUND THEN
+        IF coalesce(enqueue_fetch.source, it.source) IS NULL THEN
+            RAISE EXCEPTION 'item % has no source', it.id
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Name the source to fetch from: workqueue.enqueue_fetch(item, ''source'').';
+        END IF;
+        RAISE EXCEPTION 'source "%" does not exist', enqueue_fetch.source
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with workqueue.create_source().';
+    END IF;
+    IF s.details_url IS NULL THEN
+        RAISE EXCEPTION 'source "%" has no details_url', s.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Enrichment fetches ask the details endpoint; set one with workqueue.alter_source().';
+    END IF;
+    IF it.external_id IS NULL THEN
+        RAISE EXCEPTION 'item % has no external id', it.id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only items with an external id can be fetched from a source.';
+    END IF;
+    SELECT id INTO fetch_id FROM workqueue.fetch f
+     WHERE f.queue = it.queue AND f.item_id = it.id AND f.status IN ('queued', 'processing');
+    IF FOUND THEN
+        RETURN fetch_id;            -- one queued or processing fetch per item
+    END IF;
+    INSERT INTO workqueue.fetch (queue, item_id, source, url, body, max_attempts, requested_by)
+    VALUES (it.queue, it.id, s.name,
+            CASE WHEN upper(coalesce(s.options->>'details_method', 'GET')) = 'POST' THEN s.details_url
+                 ELSE replace(s.details_url, '{ids}', workqueue._url_encode(it.external_id)) END,
+            CASE WHEN upper(coalesce(s.options->>'details_method', 'GET')) = 'POST'
+                 THEN jsonb_build_array(it.external_id)::text END,
+            1 + coalesce((s.options->>'retries')::int, 3), workqueue._caller())
+    RETURNING id INTO fetch_id;
+    PERFORM workqueue._wake_fetch();
+    RETURN fetch_id;
+END
+$$;
+
+CREATE FUNCTION workqueue.retry_fetches(source text DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    n int;
+BEGIN
+    PERFORM workqueue._require_admin('retry fetches');
+    UPDATE workqueue.fetch f
+       SET status = 'queued', attempts = 0, next_attempt_at = now(), error = NULL, http_status = NULL,
+           finished_at = NULL, started_at = NULL
+     WHERE f.status = 'failed'
+       AND (retry_fetches.source IS NULL OR f.source = retry_fetches.source)
+       AND (retry_fetches.since IS NULL OR f.finished_at >= retry_fetches.since)
+       AND NOT EXISTS (SELECT 1 FROM workqueue.fetch g
+                        WHERE g.queue = f.queue AND g.item_id = f.item_id AND g.status IN ('queued', 'processing'))
+       AND f.id = (SELECT max(h.id) FROM workqueue.fetch h
+                    WHERE h.queue = f.queue AND h.item_id = f.item_id AND h.status = 'failed');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM workqueue._wake_fetch();
+    END IF;
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION workqueue.cancel_fetch(id bigint) RETURNS workqueue.fetch
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    f workqueue.fetch;
+BEGIN
+    SELECT * INTO f FROM workqueue.fetch g WHERE g.id = cancel_fetch.id FOR UPDATE OF g;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'fetch % does not exist', coalesce(cancel_fetch.id::text, 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'List fetches with: SELECT * FROM workqueue.fetch;';
+    END IF;
+    IF f.status <> 'queued' THEN
+        RAISE EXCEPTION 'fetch % is %, not queued', f.id, f.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only queued fetches can be cancelled; one in flight finishes on its own.';
+    END IF;
+    UPDATE workqueue.fetch g SET status = 'cancelled', finished_at = now(), error = 'cancelled by ' || workqueue._caller()
+     WHERE g.queue = f.queue AND g.id = f.id RETURNING g.* INTO f;
+    RETURN f;
+END
+$$;
+
+-- Worker side ---------------------------------------------------------------
+
+-- Takes up to n due fetches (processing, attempt counted).
+CREATE FUNCTION workqueue._claim_fetches(n int)
+    RETURNS TABLE (queue text, id bigint, item_id bigint, source text, url text, body text,
+                   attempts int, max_attempts int, external_id text)
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH due AS (
+        SELECT f.queue, f.id FROM workqueue.fetch f
+         WHERE f.status = 'queued' AND f.next_attempt_at <= now()
+         ORDER BY f.next_attempt_at, f.id
+         LIMIT n FOR UPDATE SKIP LOCKED),
+    taken AS (
+        UPDATE workqueue.fetch f
+           SET status = 'processing', attempts = f.attempts + 1, started_at = now(),
+               worker_pid = pg_backend_pid()
+          FROM due WHERE f.queue = due.queue AND f.id = due.id
+        RETURNING f.queue, f.id, f.item_id, f.source, f.url, f.body, f.attempts, f.max_attempts)
+    SELECT t.queue, t.id, t.item_id, t.source, t.url, t.body, t.attempts, t.max_attempts, i.external_id
+      FROM taken t JOIN workqueue.item i ON i.queue = t.queue AND i.id = t.item_id
+$$;
+
+-- When the next queued fetch falls due (NULL if none).
+CREATE FUNCTION workqueue._next_fetch_at() RETURNS timestamptz
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT min(next_attempt_at) FROM workqueue.fetch WHERE status = 'queued'
+$$;
+
+-- At worker start: fetches a dead worker left in flight go back to the queue.
+CREATE FUNCTION workqueue._requeue_fetches() RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int;
+BEGIN
+    UPDATE workqueue.fetch SET status = 'queued', next_attempt_at = now(), worker_pid = NULL
+     WHERE status = 'processing';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- Completed fetches of one queue and source: their records upserted with one
+-- call, the fetches marked, a fetch_completed event each.
+CREATE FUNCTION workqueue._fetches_completed(queue text, source text, items jsonb, fetch_ids bigint[],
+                                             http_statuses int[])
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    announced bigint;
+BEGIN
+    PERFORM * FROM workqueue.upsert_items(_fetches_completed.queue, _fetches_completed.items,
+                                          _fetches_completed.source);
+    WITH done AS (
+        UPDATE workqueue.fetch g
+           SET status = 'completed', http_status = x.s, error = NULL, finished_at = now()
+          FROM unnest(_fetches_completed.fetch_ids, _fetches_completed.http_statuses) AS x(id, s)
+         WHERE g.queue = _fetches_completed.queue AND g.id = x.id
+        RETURNING g.queue, g.id, g.item_id, x.s),
+    e AS (
+        INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+        SELECT i.queue, i.id, _fetches_completed.source, 'fetch_completed', i.step, i.step,
+               jsonb_build_object('fetch', done.id, 'http_status', done.s)
+          FROM done JOIN workqueue.item i ON i.queue = done.queue AND i.id = done.item_id
+        RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+    SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+               'item', e.item_id, 'queue', e.queue, 'kind', 'fetch_completed', 'event', e.id,
+               'step', e.to_step)::text))
+      INTO announced
+      FROM e;
+END
+$$;
+
+-- A failed attempt: queued again after delay_ms, or failed for good.
+CREATE FUNCTION workqueue._fetch_failed(queue text, id bigint, http_status int, error text, retry boolean,
+                                        delay_ms bigint)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    f workqueue.fetch;
+    it workqueue.item;
+BEGIN
+    SELECT * INTO f FROM workqueue.fetch g WHERE g.queue = _fetch_failed.queue AND g.id = _fetch_failed.id;
+    IF _fetch_failed.retry AND f.attempts < f.max_attempts THEN
+        UPDATE workqueue.fetch g
+           SET status = 'queued', http_status = _fetch_failed.http_status, error = _fetch_failed.error,
+               next_attempt_at = now() + make_interval(secs => _fetch_failed.delay_ms / 1000.0)
+         WHERE g.queue = f.queue AND g.id = f.id;
+        RETURN;
+    END IF;
+    UPDATE workqueue.fetch g
+       SET status = 'failed', http_status = _fetch_failed.http_status, error = _fetch_failed.error, finished_at = now()
+     WHERE g.queue = f.queue AND g.id = f.id;
+    SELECT * INTO it FROM workqueue.item i WHERE i.queue = f.queue AND i.id = f.item_id;
+    PERFORM workqueue._event(it.queue, it.id, f.source, 'fetch_failed', it.step, it.step,
+                             jsonb_strip_nulls(jsonb_build_object('fetch', f.id, 'http_status', _fetch_failed.http_status,
+                                                'error', _fetch_failed.error, 'attempts', f.attempts)));
+END
+$$;
+
+-- Returns every item whose lease has run out to its queue.
+CREATE FUNCTION workqueue._expire_all_leases() RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q text;
+    n int := 0;
+BEGIN
+    FOR q IN SELECT DISTINCT i.queue FROM workqueue.item i
+              WHERE i.status = 'in_progress' AND i.lease_until <= now()
+    LOOP
+        n := n + workqueue._expire_leases(q);
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._claim_fetches(int), workqueue._requeue_fetches(),
+    workqueue._fetches_completed(text, text, jsonb, bigint[], int[]),
+    workqueue._fetch_failed(text, bigint, int, text, boolean, bigint), workqueue._expire_all_leases()
+    FROM PUBLIC;
+
+-- For the DBA -----------------------------------------------------------------
+
+-- The workers of this cluster, from shared memory (C).
+CREATE FUNCTION workqueue._workers(OUT database text, OUT kind text, OUT pid int, OUT started_at timestamptz,
+                                   OUT last_loop_at timestamptz, OUT jobs_done bigint, OUT in_flight int)
+    RETURNS SETOF record
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_workers';
+
+CREATE VIEW workqueue.worker_status AS
+    SELECT w.database, w.kind, w.pid, w.started_at, w.last_loop_at, w.jobs_done, w.in_flight,
+           (SELECT count(*) FROM workqueue.fetch WHERE status = 'queued') AS fetches_queued,
+           (SELECT count(*) FROM workqueue.fetch WHERE status = 'processing') AS fetches_processing,
+           (SELECT count(*) FROM workqueue.fetch
+             WHERE status = 'failed' AND finished_at > now() - interval '1 hour') AS fetches_failed_last_hour,
+           (SELECT f.error FROM workqueue.fetch f WHERE f.status = 'failed' ORDER BY f.finished_at DESC LIMIT 1)
+               AS last_fetch_error,
+           (SELECT r.error FROM workqueue.sync_run r WHERE r.status = 'failed' ORDER BY r.finished_at DESC LIMIT 1)
+               AS last_sync_error,
+           least((SELECT min(next_attempt_at) FROM workqueue.fetch WHERE status = 'queued'),
+                 (SELECT min(lease_until) FROM workqueue.item WHERE status = 'in_progress')) AS next_timer
+      FROM workqueue._workers() w
+     WHERE w.database = current_database();
+
+CREATE VIEW workqueue.queue_stats AS
+    SELECT q.name AS queue,
+           count(i.id) FILTER (WHERE i.status = 'open') AS open,
+           count(i.id) FILTER (WHERE i.status = 'in_progress') AS in_progress,
+           count(i.id) FILTER (WHERE i.status IN ('resolved', 'rejected')) AS done,
+           count(i.id) FILTER (WHERE i.status = 'closed') AS closed,
+           now() - min(i.created_at) FILTER (WHERE i.status = 'open') AS oldest_open_age,
+           count(i.id) FILTER (WHERE i.status IN ('open', 'in_progress') AND i.due_at < now()) AS breached
+      FROM workqueue.queue q LEFT JOIN workqueue.item i ON i.queue = q.name
+     GROUP BY q.name;
+GRANT SELECT ON workqueue.worker_status, workqueue.queue_stats TO PUBLIC;
+
+-- ==== workqueue--0.3--0.4.sql ====
+-- workqueue 0.3 -> 0.4: business-hours calendars (SPEC §6).
+--
+-- Calendars are versioned like workflows: create_calendar() stores a new
+-- immutable version, items pin the version their SLA started on and the
+-- arithmetic takes either a name (the current version) or name + version.
+-- The arithmetic is in C (src/calendar*.c); its exact rules are in
+-- doc/sla.md, "Calendars".
+--
+-- Privileges: everyone may read calendars and call the arithmetic (it reads
+-- workqueue.calendar with the caller's rights, through schema-qualified
+-- queries that do not depend on search_path; it is neither SECURITY
+-- DEFINER nor has a SET clause, which would cost a GUC save/restore on each
+-- of possibly millions of calls).  Only administrators define calendars,
+-- through create_calendar(), which validates them: nobody gets INSERT on
+-- the table.
+
+
+------------------------------------------------------------------------------
+-- Table
+------------------------------------------------------------------------------
+
+-- Immutable: rows are only ever inserted (by create_calendar and this script).
+CREATE TABLE workqueue.calendar (
+    name        text NOT NULL CHECK (name <> ''),
+    version     int NOT NULL CHECK (version > 0),
+    timezone    text NOT NULL,
+    hours       jsonb NOT NULL,
+    holidays    date[] NOT NULL DEFAULT '{}',
+    builtin     boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text NOT NULL DEFAULT current_user,
+    PRIMARY KEY (name, version)
+);
+
+COMMENT ON TABLE workqueue.calendar IS
+    'Business-hours calendars, one row per immutable version; define them with workqueue.create_calendar().';
+
+-- The built-in calendar: every day 00:00-24:00 UTC, no holidays.
+INSERT INTO workqueue.calendar (name, version, timezone, hours, builtin)
+VALUES ('24x7', 1, 'UTC',
+        '{"mon": [["00:00", "24:00"]], "tue": [["00:00", "24:00"]], "wed": [["00:00", "24:00"]],
+          "thu": [["00:00", "24:00"]], "fri": [["00:00", "24:00"]], "sat": [["00:00", "24:00"]],
+          "sun": [["00:00", "24:00"]]}', true);
+
+-- pg_dump keeps user calendars; the built-in one is recreated by the script.
+SELECT pg_catalog.pg_extension_config_dump('workqueue.calendar', 'WHERE NOT builtin');
+
+------------------------------------------------------------------------------
+-- Definition
+------------------------------------------------------------------------------
+
+-- Validates a calendar definition (C); returns the zone's canonical name.
+CREATE FUNCTION workqueue._validate_calendar(timezone text, hours jsonb, holidays date[])
+    RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_validate_calendar';
+
+CREATE FUNCTION workqueue.create_calendar(name text, timezone text, hours jsonb,
+                                          holidays date[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    zone text;
+    v int;
+BEGIN
+    PERFORM workqueue._require_admin('define calendars');
+    IF create_calendar.name IS NULL OR create_calendar.name = '' THEN
+        RAISE EXCEPTION 'calendar name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF create_calendar.name = '24x7' THEN
+        RAISE EXCEPTION 'calendar name "24x7" is reserved' USING ERRCODE = 'reserved_name',
+            DETAIL = 'The built-in calendar "24x7" counts every hour of every day, in UTC.',
+            HINT = 'Choose another name.';
+    END IF;
+    zone := workqueue._validate_calendar(create_calendar.timezone, create_calendar.hours,
+                                         create_calendar.holidays);
+
+    -- one definer at a time, so that version numbers never collide; readers
+    -- are not blocked
+    LOCK TABLE workqueue.calendar IN SHARE ROW EXCLUSIVE MODE;
+    SELECT coalesce(max(c.version), 0) + 1 INTO v
+      FROM workqueue.calendar c WHERE c.name = create_calendar.name;
+
+    INSERT INTO workqueue.calendar (name, version, timezone, hours, holidays, created_by)
+    VALUES (create_calendar.name, v, zone, create_calendar.hours,
+            ARRAY(SELECT DISTINCT d FROM unnest(coalesce(create_calendar.holidays, '{}')) AS d ORDER BY d),
+            workqueue._caller());
+    RETURN v;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Arithmetic (C).  By name: the calendar's current version.  With a
+-- version: that version, as an item's SLA pins it.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
+
+CREATE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text, version int)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
+
+CREATE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text)
+    RETURNS interval
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
+
+CREATE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text, version int)
+    RETURNS interval
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
+
+CREATE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
+
+CREATE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text, version int)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+REVOKE ALL ON workqueue.calendar FROM PUBLIC;
+GRANT SELECT ON workqueue.calendar TO PUBLIC;
+
+-- ==== workqueue--0.4--0.5.sql ====
 -- workqueue 0.4 -> 0.5: SLA policies, timers and assignment (SPEC §5, §6),
 -- row-level security by scope (SPEC §8).
 --
@@ -11,7 +1589,6 @@
 -- Exact rules: doc/sla.md ("SLA policies") and doc/workflows.md
 -- ("Assignment").
 
-\echo Use "ALTER EXTENSION workqueue UPDATE TO '0.5'" to load this file. \quit
 
 ------------------------------------------------------------------------------
 -- Hostile input (SPEC §9, doc/hostile-input.md): names of queues,

@@ -1,52 +1,11 @@
--- workqueue 0.2 -> 0.3: background enrichment fetches, lease expiry by the
--- worker, and views for the DBA.
-
-\echo Use "ALTER EXTENSION workqueue UPDATE TO '0.3'" to load this file. \quit
-
--- One HTTP request for one item.  The failed rows are the dead-letter queue.
-CREATE TABLE workqueue.fetch (
-    queue           text NOT NULL,
-    id              bigint GENERATED ALWAYS AS IDENTITY,
-    item_id         bigint NOT NULL,
-    source          text NOT NULL REFERENCES workqueue.source (name),
-    url             text NOT NULL,
-    body            text,
-    status          text NOT NULL DEFAULT 'queued'
-                    CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'cancelled')),
-    attempts        int NOT NULL DEFAULT 0,
-    max_attempts    int NOT NULL CHECK (max_attempts > 0),
-    next_attempt_at timestamptz NOT NULL DEFAULT now(),
-    http_status     int,
-    error           text,
-    requested_by    text NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    started_at      timestamptz,
-    finished_at     timestamptz,
-    worker_pid      int,
-    PRIMARY KEY (queue, id),
-    FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
-);
--- at most one queued or processing fetch per item
-CREATE UNIQUE INDEX fetch_active_idx ON workqueue.fetch (queue, item_id) WHERE status IN ('queued', 'processing');
-CREATE INDEX fetch_due_idx ON workqueue.fetch (next_attempt_at) WHERE status = 'queued';
-CREATE INDEX fetch_failed_idx ON workqueue.fetch (source, finished_at) WHERE status = 'failed';
-CREATE INDEX fetch_id_idx ON workqueue.fetch (id);
--- leases that run out, across queues, for the worker
-CREATE INDEX item_lease_due_idx ON workqueue.item (lease_until) WHERE status = 'in_progress';
-
-SELECT pg_catalog.pg_extension_config_dump('workqueue.fetch', '');
-GRANT SELECT ON workqueue.fetch TO PUBLIC;
-GRANT ALL ON workqueue.fetch TO workqueue_admin;
+-- Background fetches: one HTTP request for one item, executed by the fetch
+-- worker (src/fetch/fetch.c) with retries and backoff.  Rules: doc/fetch.md.
 
 -- Percent-encodes a string for a URL (C).
-CREATE FUNCTION workqueue._url_encode(text) RETURNS text
+CREATE OR REPLACE FUNCTION workqueue._url_encode(text) RETURNS text
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'workqueue_url_encode';
 
--- Wakes this database's fetch worker when the transaction commits (C).
-CREATE FUNCTION workqueue._wake_fetch() RETURNS void
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'workqueue_wake_fetch';
-
-CREATE FUNCTION workqueue.enqueue_fetch(item bigint, source text DEFAULT NULL) RETURNS bigint
+CREATE OR REPLACE FUNCTION workqueue.enqueue_fetch(item bigint, source text DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -92,7 +51,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION workqueue.retry_fetches(source text DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS int
+CREATE OR REPLACE FUNCTION workqueue.retry_fetches(source text DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS int
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -117,7 +76,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION workqueue.cancel_fetch(id bigint) RETURNS workqueue.fetch
+CREATE OR REPLACE FUNCTION workqueue.cancel_fetch(id bigint) RETURNS workqueue.fetch
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -140,9 +99,8 @@ END
 $$;
 
 -- Worker side ---------------------------------------------------------------
-
 -- Takes up to n due fetches (processing, attempt counted).
-CREATE FUNCTION workqueue._claim_fetches(n int)
+CREATE OR REPLACE FUNCTION workqueue._claim_fetches(n int)
     RETURNS TABLE (queue text, id bigint, item_id bigint, source text, url text, body text,
                    attempts int, max_attempts int, external_id text)
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
@@ -161,14 +119,16 @@ CREATE FUNCTION workqueue._claim_fetches(n int)
       FROM taken t JOIN workqueue.item i ON i.queue = t.queue AND i.id = t.item_id
 $$;
 
+REVOKE ALL ON FUNCTION workqueue._claim_fetches(int) FROM PUBLIC;
+
 -- When the next queued fetch falls due (NULL if none).
-CREATE FUNCTION workqueue._next_fetch_at() RETURNS timestamptz
+CREATE OR REPLACE FUNCTION workqueue._next_fetch_at() RETURNS timestamptz
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT min(next_attempt_at) FROM workqueue.fetch WHERE status = 'queued'
 $$;
 
 -- At worker start: fetches a dead worker left in flight go back to the queue.
-CREATE FUNCTION workqueue._requeue_fetches() RETURNS int
+CREATE OR REPLACE FUNCTION workqueue._requeue_fetches() RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n int;
@@ -180,9 +140,11 @@ BEGIN
 END
 $$;
 
+REVOKE ALL ON FUNCTION workqueue._requeue_fetches() FROM PUBLIC;
+
 -- Completed fetches of one queue and source: their records upserted with one
 -- call, the fetches marked, a fetch_completed event each.
-CREATE FUNCTION workqueue._fetches_completed(queue text, source text, items jsonb, fetch_ids bigint[],
+CREATE OR REPLACE FUNCTION workqueue._fetches_completed(queue text, source text, items jsonb, fetch_ids bigint[],
                                              http_statuses int[])
     RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -212,8 +174,10 @@ BEGIN
 END
 $$;
 
+REVOKE ALL ON FUNCTION workqueue._fetches_completed(text, text, jsonb, bigint[], int[]) FROM PUBLIC;
+
 -- A failed attempt: queued again after delay_ms, or failed for good.
-CREATE FUNCTION workqueue._fetch_failed(queue text, id bigint, http_status int, error text, retry boolean,
+CREATE OR REPLACE FUNCTION workqueue._fetch_failed(queue text, id bigint, http_status int, error text, retry boolean,
                                         delay_ms bigint)
     RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -240,58 +204,4 @@ BEGIN
 END
 $$;
 
--- Returns every item whose lease has run out to its queue.
-CREATE FUNCTION workqueue._expire_all_leases() RETURNS int
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    q text;
-    n int := 0;
-BEGIN
-    FOR q IN SELECT DISTINCT i.queue FROM workqueue.item i
-              WHERE i.status = 'in_progress' AND i.lease_until <= now()
-    LOOP
-        n := n + workqueue._expire_leases(q);
-    END LOOP;
-    RETURN n;
-END
-$$;
-
-REVOKE ALL ON FUNCTION workqueue._claim_fetches(int), workqueue._requeue_fetches(),
-    workqueue._fetches_completed(text, text, jsonb, bigint[], int[]),
-    workqueue._fetch_failed(text, bigint, int, text, boolean, bigint), workqueue._expire_all_leases()
-    FROM PUBLIC;
-
--- For the DBA -----------------------------------------------------------------
-
--- The workers of this cluster, from shared memory (C).
-CREATE FUNCTION workqueue._workers(OUT database text, OUT kind text, OUT pid int, OUT started_at timestamptz,
-                                   OUT last_loop_at timestamptz, OUT jobs_done bigint, OUT in_flight int)
-    RETURNS SETOF record
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_workers';
-
-CREATE VIEW workqueue.worker_status AS
-    SELECT w.database, w.kind, w.pid, w.started_at, w.last_loop_at, w.jobs_done, w.in_flight,
-           (SELECT count(*) FROM workqueue.fetch WHERE status = 'queued') AS fetches_queued,
-           (SELECT count(*) FROM workqueue.fetch WHERE status = 'processing') AS fetches_processing,
-           (SELECT count(*) FROM workqueue.fetch
-             WHERE status = 'failed' AND finished_at > now() - interval '1 hour') AS fetches_failed_last_hour,
-           (SELECT f.error FROM workqueue.fetch f WHERE f.status = 'failed' ORDER BY f.finished_at DESC LIMIT 1)
-               AS last_fetch_error,
-           (SELECT r.error FROM workqueue.sync_run r WHERE r.status = 'failed' ORDER BY r.finished_at DESC LIMIT 1)
-               AS last_sync_error,
-           least((SELECT min(next_attempt_at) FROM workqueue.fetch WHERE status = 'queued'),
-                 (SELECT min(lease_until) FROM workqueue.item WHERE status = 'in_progress')) AS next_timer
-      FROM workqueue._workers() w
-     WHERE w.database = current_database();
-
-CREATE VIEW workqueue.queue_stats AS
-    SELECT q.name AS queue,
-           count(i.id) FILTER (WHERE i.status = 'open') AS open,
-           count(i.id) FILTER (WHERE i.status = 'in_progress') AS in_progress,
-           count(i.id) FILTER (WHERE i.status IN ('resolved', 'rejected')) AS done,
-           count(i.id) FILTER (WHERE i.status = 'closed') AS closed,
-           now() - min(i.created_at) FILTER (WHERE i.status = 'open') AS oldest_open_age,
-           count(i.id) FILTER (WHERE i.status IN ('open', 'in_progress') AND i.due_at < now()) AS breached
-      FROM workqueue.queue q LEFT JOIN workqueue.item i ON i.queue = q.name
-     GROUP BY q.name;
-GRANT SELECT ON workqueue.worker_status, workqueue.queue_stats TO PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._fetch_failed(text, bigint, int, text, boolean, bigint) FROM PUBLIC;

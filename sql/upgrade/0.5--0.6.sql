@@ -1,0 +1,4 @@
+-- workqueue 0.5 -> 0.6: the source moved into src/<capability>/ and the
+-- install script is built from it.  No table changes; every function, view
+-- and policy is written again from src/ by the definitions that follow this
+-- step in the built script.

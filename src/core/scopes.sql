@@ -1,0 +1,127 @@
+-- Scopes: row-level security on items (SPEC §8, doc/security.md).
+--
+-- An item's scope is a text[]; an empty scope is visible to everyone who
+-- may use the queue.  A role sees an item with a non-empty scope if one of
+-- the item's scopes was granted (grant_scope) to it or to a role it is a
+-- member of; administrators see everything.  The check applies to the
+-- calling database role (workqueue._caller()), also when it acts for
+-- someone else.  Tables read directly are filtered by the policies at the
+-- end of this file; the API functions (SECURITY DEFINER, so exempt from
+-- policies) filter themselves: an item out of scope does not exist for them.
+
+-- The scopes the caller sees items of; NULL for an administrator (all).
+CREATE OR REPLACE FUNCTION workqueue._caller_scopes() RETURNS text[]
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN workqueue.is_admin(workqueue._caller()) THEN NULL
+                ELSE coalesce((SELECT array_agg(DISTINCT g.scope)
+                                 FROM workqueue.scope_grant g JOIN pg_roles r ON r.rolname = g.role
+                                WHERE pg_has_role(workqueue._caller(), r.oid, 'MEMBER')), '{}') END
+$$;
+
+-- May the caller see an item with this scope?
+CREATE OR REPLACE FUNCTION workqueue._visible(scope text[]) RETURNS boolean
+    LANGUAGE sql STABLE AS $$
+    SELECT scope = '{}' OR coalesce(scope && workqueue._caller_scopes(), true)
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.grant_scope(role text, scope text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('grant scopes');
+    IF grant_scope.scope IS NULL OR grant_scope.scope = '' THEN
+        RAISE EXCEPTION 'scope must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF grant_scope.role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = grant_scope.role) THEN
+        RAISE EXCEPTION 'role "%" does not exist', coalesce(left(grant_scope.role, 100), 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Scopes are granted to database roles (or group roles): CREATE ROLE first.';
+    END IF;
+    INSERT INTO workqueue.scope_grant (role, scope, granted_by)
+    VALUES (grant_scope.role, grant_scope.scope, workqueue._caller())
+        ON CONFLICT ON CONSTRAINT scope_grant_pkey DO NOTHING;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.revoke_scope(role text, scope text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('revoke scopes');
+    DELETE FROM workqueue.scope_grant WHERE role = revoke_scope.role AND scope = revoke_scope.scope;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scope "%" is not granted to role "%"', coalesce(left(revoke_scope.scope, 100), 'NULL'),
+                        coalesce(left(revoke_scope.role, 100), 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'List grants with: SELECT * FROM workqueue.scope_grant;';
+    END IF;
+END
+$$;
+
+-- Sets the scope of items (a field_update event records old and new).
+CREATE OR REPLACE FUNCTION workqueue.set_scope(items bigint[], scope text[]) RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    n int;
+BEGIN
+    PERFORM workqueue._require_admin('set scopes');
+    IF set_scope.scope IS NULL OR array_position(set_scope.scope, NULL) IS NOT NULL
+       OR '' = ANY (set_scope.scope) THEN
+        RAISE EXCEPTION 'scope must be an array of non-empty names'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass e.g. ''{emea}'', or ''{}'' for everyone.';
+    END IF;
+    IF set_scope.items IS NULL OR array_position(set_scope.items, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'item array must not be or contain null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(set_scope.items) x(id) WHERE NOT EXISTS (SELECT 1 FROM workqueue.item i WHERE i.id = x.id)) THEN
+        RAISE EXCEPTION 'item % does not exist',
+            (SELECT x.id FROM unnest(set_scope.items) x(id)
+              WHERE NOT EXISTS (SELECT 1 FROM workqueue.item i WHERE i.id = x.id) LIMIT 1)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    WITH l AS (
+        SELECT i.queue, i.id, i.step, i.scope AS old FROM workqueue.item i
+         WHERE i.id IN (SELECT unnest(set_scope.items)) AND i.scope IS DISTINCT FROM set_scope.scope
+         ORDER BY i.id FOR UPDATE),
+    u AS (
+        UPDATE workqueue.item i SET scope = set_scope.scope, updated_at = now()
+          FROM l WHERE i.queue = l.queue AND i.id = l.id
+        RETURNING i.queue, i.id, i.step, l.old),
+    e AS (
+        INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+        SELECT u.queue, u.id, workqueue._caller(), 'field_update', u.step, u.step,
+               jsonb_build_object('old', jsonb_build_object('scope', u.old),
+                                  'new', jsonb_build_object('scope', set_scope.scope))
+          FROM u
+        RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+    SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+               'item', e.item_id, 'queue', e.queue, 'kind', 'field_update', 'event', e.id, 'step', e.to_step)::text))
+      INTO n FROM e;
+    RETURN n;
+END
+$$;
+
+-- Direct reads: items by scope, events and fetches of visible items only.
+-- Administrators (workqueue_admin) may read and write everything;
+-- superusers, the owner and SECURITY DEFINER functions are exempt.  (Policies
+-- are dropped and created again, so that an upgrade, which runs this file
+-- again, leaves exactly these.)
+ALTER TABLE workqueue.item ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS item_by_scope ON workqueue.item;
+CREATE POLICY item_by_scope ON workqueue.item FOR SELECT
+    USING (scope = '{}' OR coalesce(scope && (SELECT workqueue._caller_scopes()), true));
+DROP POLICY IF EXISTS item_admin ON workqueue.item;
+CREATE POLICY item_admin ON workqueue.item TO workqueue_admin USING (true) WITH CHECK (true);
+ALTER TABLE workqueue.item_event ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS item_event_by_scope ON workqueue.item_event;
+CREATE POLICY item_event_by_scope ON workqueue.item_event FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = item_event.queue AND i.id = item_event.item_id));
+DROP POLICY IF EXISTS item_event_admin ON workqueue.item_event;
+CREATE POLICY item_event_admin ON workqueue.item_event TO workqueue_admin USING (true) WITH CHECK (true);
+ALTER TABLE workqueue.fetch ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS fetch_by_scope ON workqueue.fetch;
+CREATE POLICY fetch_by_scope ON workqueue.fetch FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = "fetch".queue AND i.id = "fetch".item_id));
+DROP POLICY IF EXISTS fetch_admin ON workqueue.fetch;
+CREATE POLICY fetch_admin ON workqueue.fetch TO workqueue_admin USING (true) WITH CHECK (true);

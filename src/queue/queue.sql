@@ -1,0 +1,547 @@
+-- The work queue: queues, items, claims with leases, actions and the audit
+-- trail (every event is a row of item_event and a NOTIFY on "workqueue").
+-- Rules: doc/queue.md.
+
+-- Appends one audit event and announces it on channel "workqueue".
+CREATE OR REPLACE FUNCTION workqueue._event(queue text, item bigint, actor text, kind text,
+                                 from_step text, to_step text, payload jsonb DEFAULT '{}')
+    RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+    VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '{}'))
+    RETURNING id INTO event_id;
+    PERFORM pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+        'item', $2, 'queue', $1, 'kind', $4, 'event', event_id, 'step', $6)::text);
+    RETURN event_id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._event(text, bigint, text, text, text, text, jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION workqueue._queue(name text) RETURNS workqueue.queue
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q workqueue.queue;
+BEGIN
+    IF _queue.name IS NULL THEN                                         -- hostile
+        RAISE EXCEPTION 'queue name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO q FROM workqueue.queue WHERE queue.name = _queue.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', _queue.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_queue(), or list queues with: SELECT name FROM workqueue.queue;';
+    END IF;
+    RETURN q;
+END
+$$;
+
+-- Locks and returns an item by id.
+CREATE OR REPLACE FUNCTION workqueue._item_for_update(id bigint) RETURNS workqueue.item
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    it workqueue.item;
+BEGIN
+    IF _item_for_update.id IS NULL THEN
+        RAISE EXCEPTION 'item id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO it FROM workqueue.item WHERE item.id = _item_for_update.id FOR UPDATE;
+    IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN     -- out of the caller's scopes: not there
+        RAISE EXCEPTION 'item % does not exist', _item_for_update.id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+    END IF;
+    RETURN it;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._item_for_update(bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION workqueue.create_queue(name text, workflow text DEFAULT 'review', sla_policy text DEFAULT NULL,
+                                                  lease_timeout interval DEFAULT '15 minutes')
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('create queues');
+    IF create_queue.name IS NULL OR create_queue.name = '' THEN
+        RAISE EXCEPTION 'queue name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._check_name('queue', create_queue.name);
+    IF create_queue.workflow IS NULL THEN
+        RAISE EXCEPTION 'workflow name must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave workflow out for the built-in ''review''.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = create_queue.workflow) THEN
+        RAISE EXCEPTION 'workflow "%" does not exist', create_queue.workflow
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Define it with workqueue.define_workflow() or use the built-in ''review''.';
+    END IF;
+    PERFORM workqueue._require_sla_policy(create_queue.sla_policy);
+    IF create_queue.lease_timeout IS NULL OR create_queue.lease_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'lease_timeout must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', coalesce(create_queue.lease_timeout::text, 'NULL'));
+    END IF;
+    IF create_queue.lease_timeout > interval '1 year' THEN
+        RAISE EXCEPTION 'lease_timeout must be at most 1 year'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', create_queue.lease_timeout),
+                  HINT = 'Workers that need longer extend their lease with workqueue.extend_lease().';
+    END IF;
+    IF EXISTS (SELECT 1 FROM workqueue.queue WHERE name = create_queue.name) THEN
+        RAISE EXCEPTION 'queue "%" already exists', create_queue.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Pick another name; queues are never dropped by workqueue.';
+    END IF;
+    INSERT INTO workqueue.queue (name, workflow, sla_policy, lease_timeout, created_by)
+    VALUES (create_queue.name, create_queue.workflow, create_queue.sla_policy, create_queue.lease_timeout,
+            workqueue._caller());
+END
+$$;
+
+-- Changes a queue's sla_policy (NULL: none), lease_timeout or scope (of
+-- new items).  Items keep
+-- the SLA they started with; workqueue.recompute_sla() moves them.
+CREATE OR REPLACE FUNCTION workqueue.alter_queue(name text, changes jsonb) RETURNS workqueue.queue
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue;
+    k text;
+    lt interval;
+BEGIN
+    PERFORM workqueue._require_admin('alter queues');
+    q := workqueue._queue(alter_queue.name);
+    IF alter_queue.changes IS NULL OR jsonb_typeof(alter_queue.changes) <> 'object' THEN
+        RAISE EXCEPTION 'changes must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. {"sla_policy": "standard"} or {"lease_timeout": "30 minutes"}.';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(alter_queue.changes) LOOP
+        IF k NOT IN ('sla_policy', 'lease_timeout', 'scope') THEN
+            RAISE EXCEPTION 'queue setting "%" cannot be changed', left(k, 100)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'alter_queue changes "sla_policy", "lease_timeout" and "scope"; a queue''s workflow is fixed.';
+        END IF;
+    END LOOP;
+    IF alter_queue.changes ? 'sla_policy' THEN
+        IF jsonb_typeof(alter_queue.changes->'sla_policy') NOT IN ('string', 'null') THEN
+            RAISE EXCEPTION 'sla_policy must be a policy name or null' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM workqueue._require_sla_policy(alter_queue.changes->>'sla_policy');
+        q.sla_policy := alter_queue.changes->>'sla_policy';
+    END IF;
+    IF alter_queue.changes ? 'lease_timeout' THEN
+        BEGIN
+            lt := (alter_queue.changes->>'lease_timeout')::interval;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            lt := NULL;
+        END;
+        IF lt IS NULL OR lt <= interval '0' THEN
+            RAISE EXCEPTION 'lease_timeout must be a positive interval'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', left((alter_queue.changes->'lease_timeout')::text, 100));
+        END IF;
+        IF lt > interval '1 year' THEN
+            RAISE EXCEPTION 'lease_timeout must be at most 1 year'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given was %s.', lt),
+                      HINT = 'Workers that need longer extend their lease with workqueue.extend_lease().';
+        END IF;
+        q.lease_timeout := lt;
+    END IF;
+    IF alter_queue.changes ? 'scope' THEN
+        IF jsonb_typeof(alter_queue.changes->'scope') <> 'array'
+           OR EXISTS (SELECT 1 FROM jsonb_array_elements(alter_queue.changes->'scope') e
+                       WHERE jsonb_typeof(e) <> 'string' OR e = '""') THEN
+            RAISE EXCEPTION 'scope must be an array of non-empty names'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass e.g. {"scope": ["emea"]}, or {"scope": []} for everyone.';
+        END IF;
+        q.scope := ARRAY(SELECT jsonb_array_elements_text(alter_queue.changes->'scope'));
+    END IF;
+    UPDATE workqueue.queue x SET sla_policy = q.sla_policy, lease_timeout = q.lease_timeout, scope = q.scope
+     WHERE x.name = q.name RETURNING * INTO q;
+    RETURN q;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue._require_sla_policy(name text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM workqueue.sla_policy p WHERE p.name = _require_sla_policy.name) THEN
+        RAISE EXCEPTION 'sla policy "%" does not exist', name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workqueue.create_sla_policy(), or list policies with: SELECT name, version FROM workqueue.sla_policy;';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.add(queue text, data jsonb DEFAULT '{}', priority int DEFAULT 3,
+                                         external_id text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(add.queue);
+    wv workqueue.workflow_version;
+    start_role text;
+    new_id bigint;
+    existing bigint;
+BEGIN
+    IF add.priority IS NULL OR add.priority NOT BETWEEN 1 AND 5 THEN
+        RAISE EXCEPTION 'priority % is out of range', coalesce(add.priority::text, 'NULL')
+            USING ERRCODE = 'numeric_value_out_of_range',
+                  DETAIL = 'Priorities run from 1 (highest) to 5 (lowest).',
+                  HINT = 'Pass a priority between 1 and 5.';
+    END IF;
+    IF add.data IS NULL OR jsonb_typeof(add.data) <> 'object' THEN
+        RAISE EXCEPTION 'item data must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(add.data), 'NULL')),
+                  HINT = 'Wrap the value in an object, e.g. {"value": ...}.';
+    END IF;
+    PERFORM workqueue._check_external_id(add.external_id);
+    IF add.external_id IS NOT NULL THEN
+        SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
+        IF FOUND THEN
+            RAISE EXCEPTION 'external id "%" already exists in queue "%"', add.external_id, q.name
+                USING ERRCODE = 'unique_violation',
+                      DETAIL = format('It belongs to item %s.', existing),
+                      HINT = 'Use workqueue.upsert_items() to insert-or-update by external id.';
+        END IF;
+    END IF;
+    SELECT v.* INTO wv FROM workqueue.workflow w
+      JOIN workqueue.workflow_version v ON v.workflow = w.name AND v.version = w.current_version
+     WHERE w.name = q.workflow;
+
+    -- ON CONFLICT: two racing calls with one external id get this error, not a raw unique violation
+    INSERT INTO workqueue.item (queue, external_id, step, status, priority, data, workflow, workflow_version, scope)
+    VALUES (q.name, add.external_id, wv.start_step, 'open', add.priority, add.data, wv.workflow, wv.version, q.scope)
+        ON CONFLICT (queue, external_id) DO NOTHING
+    RETURNING id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
+        RAISE EXCEPTION 'external id "%" already exists in queue "%"', add.external_id, q.name
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('It belongs to item %s.', existing),
+                  HINT = 'Use workqueue.upsert_items() to insert-or-update by external id.';
+    END IF;
+    PERFORM workqueue._event(q.name, new_id, workqueue._caller(), 'created', NULL, wv.start_step,
+                             jsonb_build_object('priority', add.priority, 'external_id', add.external_id,
+                                                'workflow', wv.workflow, 'workflow_version', wv.version));
+    SELECT s.role INTO start_role FROM workqueue.workflow_step s
+     WHERE s.workflow = wv.workflow AND s.version = wv.version AND s.name = wv.start_step;
+    IF q.sla_policy IS NOT NULL OR start_role IS NOT NULL THEN
+        PERFORM workqueue._after_enter(ARRAY[new_id], workqueue._caller(), true);
+    END IF;
+    RETURN new_id;
+END
+$$;
+
+-- Returns items whose lease has passed to the queue ("lease_expired").
+CREATE OR REPLACE FUNCTION workqueue._expire_leases(queue text) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN
+        WITH expired AS (
+            SELECT i.queue, i.id, i.claimed_by, i.lease_until FROM workqueue.item i
+             WHERE i.queue = _expire_leases.queue AND i.status = 'in_progress' AND i.lease_until <= now()
+               FOR UPDATE SKIP LOCKED)
+        UPDATE workqueue.item i SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
+          FROM expired e WHERE i.queue = e.queue AND i.id = e.id
+        RETURNING i.queue, i.id, i.step, e.claimed_by, e.lease_until
+    LOOP
+        PERFORM workqueue._event(r.queue, r.id, 'workqueue', 'lease_expired', r.step, r.step,
+                                 jsonb_build_object('claimed_by', r.claimed_by, 'lease_until', r.lease_until));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._expire_leases(text) FROM PUBLIC;
+
+-- Returns every item whose lease has run out to its queue.
+CREATE OR REPLACE FUNCTION workqueue._expire_all_leases() RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q text;
+    n int := 0;
+BEGIN
+    FOR q IN SELECT DISTINCT i.queue FROM workqueue.item i
+              WHERE i.status = 'in_progress' AND i.lease_until <= now()
+    LOOP
+        n := n + workqueue._expire_leases(q);
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._expire_all_leases() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION workqueue.claim(queue text, n int DEFAULT 1, worker text DEFAULT current_user)
+    RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 1 AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(claim.queue);
+    scopes text[] := workqueue._caller_scopes();     -- NULL: all
+BEGIN
+    IF claim.n IS NULL OR claim.n < 1 OR claim.n > 10000 THEN
+        RAISE EXCEPTION 'cannot claim % items at once', coalesce(claim.n::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass n between 1 and 10000.';
+    END IF;
+    PERFORM workqueue._check_actor(claim.worker, 'worker');
+    PERFORM workqueue._expire_leases(q.name);
+
+    -- one statement: take the items, write their events, announce them
+    RETURN QUERY
+        WITH c AS (
+            SELECT i.queue, i.id FROM workqueue.item i
+             WHERE i.queue = q.name AND i.status = 'open'
+               AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
+             ORDER BY i.priority, i.created_at, i.id
+             LIMIT claim.n
+               FOR UPDATE SKIP LOCKED),
+        u AS (
+            UPDATE workqueue.item i
+               SET status = 'in_progress', claimed_by = claim.worker,
+                   lease_until = now() + q.lease_timeout, updated_at = now()
+              FROM c WHERE i.queue = c.queue AND i.id = c.id
+            RETURNING i.*),
+        e AS (
+            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+            SELECT u.queue, u.id, claim.worker, 'claimed', u.step, u.step,
+                   jsonb_build_object('lease_until', u.lease_until)
+              FROM u
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step),
+        announced AS (
+            SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+                       'item', e.item_id, 'queue', e.queue, 'kind', 'claimed', 'event', e.id,
+                       'step', e.to_step)::text)) AS n
+              FROM e)
+        SELECT u.* FROM u, announced ORDER BY u.priority, u.created_at, u.id;
+END
+$$;
+
+-- Raises unless "worker" holds a live lease on the item (an administrator
+-- acting as itself may act on any claim).
+CREATE OR REPLACE FUNCTION workqueue._check_holder(it workqueue.item, worker text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF it.status <> 'in_progress' THEN
+        RAISE EXCEPTION 'item % is not claimed', it.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its status is "%s".', it.status),
+                  HINT = 'Claim it first with workqueue.claim().';
+    END IF;
+    IF workqueue._actor_is_admin(worker) THEN
+        RETURN;
+    END IF;
+    IF it.claimed_by <> worker THEN
+        RAISE EXCEPTION 'item % is claimed by "%"', it.id, it.claimed_by
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = format('"%s" does not hold the lease; it runs until %s.', worker, it.lease_until),
+                  HINT = 'Only the holder or a workqueue administrator can change this claim.';
+    END IF;
+    IF it.lease_until <= now() THEN
+        RAISE EXCEPTION 'lease of "%" on item % has expired', worker, it.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The lease ended at %s.', it.lease_until),
+                  HINT = 'Claim the item again with workqueue.claim(); extend leases before they run out.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.release(item bigint, worker text DEFAULT current_user) RETURNS workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(release.item);
+BEGIN
+    PERFORM workqueue._check_actor(release.worker, 'worker');
+    PERFORM workqueue._check_holder(it, release.worker);
+    UPDATE workqueue.item SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
+     WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    PERFORM workqueue._event(it.queue, it.id, release.worker, 'released', it.step, it.step);
+    RETURN it;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.extend_lease(item bigint, by interval, worker text DEFAULT current_user)
+    RETURNS workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(extend_lease.item);
+BEGIN
+    IF extend_lease.by IS NULL OR extend_lease.by <= interval '0' THEN
+        RAISE EXCEPTION 'lease extension must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', coalesce(extend_lease.by::text, 'NULL'));
+    END IF;
+    PERFORM workqueue._check_actor(extend_lease.worker, 'worker');
+    PERFORM workqueue._check_holder(it, extend_lease.worker);
+    UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
+     WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    -- a heartbeat: announced, but not written to the audit trail
+    PERFORM pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
+        'item', it.id, 'queue', it.queue, 'kind', 'lease_extended', 'lease_until', it.lease_until)::text);
+    RETURN it;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.comment(item bigint, body text, actor text DEFAULT current_user) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(comment.item);
+BEGIN
+    PERFORM workqueue._check_actor(comment.actor, 'actor');
+    IF comment.body IS NULL OR comment.body !~ '[^[:space:]]' THEN      -- tabs and newlines are blank too
+        RAISE EXCEPTION 'comment must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE workqueue.item SET updated_at = now() WHERE queue = it.queue AND id = it.id;
+    RETURN workqueue._event(it.queue, it.id, comment.actor, 'comment', it.step, it.step,
+                            jsonb_build_object('body', comment.body));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.update_fields(item bigint, fields jsonb, actor text DEFAULT current_user)
+    RETURNS workqueue.item
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    it workqueue.item := workqueue._item_for_update(update_fields.item);
+    old_values jsonb;
+    new_values jsonb;
+BEGIN
+    PERFORM workqueue._check_actor(update_fields.actor, 'actor');
+    IF update_fields.fields IS NULL OR jsonb_typeof(update_fields.fields) <> 'object' THEN
+        RAISE EXCEPTION 'fields must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(update_fields.fields), 'NULL')),
+                  HINT = 'Pass an object of field names and values, e.g. {"resolution": "fixed"}.';
+    END IF;
+    SELECT jsonb_object_agg(f.key, it.notes->f.key), jsonb_object_agg(f.key, f.value)
+      INTO old_values, new_values
+      FROM jsonb_each(update_fields.fields) f
+     WHERE it.notes->f.key IS DISTINCT FROM f.value OR NOT it.notes ? f.key;
+    IF new_values IS NULL THEN
+        RETURN it;                  -- nothing changes: no write, no event
+    END IF;
+    UPDATE workqueue.item SET notes = notes || new_values, updated_at = now()
+     WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    PERFORM workqueue._event(it.queue, it.id, update_fields.actor, 'field_update', it.step, it.step,
+                             jsonb_build_object('old', old_values, 'new', new_values));
+    RETURN it;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.list_items(queue text, status text DEFAULT 'open', first int DEFAULT NULL,
+                                     after bigint DEFAULT NULL)
+    RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(list_items.queue);
+    lim int := coalesce(list_items.first, current_setting('workqueue.page_size', true)::int, 25);
+    cur workqueue.item;
+    scopes text[] := workqueue._caller_scopes();     -- NULL: all
+BEGIN
+    IF list_items.status IS NULL
+       OR list_items.status NOT IN ('open', 'in_progress', 'resolved', 'rejected', 'closed') THEN
+        RAISE EXCEPTION 'unrecognized item status "%"', coalesce(list_items.status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use one of: open, in_progress, resolved, rejected, closed.';
+    END IF;
+    IF lim < 1 OR lim > 10000 THEN
+        RAISE EXCEPTION 'page size % is out of range', lim
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass first between 1 and 10000.';
+    END IF;
+    IF list_items.after IS NULL THEN
+        RETURN QUERY SELECT * FROM workqueue.item i
+                      WHERE i.queue = q.name AND i.status = list_items.status
+                        AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
+                      ORDER BY i.priority, i.created_at, i.id LIMIT lim;
+        RETURN;
+    END IF;
+    SELECT * INTO cur FROM workqueue.item i WHERE i.queue = q.name AND i.id = list_items.after;
+    IF NOT FOUND OR NOT workqueue._visible(cur.scope) THEN
+        RAISE EXCEPTION 'item % is not in queue "%"', list_items.after, q.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass as "after" the id of the last item of the previous page.';
+    END IF;
+    RETURN QUERY SELECT * FROM workqueue.item i
+                  WHERE i.queue = q.name AND i.status = list_items.status
+                    AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
+                    AND (i.priority, i.created_at, i.id) > (cur.priority, cur.created_at, cur.id)
+                  ORDER BY i.priority, i.created_at, i.id LIMIT lim;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.get_items(ids bigint[]) RETURNS SETOF workqueue.item
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.* FROM unnest(ids) WITH ORDINALITY AS x(id, ord)
+      JOIN workqueue.item i ON i.id = x.id
+     CROSS JOIN (SELECT workqueue._caller_scopes() AS scopes) c
+     WHERE i.scope = '{}' OR c.scopes IS NULL OR i.scope && c.scopes
+     ORDER BY x.ord
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.get_items_by_external(queue text, external_ids text[]) RETURNS SETOF workqueue.item
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q workqueue.queue := workqueue._queue(get_items_by_external.queue);
+    scopes text[] := workqueue._caller_scopes();     -- NULL: all
+BEGIN
+    RETURN QUERY SELECT i.* FROM unnest(get_items_by_external.external_ids) WITH ORDINALITY AS x(eid, ord)
+                   JOIN workqueue.item i ON i.queue = q.name AND i.external_id = x.eid
+                  WHERE i.scope = '{}' OR scopes IS NULL OR i.scope && scopes
+                  ORDER BY x.ord;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.history(item bigint) RETURNS SETOF workqueue.item_event
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q text;
+    sc text[];
+BEGIN
+    SELECT i.queue, i.scope INTO q, sc FROM workqueue.item i WHERE i.id = history.item;
+    IF NOT FOUND OR NOT workqueue._visible(sc) THEN
+        RAISE EXCEPTION 'item % does not exist', coalesce(history.item::text, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+    END IF;
+    RETURN QUERY SELECT * FROM workqueue.item_event e
+                  WHERE e.queue = q AND e.item_id = history.item ORDER BY e.id DESC;
+END
+$$;
+
+-- For the DBA: counts per queue.  breached: the SLA clock has reached the
+-- target (a paused clock has not).
+CREATE OR REPLACE VIEW workqueue.queue_stats AS
+    SELECT q.name AS queue,
+           count(i.id) FILTER (WHERE i.status = 'open') AS open,
+           count(i.id) FILTER (WHERE i.status = 'in_progress') AS in_progress,
+           count(i.id) FILTER (WHERE i.status IN ('resolved', 'rejected')) AS done,
+           count(i.id) FILTER (WHERE i.status = 'closed') AS closed,
+           now() - min(i.created_at) FILTER (WHERE i.status = 'open') AS oldest_open_age,
+           count(i.id) FILTER (WHERE i.status IN ('open', 'in_progress') AND i.sla_paused_at IS NULL
+                                 AND i.due_at < now()) AS breached,
+           count(i.id) FILTER (WHERE i.status IN ('open', 'in_progress') AND i.sla_paused_at IS NOT NULL) AS sla_paused
+      FROM workqueue.queue q LEFT JOIN workqueue.item i ON i.queue = q.name
+     GROUP BY q.name;
+GRANT SELECT ON workqueue.queue_stats TO PUBLIC;

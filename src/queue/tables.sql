@@ -1,0 +1,101 @@
+-- Queues, items and the audit trail of every item.
+--
+-- The SLA clock's columns of an item are added by src/sla/tables.sql, next
+-- to the rules that use them.
+
+CREATE TABLE workqueue.queue (
+    name          text PRIMARY KEY CHECK (name <> ''),
+    workflow      text NOT NULL DEFAULT 'review' REFERENCES workqueue.workflow (name),
+    sla_policy    text,
+    lease_timeout interval NOT NULL DEFAULT '15 minutes' CHECK (lease_timeout > interval '0'),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    created_by    text NOT NULL DEFAULT current_user,
+    scope         text[] NOT NULL DEFAULT '{}'      -- the scope new items of the queue get
+);
+
+CREATE TABLE workqueue.item (
+    id               bigint GENERATED ALWAYS AS IDENTITY,
+    queue            text NOT NULL REFERENCES workqueue.queue (name),
+    external_id      text,
+    source           text,
+    parent_id        bigint,
+    step             text NOT NULL,
+    status           text NOT NULL DEFAULT 'open'
+                     CHECK (status IN ('open', 'in_progress', 'resolved', 'rejected', 'closed')),
+    priority         smallint NOT NULL DEFAULT 3 CHECK (priority BETWEEN 1 AND 5),
+    assignee         text,
+    claimed_by       text,
+    lease_until      timestamptz,
+    data             jsonb NOT NULL DEFAULT '{}',
+    notes            jsonb NOT NULL DEFAULT '{}',
+    scope            text[] NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    resolved_at      timestamptz,
+    due_at           timestamptz,
+    sla_paused_at    timestamptz,
+    last_seen_at     timestamptz,
+    workflow         text NOT NULL,
+    workflow_version int NOT NULL,
+    PRIMARY KEY (queue, id),
+    UNIQUE (queue, external_id),
+    FOREIGN KEY (queue, parent_id) REFERENCES workqueue.item (queue, id),
+    FOREIGN KEY (workflow, workflow_version) REFERENCES workqueue.workflow_version (workflow, version),
+    CHECK ((status = 'in_progress') = (claimed_by IS NOT NULL))
+);
+CREATE INDEX item_id_idx ON workqueue.item (id);
+-- Inbox order: priority 1 first, then oldest; serves claim and list_items.
+-- Two partial indexes, for the open and the done statuses: a query by
+-- (queue, id) alone -- the foreign-key checks of every event, fetch and
+-- child item -- can use neither, so it always takes the primary key.  (With
+-- one index over every status, which ends in id, the planner could pick it
+-- for those checks on a new or small table, and then scan the queue's whole
+-- index range for every event of a big first load.)
+CREATE INDEX item_inbox_idx ON workqueue.item (queue, status, priority, created_at, id)
+    WHERE status IN ('open', 'in_progress');
+CREATE INDEX item_done_idx ON workqueue.item (queue, status, priority, created_at, id)
+    WHERE status IN ('resolved', 'rejected', 'closed');
+CREATE INDEX item_lease_idx ON workqueue.item (queue, lease_until) WHERE status = 'in_progress';
+-- leases that run out, across queues, for the worker
+CREATE INDEX item_lease_due_idx ON workqueue.item (lease_until) WHERE status = 'in_progress';
+-- least_loaded assignment counts each member's open items
+CREATE INDEX item_assignee_idx ON workqueue.item (assignee)
+    WHERE assignee IS NOT NULL AND status IN ('open', 'in_progress');
+-- children of a parent (and the parent foreign key's checks)
+CREATE INDEX item_parent_idx ON workqueue.item (queue, parent_id) WHERE parent_id IS NOT NULL;
+-- items with a scope, for row-level security (src/core/scopes.sql)
+CREATE INDEX item_scope_idx ON workqueue.item USING gin (scope) WHERE scope <> '{}';
+-- a queue table: every claim leaves a dead index entry at the head of the
+-- inbox until vacuum, so vacuum it early
+ALTER TABLE workqueue.item SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
+
+-- Append-only audit trail.  Written only by the API functions (never by
+-- triggers, so it distributes with the item); ordinary roles may read it.
+CREATE TABLE workqueue.item_event (
+    id        bigint GENERATED ALWAYS AS IDENTITY,
+    queue     text NOT NULL,
+    item_id   bigint NOT NULL,
+    at        timestamptz NOT NULL DEFAULT clock_timestamp(),  -- when it was written
+    actor     text NOT NULL,
+    kind      text NOT NULL CHECK (kind IN ('created', 'synced', 'claimed', 'released', 'lease_expired',
+                    'transition', 'comment', 'field_update', 'assigned', 'sla_warning', 'sla_breach',
+                    'escalated', 'upstream_closed', 'upstream_reopened', 'fetch_completed', 'fetch_failed',
+                    'sla_recomputed')),
+    from_step text,
+    to_step   text,
+    payload   jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (queue, id),
+    FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
+);
+CREATE INDEX item_event_item_idx ON workqueue.item_event (queue, item_id, id);
+
+SELECT pg_catalog.pg_extension_config_dump('workqueue.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.item', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.item_event', '');
+
+-- Read for everyone (items and events through row-level security by scope),
+-- writes only through the API; events are never changed or deleted.
+REVOKE ALL ON workqueue.queue, workqueue.item, workqueue.item_event FROM PUBLIC;
+GRANT SELECT ON workqueue.queue, workqueue.item, workqueue.item_event TO PUBLIC;
+GRANT ALL ON workqueue.queue, workqueue.item, workqueue.item_event TO workqueue_admin;
+REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.item_event FROM workqueue_admin;

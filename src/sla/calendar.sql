@@ -1,0 +1,87 @@
+-- Business-hours calendars, versioned like workflows, and their arithmetic
+-- (C: src/sla/calendar*.c).  Rules: doc/sla.md, "Calendars".
+--
+-- Privileges: everyone may read calendars and call the arithmetic (it reads
+-- workqueue.calendar with the caller's rights, through schema-qualified
+-- queries that do not depend on search_path; it is neither SECURITY
+-- DEFINER nor has a SET clause, which would cost a GUC save/restore on each
+-- of possibly millions of calls).  Only administrators define calendars,
+-- through create_calendar(), which validates them.
+
+-- Validates a calendar definition (C); returns the zone's canonical name.
+CREATE OR REPLACE FUNCTION workqueue._validate_calendar(timezone text, hours jsonb, holidays date[])
+    RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_validate_calendar';
+
+CREATE OR REPLACE FUNCTION workqueue.create_calendar(name text, timezone text, hours jsonb,
+                                          holidays date[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    zone text;
+    v int;
+BEGIN
+    PERFORM workqueue._require_admin('define calendars');
+    IF create_calendar.name IS NULL OR create_calendar.name = '' THEN
+        RAISE EXCEPTION 'calendar name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workqueue._check_name('calendar', create_calendar.name);     -- hostile
+    IF create_calendar.name = '24x7' THEN
+        RAISE EXCEPTION 'calendar name "24x7" is reserved' USING ERRCODE = 'reserved_name',
+            DETAIL = 'The built-in calendar "24x7" counts every hour of every day, in UTC.',
+            HINT = 'Choose another name.';
+    END IF;
+    zone := workqueue._validate_calendar(create_calendar.timezone, create_calendar.hours,
+                                         create_calendar.holidays);
+
+    -- one definer at a time, so that version numbers never collide; readers
+    -- are not blocked
+    LOCK TABLE workqueue.calendar IN SHARE ROW EXCLUSIVE MODE;
+    SELECT coalesce(max(c.version), 0) + 1 INTO v
+      FROM workqueue.calendar c WHERE c.name = create_calendar.name;
+
+    INSERT INTO workqueue.calendar (name, version, timezone, hours, holidays, created_by)
+    VALUES (create_calendar.name, v, zone, create_calendar.hours,
+            ARRAY(SELECT DISTINCT d FROM unnest(coalesce(create_calendar.holidays, '{}')) AS d ORDER BY d),
+            workqueue._caller());
+    RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
+
+CREATE OR REPLACE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text, version int)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
+
+CREATE OR REPLACE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text)
+    RETURNS interval
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
+
+CREATE OR REPLACE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text, version int)
+    RETURNS interval
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
+
+CREATE OR REPLACE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
+
+CREATE OR REPLACE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text, version int)
+    RETURNS timestamptz
+    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
+
+-- Raises unless a calendar of that name exists.
+CREATE OR REPLACE FUNCTION workqueue._require_calendar(name text, what text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NULL OR NOT EXISTS (SELECT 1 FROM workqueue.calendar c WHERE c.name = _require_calendar.name) THEN
+        RAISE EXCEPTION 'calendar "%" does not exist', coalesce(name, 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('It is named as %s.', what),
+                  HINT = 'Create it with workqueue.create_calendar(), or use the built-in ''24x7''.';
+    END IF;
+END
+$$;
