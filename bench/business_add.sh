@@ -52,9 +52,6 @@ psql_db() {
 dropdb --if-exists "$db" >/dev/null 2>&1
 createdb "$db"
 psql_db -c "CREATE EXTENSION workqueue"
-if [[ $(psql_db -At -c "SELECT to_regprocedure('workqueue.business_add(timestamptz, interval, text)') IS NULL") == t ]]; then
-    psql_db -f ../sql/staging/calendar.sql
-fi
 
 psql_db <<'SQL'
 SELECT workqueue.create_calendar('bench_london', 'Europe/London',
