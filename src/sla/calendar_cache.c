@@ -31,7 +31,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -39,6 +38,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "core/spi.h"
 #include "sla/calendar.h"
 #include "core/workqueue.h"
 
@@ -124,38 +124,18 @@ SnapKeyMatches(const SnapKey *e, const SnapKey *c)
 		e->curcid == 0 && c->curcid == 0;
 }
 
-static SPIPlanPtr
-Prepare(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+/*
+ * The statements reading calendar versions, with the argument types (name,
+ * version).  Qualified names, operators and aggregates: the callers'
+ * search_path does not matter (these functions are not SECURITY DEFINER).
+ */
+static Oid	plan_types[2] = {TEXTOID, INT4OID};
 
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-static void
-PreparePlans(void)
-{
-	Oid			types[2] = {TEXTOID, INT4OID};
-
-	/*
-	 * qualified names, operators and aggregates: the callers' search_path
-	 * does not matter (these functions are not SECURITY DEFINER)
-	 */
-	if (current_plan == NULL)
-		current_plan = Prepare("SELECT version, timezone, hours, holidays, xmin FROM workqueue.calendar "
-							   "WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY version DESC LIMIT 1",
-							   1, types);
-	if (version_plan == NULL)
-		version_plan = Prepare("SELECT version, timezone, hours, holidays, xmin FROM workqueue.calendar "
-							   "WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
-							   2, types);
-	if (latest_plan == NULL)
-		latest_plan = Prepare("SELECT pg_catalog.max(version) FROM workqueue.calendar WHERE name OPERATOR(pg_catalog.=) $1",
-							  1, types);
-}
+#define CURRENT_SQL "SELECT version, timezone, hours, holidays, xmin FROM workqueue.calendar " \
+	"WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY version DESC LIMIT 1"
+#define VERSION_SQL "SELECT version, timezone, hours, holidays, xmin FROM workqueue.calendar " \
+	"WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
+#define LATEST_SQL "SELECT pg_catalog.max(version) FROM workqueue.calendar WHERE name OPERATOR(pg_catalog.=) $1"
 
 /* Raises 42704 for a calendar (version) that does not exist. */
 static void
@@ -164,7 +144,8 @@ NotFound(const char *name, int32 version, Datum *args)
 	bool		isnull = true;
 	Datum		latest = 0;
 
-	if (version > 0 && SPI_execute_plan(latest_plan, args, NULL, true, 1) == SPI_OK_SELECT &&
+	if (version > 0 &&
+		SPI_execute_plan(WqPlan(&latest_plan, LATEST_SQL, 1, plan_types), args, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 		latest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (version <= 0 || isnull)
@@ -194,13 +175,14 @@ LoadVersion(const char *name, int32 version, MemoryContext fallback, MemoryConte
 	MemoryContext cxt;
 	MemoryContext old;
 	Calendar   *cal;
+	SPIPlanPtr	plan;
 	int			rc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	PreparePlans();
-	rc = SPI_execute_plan(version > 0 ? version_plan : current_plan, args, NULL,
-						  ActiveSnapshotSet(), 1);
+	plan = version > 0 ? WqPlan(&version_plan, VERSION_SQL, 2, plan_types)
+		: WqPlan(&current_plan, CURRENT_SQL, 1, plan_types);
+	rc = SPI_execute_plan(plan, args, NULL, ActiveSnapshotSet(), 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read calendar \"%s\": %s", name, SPI_result_code_string(rc));
 	if (SPI_processed == 0)

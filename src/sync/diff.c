@@ -48,7 +48,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
-#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -62,6 +61,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "core/spi.h"
 #include "sync/sync_db.h"
 
 /*
@@ -470,16 +470,8 @@ CheckQueueExists(text *queue)
 	bool		found;
 
 	SPI_connect();
-	if (queue_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM workqueue.queue WHERE name = $1", 1, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		queue_plan = plan;
-	}
-	if (SPI_execute_plan(queue_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&queue_plan, "SELECT 1 FROM workqueue.queue WHERE name = $1", 1, types),
+						 args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read workqueue.queue");
 	found = SPI_processed > 0;
 	SPI_finish();

@@ -61,7 +61,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -77,6 +76,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "core/spi.h"
 #include "sync/sync_db.h"
 
 /* Above this many changed items a call sends one summary notification. */
@@ -200,6 +200,27 @@ static const char *const UPSERT_SQL =
 "                   WHERE NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)"
 "                   ORDER BY n.ord) END,"
 "       CASE WHEN $14 THEN ARRAY(SELECT ins.id FROM ins) END";
+
+/*
+ * The queue's workflow, its current version and start step, and whether new
+ * items need workqueue._after_enter (the queue has an SLA policy, or the
+ * start step a role).
+ */
+static const char *const QUEUE_SQL =
+"SELECT q.workflow, v.version, v.start_step,"
+"       q.sla_policy IS NOT NULL OR s.role IS NOT NULL"
+"  FROM workqueue.queue q"
+"  JOIN workqueue.workflow w ON w.name = q.workflow"
+"  JOIN workqueue.workflow_version v"
+"    ON v.workflow = w.name AND v.version = w.current_version"
+"  JOIN workqueue.workflow_step s"
+"    ON s.workflow = v.workflow AND s.version = v.version AND s.name = v.start_step"
+" WHERE q.name = $1";
+
+/* the types of $1 to $14 of UPSERT_SQL */
+static Oid	upsert_types[UPSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JSONBARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID,
+INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID, BOOLOID};
 
 static SPIPlanPtr queue_plan;
 static SPIPlanPtr actor_plan;
@@ -463,24 +484,7 @@ ReadQueue(text *name, SyncQueue *q)
 	Datum		args[1] = {PointerGetDatum(name)};
 	bool		isnull;
 
-	if (queue_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT q.workflow, v.version, v.start_step,"
-									   "       q.sla_policy IS NOT NULL OR s.role IS NOT NULL"
-									   "  FROM workqueue.queue q"
-									   "  JOIN workqueue.workflow w ON w.name = q.workflow"
-									   "  JOIN workqueue.workflow_version v"
-									   "    ON v.workflow = w.name AND v.version = w.current_version"
-									   "  JOIN workqueue.workflow_step s"
-									   "    ON s.workflow = v.workflow AND s.version = v.version AND s.name = v.start_step"
-									   " WHERE q.name = $1", 1, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		queue_plan = plan;
-	}
-	if (SPI_execute_plan(queue_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&queue_plan, QUEUE_SQL, 1, types), args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read workqueue.queue");
 	if (SPI_processed == 0)
 		SYNC_QUEUE_NOT_FOUND(text_to_cstring(name));
@@ -503,16 +507,8 @@ CheckSource(text *source)
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1] = {PointerGetDatum(source)};
 
-	if (actor_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT workqueue._check_actor($1, 'source')", 1, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		actor_plan = plan;
-	}
-	if (SPI_execute_plan(actor_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&actor_plan, "SELECT workqueue._check_actor($1, 'source')", 1, types),
+						 args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the source");
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -713,19 +709,8 @@ RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_m
 	args[11] = PriorityArray(items, c->chpos, c->nch);
 	args[12] = VarlenaArray(items, c->chpos, c->nch, true);
 
-	if (upsert_plan == NULL)
-	{
-		Oid			types[UPSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JSONBARRAYOID,
-			TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID,
-		INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID, BOOLOID};
-		SPIPlanPtr	plan = SPI_prepare_cursor(UPSERT_SQL, UPSERT_NARGS, types, CURSOR_OPT_CUSTOM_PLAN);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		upsert_plan = plan;
-	}
-	if (SPI_execute_plan(upsert_plan, args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(WqPlanCursor(&upsert_plan, UPSERT_SQL, UPSERT_NARGS, upsert_types, CURSOR_OPT_CUSTOM_PLAN),
+						 args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not upsert items");
 
 	row = SPI_tuptable->vals[0];
@@ -765,16 +750,8 @@ AfterEnter(Datum ids, Datum actor)
 	Oid			types[2] = {INT8ARRAYOID, TEXTOID};
 	Datum		args[2] = {ids, actor};
 
-	if (after_enter_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT workqueue._after_enter($1, $2, true)", 2, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		after_enter_plan = plan;
-	}
-	if (SPI_execute_plan(after_enter_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, true)", 2, types),
+						 args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not start the SLA of new items");
 	SPI_freetuptable(SPI_tuptable);
 }

@@ -26,7 +26,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -34,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "core/spi.h"
 #include "workflow/workflow.h"
 #include "core/workqueue.h"
 
@@ -71,21 +71,6 @@ static SPIPlanPtr after_enter_plan;
 #define ITEM_COLUMNS \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
 	"workflow, workflow_version, sla_target IS NOT NULL, workqueue._visible(scope) FROM workqueue.item"
-
-static SPIPlanPtr
-Prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /*
  * Checks the actor argument (see WorkqueueCheckActor) and tells whether the
@@ -139,7 +124,7 @@ ReadItem(int64 id, ItemState *it)
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(id)};
 
-	if (SPI_execute_plan(Prepare(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 1, types),
+	if (SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 1, types),
 						 args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read item " INT64_FORMAT, id);
 	if (SPI_processed == 0)
@@ -166,7 +151,7 @@ LockItems(int64 *ids, int n)
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(Prepare(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+	if (SPI_execute_plan(WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
 								 1, types), args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
 	for (int i = 0, r = 0; i < n; i++)
@@ -189,7 +174,7 @@ IsActiveMember(const char *role, const char *member)
 	Datum		args[2] = {CStringGetTextDatum(role), CStringGetTextDatum(member)};
 	bool		found;
 
-	Prepare(&member_plan, "SELECT 1 FROM workqueue.role_member WHERE role = $1 AND member = $2 AND active",
+	WqPlan(&member_plan, "SELECT 1 FROM workqueue.role_member WHERE role = $1 AND member = $2 AND active",
 			2, types);
 	if (SPI_execute_plan(member_plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read role members");
@@ -465,7 +450,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[9] = CStringGetTextDatum(actor);
 		args[10] = CStringGetTextDatum(tname);
 		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-		Prepare(&move_plan,
+		WqPlan(&move_plan,
 				"WITH m AS ("
 				"  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
 				"                       $8::text[], $9::text[], $12::bool[])"
@@ -505,7 +490,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 
 		args[0] = PointerGetDatum(construct_array(enter_items, nenter, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = CStringGetTextDatum(actor);
-		if (SPI_execute_plan(Prepare(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, false)", 2, types),
+		if (SPI_execute_plan(WqPlan(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, false)", 2, types),
 							 args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not update the SLA and assignment of moved items");
 		SPI_freetuptable(SPI_tuptable);
@@ -522,7 +507,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 
 		args[0] = PointerGetDatum(construct_array(fetch_items, nfetch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = PointerGetDatum(construct_array(fetch_sources, nfetch, TEXTOID, -1, false, TYPALIGN_INT));
-		if (SPI_execute_plan(Prepare(&on_enter_plan,
+		if (SPI_execute_plan(WqPlan(&on_enter_plan,
 									 "SELECT count(workqueue.enqueue_fetch(x.i, x.s)) FROM unnest($1::int8[], $2::text[]) AS x(i, s) "
 									 "JOIN workqueue.item it ON it.id = x.i WHERE it.external_id IS NOT NULL",
 									 2, types), args, NULL, false, 0) != SPI_OK_SELECT)
@@ -557,7 +542,7 @@ workqueue_transition(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	TransitionBatch(&id, 1, tname, payload, actor, ActorRights(actor));
-	if (SPI_execute_plan(Prepare(&result_plan, "SELECT * FROM workqueue.item WHERE id = $1", 1, types),
+	if (SPI_execute_plan(WqPlan(&result_plan, "SELECT * FROM workqueue.item WHERE id = $1", 1, types),
 						 args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read item " INT64_FORMAT " back", id);
 	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);

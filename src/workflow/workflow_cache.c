@@ -14,13 +14,13 @@
 #include "catalog/namespace.h"
 #include "access/transam.h"
 #include "access/xact.h"
-#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "core/spi.h"
 #include "workflow/workflow.h"
 
 #define WF_CACHE_NAME_LEN 256
@@ -44,6 +44,7 @@ static SPIPlanPtr load_plan = NULL;
 static Workflow *
 LoadAndCompile(const char *name, int version, MemoryContext parent, bool *cacheable)
 {
+	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		args[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
 	bool		isnull;
 	Datum		def;
@@ -51,18 +52,9 @@ LoadAndCompile(const char *name, int version, MemoryContext parent, bool *cachea
 	MemoryContext old;
 	Workflow   *wf;
 
-	if (load_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT definition, xmin FROM workqueue.workflow_version "
-									   "WHERE workflow = $1 AND version = $2", 2, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		load_plan = plan;
-	}
-	if (SPI_execute_plan(load_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&load_plan, "SELECT definition, xmin FROM workqueue.workflow_version "
+								"WHERE workflow = $1 AND version = $2", 2, types),
+						 args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read workflow \"%s\" version %d", name, version);
 	if (SPI_processed == 0)
 		ereport(ERROR,
