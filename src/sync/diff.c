@@ -62,6 +62,7 @@
 #include "utils/snapmgr.h"
 
 #include "core/spi.h"
+#include "core/srf.h"
 #include "sync/sync_db.h"
 
 /*
@@ -507,7 +508,7 @@ workqueue_missing_ids(PG_FUNCTION_ARGS)
 				 errmsg("queue name must not be null")));
 	queue = PG_GETARG_TEXT_PP(0);
 	CheckQueueExists(queue);
-	store = SyncMaterializedResult(fcinfo, &tupdesc);
+	store = WqMaterializedResult(fcinfo, &tupdesc);
 	if (PG_ARGISNULL(1))
 		return (Datum) 0;
 

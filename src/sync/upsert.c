@@ -77,6 +77,7 @@
 #include "utils/snapmgr.h"
 
 #include "core/spi.h"
+#include "core/srf.h"
 #include "sync/sync_db.h"
 
 /* Above this many changed items a call sends one summary notification. */
@@ -881,7 +882,7 @@ workqueue_upsert_items(PG_FUNCTION_ARGS)
 				 errmsg("items must be a JSON array"),
 				 errdetail("The value given is of type NULL."),
 				 errhint("Pass an array of objects like {\"external_id\": \"A-1\", \"priority\": 2, \"data\": {...}}.")));
-	store = SyncMaterializedResult(fcinfo, &tupdesc);
+	store = WqMaterializedResult(fcinfo, &tupdesc);
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "workqueue upsert", ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);

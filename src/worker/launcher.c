@@ -44,12 +44,12 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
-#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "core/srf.h"
 #include "worker/worker.h"
 #include "core/workqueue.h"
 
@@ -182,10 +182,10 @@ PG_FUNCTION_INFO_V1(workqueue_workers);
 Datum
 workqueue_workers(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	desc;
+	Tuplestorestate *store = WqMaterializedResult(fcinfo, &desc);
 	WorkerSlot	copy[WQ_MAX_SLOTS];
 
-	InitMaterializedSRF(fcinfo, 0);
 	if (WqShared == NULL)
 		return (Datum) 0;
 	SpinLockAcquire(&WqShared->mutex);
@@ -205,7 +205,7 @@ workqueue_workers(PG_FUNCTION_ARGS)
 		values[4] = TimestampTzGetDatum(copy[i].last_loop_at);
 		values[5] = Int64GetDatum(copy[i].jobs_done);
 		values[6] = Int32GetDatum(copy[i].in_flight);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		tuplestore_putvalues(store, desc, values, nulls);
 	}
 	return (Datum) 0;
 }
