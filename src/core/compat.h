@@ -9,6 +9,8 @@
 
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #if PG_VERSION_NUM < 140000
 #error "workqueue requires PostgreSQL 14 or later"
 #endif
@@ -17,6 +19,26 @@
 #if PG_VERSION_NUM < 150000
 #define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
 #endif
+
+/*
+ * Shared memory is requested from shmem_request_hook since 15, and straight
+ * from _PG_init before.  WqShmemRequestAt(request, &prev) arranges for
+ * request to run at the right time; request must first call *prev, the hook
+ * installed before it, if there is one.
+ */
+typedef void (*WqShmemRequestFn) (void);
+
+static inline void
+WqShmemRequestAt(WqShmemRequestFn request, WqShmemRequestFn *prev)
+{
+#if PG_VERSION_NUM >= 150000
+	*prev = shmem_request_hook;
+	shmem_request_hook = request;
+#else
+	*prev = NULL;
+	request();
+#endif
+}
 
 /* varatt.h split out of postgres.h in 16. */
 #if PG_VERSION_NUM >= 160000

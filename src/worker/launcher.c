@@ -58,17 +58,13 @@
 WorkqueueShared *WqShared = NULL;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
+static WqShmemRequestFn prev_shmem_request_hook = NULL;
 
 static void
 WorkqueueShmemRequest(void)
 {
-#if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	RequestAddinShmemSpace(MAXALIGN(sizeof(WorkqueueShared)));
 }
 
@@ -95,12 +91,7 @@ WorkqueueShmemStartup(void)
 void
 WorkqueueShmemInit(void)
 {
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = WorkqueueShmemRequest;
-#else
-	WorkqueueShmemRequest();
-#endif
+	WqShmemRequestAt(WorkqueueShmemRequest, &prev_shmem_request_hook);
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = WorkqueueShmemStartup;
 }
