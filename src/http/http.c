@@ -389,11 +389,12 @@ RetryDelayMs(const Transfer *t)
 }
 
 /*
- * Classifies a finished attempt; returns true if it should be retried.
- * Sets req->status and req->error (in cxt).
+ * Classifies a finished attempt of a transfer: success, or which error;
+ * returns true if it should be retried.  Sets req->status and req->error
+ * (in cxt).
  */
 static bool
-Classify(Transfer *t, CURLcode rc, MemoryContext cxt)
+ClassifyAttempt(Transfer *t, CURLcode rc, MemoryContext cxt)
 {
 	HttpRequest *req = t->req;
 	long		status = 0;
@@ -534,7 +535,7 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 				curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
 				curl_multi_remove_handle(multi, t->easy);
 				inflight--;
-				if (Classify(t, msg->data.result, cxt) && t->req->attempts <= opts->retries)
+				if (ClassifyAttempt(t, msg->data.result, cxt) && t->req->attempts <= opts->retries)
 				{
 					t->state = T_WAITING;
 					t->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RetryDelayMs(t));
@@ -687,7 +688,7 @@ HttpAsyncWait(HttpAsync *a, long timeout_ms)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
 		curl_multi_remove_handle(a->multi, t->easy);
 		a->inflight--;
-		(void) Classify(t, msg->data.result, a->cxt);
+		(void) ClassifyAttempt(t, msg->data.result, a->cxt);
 		Finish(t, a->cxt);
 		curl_easy_cleanup(t->easy);
 		free(t->buf);

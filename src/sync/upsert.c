@@ -12,8 +12,8 @@
  *	   the element's 1-based position.  Nothing is copied: each SyncItem
  *	   points into the items value.
  *
- *	2. Reading (Classify), in C: the external ids are looked up in the
- *	   queue with a fresh snapshot (SyncFindItems in diff.c: one pass over
+ *	2. Reading (ClassifyRecords), in C: the external ids are looked up in
+ *	   the queue with a fresh snapshot (SyncFindItems in diff.c: one pass over
  *	   the queue's part of the unique index, or an index probe per id for a
  *	   small batch), and each item found is compared with its record: data
  *	   with jsonb equality, priority only when given.  This sorts the
@@ -112,7 +112,7 @@ typedef struct SyncQueue
 	bool		after_enter;	/* new items need an SLA or an assignee */
 } SyncQueue;
 
-/* What Classify found for a set of positions of the input. */
+/* What ClassifyRecords found for a set of positions of the input. */
 typedef struct Classified
 {
 	int		   *newpos;			/* positions with no item, in external-id order */
@@ -412,7 +412,7 @@ ParseElement(JsonbValue *elem, int pos, SyncItem *item, Jsonb *empty)
 
 /*
  * Validates items and returns its elements; raises on the first problem.
- * Also returns the set of their external ids (for the first Classify).
+ * Also returns the set of their external ids (for the first ClassifyRecords).
  */
 static SyncItem *
 ParseItems(Jsonb *items, int *n, SyncIdSet **set)
@@ -540,8 +540,8 @@ CompareChanged(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Classify's state while SyncFindItems reports the items it finds. */
-typedef struct ClassifyState
+/* ClassifyRecords's state while SyncFindItems reports the items it finds. */
+typedef struct ClassifyRecordsState
 {
 	SyncItem   *items;
 	int		   *pos;			/* set index -> position in items */
@@ -551,13 +551,13 @@ typedef struct ClassifyState
 	Changed    *changed;
 	int			nch;
 	MemoryContext tmp;
-} ClassifyState;
+} ClassifyRecordsState;
 
 /* Compares a record with its item's row (a SyncFoundFn). */
 static void
 ItemFound(void *arg, uint32 index, TupleTableSlot *slot)
 {
-	ClassifyState *st = (ClassifyState *) arg;
+	ClassifyRecordsState *st = (ClassifyRecordsState *) arg;
 	SyncItem   *item = &st->items[st->pos[index]];
 	bool		isnull;
 	bool		same;
@@ -588,9 +588,9 @@ ItemFound(void *arg, uint32 index, TupleTableSlot *slot)
  * locks beyond AccessShareLock.
  */
 static void
-Classify(text *queue, SyncItem *items, int *pos, int npos, SyncIdSet *set, Classified *out)
+ClassifyRecords(text *queue, SyncItem *items, int *pos, int npos, SyncIdSet *set, Classified *out)
 {
-	ClassifyState st;
+	ClassifyRecordsState st;
 	Oid			itemrel = get_relname_relid("item", get_namespace_oid("workqueue", false));
 	Snapshot	snap;
 
@@ -687,7 +687,7 @@ PriorityArray(SyncItem *items, int *pos, int n)
 }
 
 /*
- * Runs the statement for what Classify found and fills *res.
+ * Runs the statement for what ClassifyRecords found and fills *res.
  */
 static void
 RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_max,
@@ -811,7 +811,7 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 				ids[i] = items[pos[i]].id;
 			set = SyncIdSetFromList(ids, npos, &dup1, &dup2);
 		}
-		Classify(queue, items, pos, npos, set, &c);
+		ClassifyRecords(queue, items, pos, npos, set, &c);
 		if (c.nnew + c.nch == 0)
 		{
 			MemoryContextSwitchTo(oldcxt);
