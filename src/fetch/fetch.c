@@ -60,7 +60,6 @@ typedef struct FetchTag
 {
 	char	   *queue;
 	int64		id;
-	int64		item_id;
 	char	   *source;
 	char	   *external_id;
 	int			attempts;
@@ -126,7 +125,7 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 	int			n;
 
 	WorkerTxBegin("workqueue: taking due fetches");
-	if (SPI_execute_with_args("SELECT queue, id, item_id, source, url, body, attempts, external_id "
+	if (SPI_execute_with_args("SELECT queue, id, source, url, body, attempts, external_id "
 							  "FROM workqueue._claim_fetches($1)", 1, types, values, NULL, false, 0)
 		!= SPI_OK_SELECT)
 		elog(ERROR, "could not take due fetches");
@@ -136,7 +135,7 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 		SPITupleTable *tt = SPI_tuptable;
 		HeapTuple	tup = tt->vals[r];
 		TupleDesc	desc = tt->tupdesc;
-		char	   *source = SPI_getvalue(tup, desc, 4);
+		char	   *source = SPI_getvalue(tup, desc, 3);
 		SourceDef  *src;
 		HttpOptions opts;
 		HttpRequest *req;
@@ -152,13 +151,12 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 		tag = palloc0(sizeof(FetchTag));
 		tag->queue = pstrdup(SPI_getvalue(tup, desc, 1));
 		tag->id = pg_strtoint64(SPI_getvalue(tup, desc, 2));
-		tag->item_id = pg_strtoint64(SPI_getvalue(tup, desc, 3));
 		tag->source = pstrdup(source);
-		tag->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 7));
-		tag->external_id = pstrdup(SPI_getvalue(tup, desc, 8));
+		tag->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 6));
+		tag->external_id = pstrdup(SPI_getvalue(tup, desc, 7));
 		req = palloc0(sizeof(HttpRequest));
-		req->url = pstrdup(SPI_getvalue(tup, desc, 5));
-		body = SPI_getvalue(tup, desc, 6);
+		req->url = pstrdup(SPI_getvalue(tup, desc, 4));
+		body = SPI_getvalue(tup, desc, 5);
 		req->body = body ? pstrdup(body) : NULL;
 		req->attempts = tag->attempts - 1;	/* for the backoff of this attempt */
 		req->tag = tag;

@@ -338,8 +338,6 @@ CalendarCompile(const char *name, int32 version, const char *tzname,
 		s->start = src[i].start - d * USECS_PER_DAY;
 		s->end = src[i].end - d * USECS_PER_DAY;
 		cal->week_usecs += s->end - s->start;
-		if (s->end > USECS_PER_DAY)
-			cal->overnight = true;
 		cal->day_end[d] = Max(cal->day_end[d], s->end);
 		cal->max_day_end = Max(cal->max_day_end, s->end);
 	}

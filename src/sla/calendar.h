@@ -77,7 +77,6 @@ typedef struct Calendar
 	DateADT    *holidays;		/* sorted, distinct */
 	int64		week_usecs;		/* nominal working time of any 7 days */
 	int			workdays;		/* weekdays with at least one interval */
-	bool		overnight;		/* some interval runs past midnight */
 	/* for the 7 days starting on weekday d, relative to that day's midnight */
 	int64		first_start[CAL_WEEKDAYS];	/* earliest interval start */
 	int64		last_end[CAL_WEEKDAYS]; /* latest interval end */

@@ -87,8 +87,7 @@ struct SyncIdSet
 	const SyncId *list;
 	IdSlot	   *slots;
 	uint32		mask;			/* number of slots - 1 */
-	uint64		count;			/* distinct ids */
-	uint64		pending;		/* of those, not found in the queue yet */
+	uint64		pending;		/* distinct ids not found in the queue yet */
 	bits8	   *missing;		/* by index: a first occurrence not found */
 };
 
@@ -169,7 +168,6 @@ IdSetAdd(SyncIdSet *set, uint32 index)
 			slot->hash = h;
 			slot->ref = index + 1;
 			BIT_SET(set->missing, index);
-			set->count++;
 			set->pending++;
 			return -1;
 		}

@@ -82,7 +82,6 @@ WorkqueueShmemStartup(void)
 	{
 		memset(WqShared, 0, sizeof(WorkqueueShared));
 		SpinLockInit(&WqShared->mutex);
-		WqShared->launcher_procno = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -372,9 +371,6 @@ WorkqueueLauncherMain(Datum arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("workqueue launcher");
 
-	SpinLockAcquire(&WqShared->mutex);
-	WqShared->launcher_procno = MyProc->pgprocno;
-	SpinLockRelease(&WqShared->mutex);
 	before_shmem_exit(LauncherExit, (Datum) 0);
 
 	memset(slot_db, 0, sizeof(slot_db));

@@ -39,7 +39,6 @@ typedef struct WorkerSlot
 typedef struct WorkqueueShared
 {
 	slock_t		mutex;
-	int			launcher_procno;	/* -1 when no launcher */
 	WorkerSlot	slots[WQ_MAX_SLOTS];
 } WorkqueueShared;
 

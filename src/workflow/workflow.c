@@ -232,6 +232,28 @@ StepList(const Workflow *wf)
 	return buf.data;
 }
 
+/* Checks a step's optional "weight": a positive number below 1e308. */
+static void
+CheckWeight(JsonbContainer *obj, const char *step)
+{
+	JsonbValue *weight = JbGet(obj, "weight");
+	char	   *text;
+	double		w;
+
+	if (weight == NULL || weight->type == jbvNull)
+		return;
+	if (weight->type != jbvNumeric)
+		WF_ERROR(errmsg("\"weight\" of step \"%s\" must be a number", step),
+				 errdetail("It is a %s.", JbTypeName(weight)));
+	/* via text: numeric_float8 raises its own error on overflow */
+	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(weight->val.numeric)));
+	w = strtod(text, NULL);
+	if (!(w > 0) || isinf(w))
+		WF_ERROR(errmsg("\"weight\" of step \"%s\" must be a positive number", step),
+				 errdetail("It is %.40s.", text),
+				 errhint("Weights are relative shares such as 1 or 3, greater than 0 and below 1e308."));
+}
+
 static void
 CompileSteps(Workflow *wf, JsonbContainer *steps)
 {
@@ -259,7 +281,6 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 		WfStep	   *s = &wf->steps[i];
 		JsonbContainer *obj;
 		JsonbValue *name;
-		JsonbValue *weight;
 		char	   *kind;
 		char	   *where;
 
@@ -278,10 +299,11 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 		where = psprintf("step \"%s\"", s->name);
 		CheckKeys(obj, step_keys, where);
 
+		/* escalate_to, pauses_sla and weight are only checked here: SQL reads them */
 		s->role = OptName(wf, obj, "role", where, "role");
-		s->escalate_to = OptName(wf, obj, "escalate_to", where, "escalation target");
+		(void) OptName(wf, obj, "escalate_to", where, "escalation target");
 		s->is_start = OptBool(obj, "start", where);
-		s->pauses_sla = OptBool(obj, "pauses_sla", where);
+		(void) OptBool(obj, "pauses_sla", where);
 
 		kind = OptString(obj, "kind", where);
 		if (kind == NULL || strcmp(kind, "work") == 0)
@@ -294,23 +316,7 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 			WF_ERROR(errmsg("step \"%s\" has unrecognized kind \"%s\"", s->name, kind),
 					 errhint("Use \"resolved\" or \"rejected\" for terminal steps; leave \"kind\" out for working steps."));
 
-		s->weight = 1.0;
-		weight = JbGet(obj, "weight");
-		if (weight != NULL && weight->type != jbvNull)
-		{
-			if (weight->type != jbvNumeric)
-				WF_ERROR(errmsg("\"weight\" of step \"%s\" must be a number", s->name),
-						 errdetail("It is a %s.", JbTypeName(weight)));
-			/* via text: numeric_float8 raises its own error on overflow */
-			s->weight = strtod(DatumGetCString(DirectFunctionCall1(numeric_out,
-																   NumericGetDatum(weight->val.numeric))),
-							   NULL);
-			if (!(s->weight > 0) || isinf(s->weight))
-				WF_ERROR(errmsg("\"weight\" of step \"%s\" must be a positive number", s->name),
-						 errdetail("It is %.40s.", DatumGetCString(DirectFunctionCall1(numeric_out,
-																					  NumericGetDatum(weight->val.numeric)))),
-						 errhint("Weights are relative shares such as 1 or 3, greater than 0 and below 1e308."));
-		}
+		CheckWeight(obj, s->name);
 		if (s->kind != WF_WORK && s->role != NULL)
 			WF_ERROR(errmsg("terminal step \"%s\" cannot have a role", s->name),
 					 errhint("Nobody works on a terminal step; remove \"role\"."));

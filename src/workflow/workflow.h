@@ -23,10 +23,7 @@ typedef struct WfStep
 {
 	char	   *name;
 	char	   *role;			/* NULL: anyone may act */
-	char	   *escalate_to;
-	double		weight;
 	bool		is_start;
-	bool		pauses_sla;
 	WfKind		kind;
 	char	   *on_enter_fetch; /* source to fetch from on entry, or NULL */
 } WfStep;
