@@ -418,8 +418,7 @@ ExpireLeases(void)
 
 /*
  * Fires the SLA thresholds that are due (workqueue._fire_sla_timers) and
- * returns when the next one is due, or 0 if none is (or the installed
- * version of the extension has no SLA yet).
+ * returns when the next one is due, or 0 if none is.
  */
 static TimestampTz
 FireSlaTimers(void)
@@ -429,8 +428,6 @@ FireSlaTimers(void)
 	bool		isnull;
 	Datum		d;
 
-	if (!OidIsValid(WorkerExtensionOid("sla_policy")))
-		return 0;
 	WorkerTxBegin("workqueue: firing sla timers");
 	if (SPI_execute("SELECT workqueue._fire_sla_timers(1000)", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not fire sla timers");
