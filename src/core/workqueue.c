@@ -8,7 +8,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
-#include "worker/worker.h"
+#include "worker/launcher.h"
 #include "core/workqueue.h"
 
 PG_MODULE_MAGIC;

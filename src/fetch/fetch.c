@@ -49,7 +49,9 @@
 
 #include "http/http.h"
 #include "sync/source.h"
-#include "worker/worker.h"
+#include "fetch/fetch.h"
+#include "worker/slot.h"
+#include "worker/xact.h"
 #include "core/workqueue.h"
 
 #define LEASE_CHECK_MS 1000
@@ -504,7 +506,7 @@ FetchWorkerLoop(void)
 		if (!OidIsValid(ext))
 		{
 			recovered = InvalidOid;
-			WorkerSetInFlight(0);
+			WorkerSlotSetInFlight(0);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000L, PG_WAIT_EXTENSION);
 			continue;
 		}
@@ -543,12 +545,12 @@ FetchWorkerLoop(void)
 		if (inflight == 0 ||
 			workqueue_http_max_concurrency - inflight >= Max(1, workqueue_http_max_concurrency / 4))
 			inflight += StartDueFetches(http, fetchcxt, workqueue_http_max_concurrency - inflight);
-		WorkerSetInFlight(inflight);
+		WorkerSlotSetInFlight(inflight);
 
 		if (inflight > 0)
 		{
 			HttpAsyncWait(http, PROGRESS_WAIT_MS);
-			WorkerCountJobs(FinishTransfers(http));
+			WorkerSlotCountJobs(FinishTransfers(http));
 			continue;
 		}
 

@@ -33,7 +33,8 @@
 
 #include "http/http.h"
 #include "sync/source.h"
-#include "worker/worker.h"
+#include "sync/sync.h"
+#include "worker/xact.h"
 #include "core/workqueue.h"
 
 typedef struct SyncRun

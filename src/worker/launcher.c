@@ -50,7 +50,7 @@
 #include "utils/varlena.h"
 
 #include "core/srf.h"
-#include "worker/worker.h"
+#include "worker/launcher.h"
 #include "core/workqueue.h"
 
 #define WORKER_RESTART_MS 5000

@@ -8,7 +8,7 @@
  * runs it sleeps on its latch (set by backends when they queue work) with a
  * timeout as a fallback.
  *
- * Every piece of work happens in short transactions; no transaction,
+ * Every piece of work happens in short transactions (xact.c); no transaction,
  * snapshot or row lock is held across network I/O (see sync.c).  An ERROR
  * while executing a run is caught here: the transaction is aborted and the
  * run marked failed with the message, and the loop goes on.  FATAL (SIGTERM,
@@ -26,121 +26,21 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "commands/extension.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 
+#include "fetch/fetch.h"
+#include "sync/sync.h"
+#include "worker/launcher.h"
+#include "worker/slot.h"
 #include "worker/worker.h"
-#include "core/workqueue.h"
-
-static int	my_slot = -1;
-
-static void
-ReleaseSlot(int code, Datum arg)
-{
-	if (my_slot < 0 || WqShared == NULL)
-		return;
-	SpinLockAcquire(&WqShared->mutex);
-	if (WqShared->slots[my_slot].pid == MyProcPid)
-	{
-		WqShared->slots[my_slot].pid = 0;
-		WqShared->slots[my_slot].dboid = InvalidOid;
-	}
-	SpinLockRelease(&WqShared->mutex);
-}
-
-/*
- * The OID of the extension if it is installed here at a version that has
- * this table, else InvalidOid.  A new OID means the extension was dropped
- * and created again.
- */
-Oid
-WorkerExtensionOid(const char *table)
-{
-	Oid			ext;
-	Oid			nsp;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	ext = get_extension_oid("workqueue", true);
-	if (OidIsValid(ext))
-	{
-		nsp = get_namespace_oid("workqueue", true);
-		if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(table, nsp)))
-			ext = InvalidOid;
-	}
-	CommitTransactionCommand();
-	return ext;
-}
-
-/* Starts a transaction for SPI work, in worker_spi's order. */
-void
-WorkerTxBegin(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-/* Commits it and switches back to memory context back. */
-void
-WorkerTxCommit(MemoryContext back)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(back);
-}
-
-/* Publishes this worker's transfers in flight (workqueue.worker_status). */
-void
-WorkerSetInFlight(int n)
-{
-	SpinLockAcquire(&WqShared->mutex);
-	WqShared->slots[my_slot].in_flight = n;
-	WqShared->slots[my_slot].last_loop_at = GetCurrentTimestamp();
-	SpinLockRelease(&WqShared->mutex);
-}
-
-void
-WorkerCountJobs(int n)
-{
-	SpinLockAcquire(&WqShared->mutex);
-	WqShared->slots[my_slot].jobs_done += n;
-	SpinLockRelease(&WqShared->mutex);
-}
-
-/*
- * Rereads the configuration files if a SIGHUP arrived.  Called at the top
- * of the loops and, in the sync worker, before each HTTP request of a run,
- * so that a reloaded setting (workqueue.allowed_hosts) applies to the next
- * request.  Never inside a transaction.
- */
-void
-WorkerReloadConfig(void)
-{
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
-}
+#include "worker/xact.h"
 
 /*
  * Executes a run; an ERROR fails it with the message -- unless the
@@ -179,11 +79,12 @@ ExecuteRunSafely(int64 run_id, Oid ext)
 void
 WorkqueueWorkerMain(Datum arg)
 {
+	int			slot = DatumGetInt32(arg);
+	WorkerKind	kind = (WorkerKind) (slot % WORKER_KINDS);
 	char		dbname[NAMEDATALEN];
 	MemoryContext loopcxt;
 	Oid			recovered = InvalidOid; /* the extension whose runs were recovered */
 
-	my_slot = DatumGetInt32(arg);
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -207,21 +108,11 @@ WorkqueueWorkerMain(Datum arg)
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
-	before_shmem_exit(ReleaseSlot, (Datum) 0);
-	SpinLockAcquire(&WqShared->mutex);
-	WqShared->slots[my_slot].dboid = MyDatabaseId;
-	WqShared->slots[my_slot].kind = (WorkerKind) (my_slot % WORKER_KINDS);
-	WqShared->slots[my_slot].jobs_done = 0;
-	WqShared->slots[my_slot].in_flight = 0;
-	strlcpy(WqShared->slots[my_slot].dbname, dbname, NAMEDATALEN);
-	WqShared->slots[my_slot].pid = MyProcPid;
-	WqShared->slots[my_slot].procno = MyProc->pgprocno;
-	WqShared->slots[my_slot].started_at = GetCurrentTimestamp();
-	SpinLockRelease(&WqShared->mutex);
+	WorkerSlotAttach(slot, dbname);
 
 	ereport(LOG, (errmsg("workqueue %s worker started for database \"%s\"",
-						 my_slot % WORKER_KINDS == WORKER_SYNC ? "sync" : "fetch", dbname)));
-	if (my_slot % WORKER_KINDS == WORKER_FETCH)
+						 kind == WORKER_SYNC ? "sync" : "fetch", dbname)));
+	if (kind == WORKER_FETCH)
 		FetchWorkerLoop();		/* never returns */
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "workqueue worker loop", ALLOCSET_DEFAULT_SIZES);
@@ -234,9 +125,7 @@ WorkqueueWorkerMain(Datum arg)
 		MemoryContextSwitchTo(loopcxt);
 		CHECK_FOR_INTERRUPTS();
 		WorkerReloadConfig();
-		SpinLockAcquire(&WqShared->mutex);
-		WqShared->slots[my_slot].last_loop_at = GetCurrentTimestamp();
-		SpinLockRelease(&WqShared->mutex);
+		WorkerSlotTouch();
 
 		ext = WorkerExtensionOid("sync_run");
 		if (OidIsValid(ext))
@@ -252,7 +141,7 @@ WorkqueueWorkerMain(Datum arg)
 			if (run_id > 0)
 			{
 				ExecuteRunSafely(run_id, ext);
-				WorkerCountJobs(1);
+				WorkerSlotCountJobs(1);
 				continue;		/* look for more work at once */
 			}
 		}

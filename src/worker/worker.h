@@ -1,71 +1,12 @@
 /*
  * worker.h
- *		Background workers: the launcher, the per-database workers and the
- *		shared memory through which backends wake them.
+ *		The per-database background worker's entry point.
  */
 #ifndef WORKQUEUE_WORKER_H
 #define WORKQUEUE_WORKER_H
 
 #include "postgres.h"
 
-#include "storage/spin.h"
-
-#define WQ_MAX_DATABASES 32
-
-/* Each database gets two workers, one of each kind. */
-typedef enum WorkerKind
-{
-	WORKER_SYNC = 0,			/* executes sync runs */
-	WORKER_FETCH = 1,			/* fetch queue, lease expiry, timers */
-	WORKER_KINDS = 2
-} WorkerKind;
-
-#define WQ_MAX_SLOTS (WQ_MAX_DATABASES * WORKER_KINDS)
-
-/* One slot per worker; protected by WorkqueueShared->mutex. */
-typedef struct WorkerSlot
-{
-	Oid			dboid;			/* InvalidOid: free */
-	WorkerKind	kind;
-	char		dbname[NAMEDATALEN];
-	pid_t		pid;			/* 0 while not running */
-	int			procno;			/* pgprocno of the worker, to set its latch */
-	TimestampTz started_at;
-	TimestampTz last_loop_at;
-	int64		jobs_done;		/* sync runs, or fetches finished */
-	int			in_flight;		/* HTTP transfers now */
-} WorkerSlot;
-
-typedef struct WorkqueueShared
-{
-	slock_t		mutex;
-	WorkerSlot	slots[WQ_MAX_SLOTS];
-} WorkqueueShared;
-
-extern WorkqueueShared *WqShared;
-
-/* launcher.c */
-extern void WorkqueueShmemInit(void);
-extern void WorkqueueRegisterLauncher(void);
-extern void WorkqueueWakeWorker(Oid dboid, WorkerKind kind);
-PGDLLEXPORT void WorkqueueLauncherMain(Datum arg);
-
-/* worker.c */
 PGDLLEXPORT void WorkqueueWorkerMain(Datum arg);
-extern Oid	WorkerExtensionOid(const char *table);
-extern void WorkerTxBegin(const char *activity);
-extern void WorkerTxCommit(MemoryContext back);
-extern void WorkerSetInFlight(int n);
-extern void WorkerCountJobs(int n);
-extern void WorkerReloadConfig(void);
-
-/* fetch.c */
-extern void FetchWorkerLoop(void);
-
-/* sync.c */
-extern void SyncRunExecute(int64 run_id);
-extern void SyncRecoverInterrupted(void);
-extern int64 SyncClaimNextRun(void);
-extern void SyncRunFail(int64 run_id, const char *message);
 
 #endif							/* WORKQUEUE_WORKER_H */
