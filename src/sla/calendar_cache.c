@@ -7,11 +7,11 @@
  *
  * - fn_extra of the calling expression remembers the last calendar it used
  *   (name, requested version, compiled calendar);
- * - a hash of compiled versions, keyed by (OID of workqueue.calendar, name,
- *   version).  Versions are immutable once committed, so entries never go
- *   stale; keying by the table's OID makes a re-created extension start
- *   afresh.  A version inserted by the current transaction is compiled but
- *   not cached: it may yet roll back;
+ * - a cache of compiled versions (core/version_cache.c), keyed by (OID of
+ *   workqueue.calendar, name, version).  Versions are immutable once
+ *   committed, so entries never go stale; keying by the table's OID makes a
+ *   re-created extension start afresh.  A version inserted by the current
+ *   transaction is compiled but not cached: it may yet roll back;
  * - a hash from name to current version, valid for the snapshot it was read
  *   with (see SnapKey).
  *
@@ -27,22 +27,17 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "core/spi.h"
+#include "core/version_cache.h"
 #include "sla/calendar.h"
 #include "core/workqueue.h"
-
-#define CAL_CACHE_NAME_LEN 256
 
 /* what a name-based lookup depended on */
 typedef struct SnapKey
@@ -56,20 +51,13 @@ typedef struct SnapKey
 	TransactionId xmax;
 } SnapKey;
 
-typedef struct CalCacheKey
+/* name -> current version; the key's version is 0 */
+typedef struct CurrentEntry
 {
-	Oid			relid;
-	int32		version;		/* 0 in the current-version map */
-	char		name[CAL_CACHE_NAME_LEN];
-} CalCacheKey;
-
-typedef struct CalCacheEntry
-{
-	CalCacheKey key;
-	const Calendar *cal;		/* compiled versions */
-	int32		current;		/* current-version map */
+	VersionKey	key;
+	int32		current;
 	SnapKey		snap;
-} CalCacheEntry;
+} CurrentEntry;
 
 /* fn_extra */
 typedef struct CalFnCache
@@ -84,8 +72,8 @@ typedef struct CalFnCache
 	MemoryContext owned;		/* the uncached calendar's context, or NULL */
 } CalFnCache;
 
-static HTAB *versions = NULL;
-static HTAB *currents = NULL;
+static VersionCache versions = VERSION_CACHE("workqueue calendar versions", VersionEntry);
+static VersionCache currents = VERSION_CACHE("workqueue current calendar versions", CurrentEntry);
 static SPIPlanPtr current_plan = NULL;
 static SPIPlanPtr version_plan = NULL;
 static SPIPlanPtr latest_plan = NULL;
@@ -189,8 +177,7 @@ LoadVersion(const char *name, int32 version, MemoryContext fallback, MemoryConte
 		NotFound(name, version, args);
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	*committed = !TransactionIdIsCurrentTransactionId(
-		DatumGetTransactionId(SPI_getbinval(row, desc, 5, &isnull)));
+	*committed = VersionRowCommitted(row, desc, 5);
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "workqueue calendar", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -210,20 +197,6 @@ LoadVersion(const char *name, int32 version, MemoryContext fallback, MemoryConte
 	return cal;
 }
 
-static void
-CreateHashes(void)
-{
-	HASHCTL		ctl;
-
-	ctl.keysize = sizeof(CalCacheKey);
-	ctl.entrysize = sizeof(CalCacheEntry);
-	ctl.hcxt = CacheMemoryContext;
-	versions = hash_create("workqueue calendar versions", 64, &ctl,
-						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	currents = hash_create("workqueue current calendar versions", 64, &ctl,
-						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
 /*
  * The compiled calendar for (name, version), version 0 meaning the current
  * version under the active snapshot.  *stable says it is a committed
@@ -234,37 +207,33 @@ static const Calendar *
 CalendarGet(const char *name, int32 version, const SnapKey *snap, MemoryContext fallback,
 			bool *stable, MemoryContext *owned)
 {
-	CalCacheKey key;
-	CalCacheEntry *entry;
+	VersionKey	key;
+	CurrentEntry *current;
+	VersionEntry *entry;
 	bool		found;
 	bool		committed;
 	MemoryContext cxt;
 	Calendar   *cal;
-	bool		cacheable = strlen(name) < CAL_CACHE_NAME_LEN;
+	bool		cacheable;
 
 	*stable = false;
 	*owned = NULL;
-	if (versions == NULL)
-		CreateHashes();
-	memset(&key, 0, sizeof(key));
-	key.relid = get_relname_relid("calendar", get_namespace_oid("workqueue", false));
-	if (cacheable)
-		strlcpy(key.name, name, CAL_CACHE_NAME_LEN);
+	cacheable = VersionKeyInit(&key, "calendar", name, 0);
 
 	if (version == 0 && cacheable && snap != NULL)
 	{
-		entry = hash_search(currents, &key, HASH_FIND, NULL);
-		if (entry != NULL && SnapKeyMatches(&entry->snap, snap))
-			version = entry->current;
+		current = VersionCacheFind(&currents, &key);
+		if (current != NULL && SnapKeyMatches(&current->snap, snap))
+			version = current->current;
 	}
 	if (version > 0 && cacheable)
 	{
 		key.version = version;
-		entry = hash_search(versions, &key, HASH_FIND, NULL);
+		entry = VersionCacheFind(&versions, &key);
 		if (entry != NULL)
 		{
 			*stable = true;
-			return entry->cal;
+			return entry->compiled;
 		}
 	}
 
@@ -279,18 +248,13 @@ CalendarGet(const char *name, int32 version, const SnapKey *snap, MemoryContext 
 	if (version == 0 && snap != NULL)
 	{
 		key.version = 0;
-		entry = hash_search(currents, &key, HASH_ENTER, &found);
-		entry->current = cal->version;
-		entry->snap = *snap;
+		current = VersionCacheEnter(&currents, &key, &found);
+		current->current = cal->version;
+		current->snap = *snap;
 	}
 	key.version = cal->version;
-	entry = hash_search(versions, &key, HASH_ENTER, &found);
-	if (found)
-		MemoryContextDelete(cxt);	/* compiled twice: keep the first */
-	else
-		entry->cal = cal;
 	*stable = true;
-	return entry->cal;
+	return VersionCacheKeep(&versions, &key, cal, cxt);
 }
 
 /*
