@@ -25,11 +25,13 @@
 /*
  * The OID of the extension if it is installed here at a version that has
  * this table, else InvalidOid.  A new OID means the extension was dropped
- * and created again.
+ * and created again.  Looks in a transaction of its own, and returns in the
+ * caller's memory context (committing switches to TopMemoryContext).
  */
 Oid
 WorkerExtensionOid(const char *table)
 {
+	MemoryContext back = CurrentMemoryContext;
 	Oid			ext;
 	Oid			nsp;
 
@@ -43,6 +45,7 @@ WorkerExtensionOid(const char *table)
 			ext = InvalidOid;
 	}
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(back);
 	return ext;
 }
 
