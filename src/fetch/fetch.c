@@ -407,62 +407,40 @@ FinishTransfers(HttpAsync *http)
 	return n;
 }
 
-static void
-ExpireLeases(void)
-{
-	MemoryContext turn = CurrentMemoryContext;
-
-	WorkerTxBegin("workqueue: expiring leases");
-	if (SPI_execute("SELECT workqueue._expire_all_leases()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not expire leases");
-	WorkerTxCommit(turn);
-}
-
 /*
- * Fires the SLA thresholds that are due (workqueue._fire_sla_timers) and
- * returns when the next one is due, or 0 if none is.
+ * Runs one of the loop's statements in a transaction of its own; raises
+ * "could not <what>" unless it succeeds.  With at: returns whether the
+ * statement's value is not NULL, and sets *at to it (a timestamptz).
  */
-static TimestampTz
-FireSlaTimers(void)
+static bool
+RunStatement(const char *activity, const char *sql, bool read_only, const char *what, TimestampTz *at)
 {
 	MemoryContext turn = CurrentMemoryContext;
-	TimestampTz next = 0;
-	bool		isnull;
+	bool		isnull = true;
 	Datum		d;
 
-	WorkerTxBegin("workqueue: firing sla timers");
-	if (SPI_execute("SELECT workqueue._fire_sla_timers(1000)", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not fire sla timers");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		next = DatumGetTimestampTz(d);
-	WorkerTxCommit(turn);
-	return next;
-}
-
-/* Milliseconds until the next queued fetch is due (capped). */
-static long
-NextFetchDueMs(long cap)
-{
-	MemoryContext turn = CurrentMemoryContext;
-	long		ms = cap;
-	bool		isnull;
-	Datum		d;
-
-	WorkerTxBegin("workqueue: waiting for fetches");
-	if (SPI_execute("SELECT workqueue._next_fetch_at()", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the fetch queue");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
+	WorkerTxBegin(activity);
+	if (SPI_execute(sql, read_only, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not %s", what);
+	if (at != NULL)
 	{
-		long		secs;
-		int			usecs;
-
-		TimestampDifference(GetCurrentTimestamp(), DatumGetTimestampTz(d), &secs, &usecs);
-		ms = Min(cap, secs * 1000 + usecs / 1000 + 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			*at = DatumGetTimestampTz(d);
 	}
 	WorkerTxCommit(turn);
-	return ms;
+	return !isnull;
+}
+
+/* Milliseconds from now until t, rounded up; at least 1. */
+static long
+MsUntil(TimestampTz t)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(GetCurrentTimestamp(), t, &secs, &usecs);
+	return secs * 1000 + usecs / 1000 + 1;
 }
 
 /* The fetch worker's main loop; never returns. */
@@ -512,10 +490,8 @@ FetchWorkerLoop(void)
 		}
 		if (ext != recovered)
 		{
-			WorkerTxBegin("workqueue: re-queueing interrupted fetches");
-			if (SPI_execute("SELECT workqueue._requeue_fetches()", false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not re-queue fetches");
-			WorkerTxCommit(turncxt);
+			RunStatement("workqueue: re-queueing interrupted fetches", "SELECT workqueue._requeue_fetches()",
+						 false, "re-queue fetches", NULL);
 			recovered = ext;
 		}
 		if (http == NULL)
@@ -523,7 +499,8 @@ FetchWorkerLoop(void)
 
 		if (GetCurrentTimestamp() >= next_lease_check)
 		{
-			ExpireLeases();
+			RunStatement("workqueue: expiring leases", "SELECT workqueue._expire_all_leases()",
+						 false, "expire leases", NULL);
 			next_lease_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LEASE_CHECK_MS);
 		}
 
@@ -533,10 +510,13 @@ FetchWorkerLoop(void)
 		 */
 		if (GetCurrentTimestamp() >= next_sla_check)
 		{
-			TimestampTz next = FireSlaTimers();
+			TimestampTz next;	/* when the next threshold is due, if one is */
+			bool		due = RunStatement("workqueue: firing sla timers",
+										   "SELECT workqueue._fire_sla_timers(1000)",
+										   false, "fire sla timers", &next);
 
 			next_sla_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LEASE_CHECK_MS);
-			if (next != 0 && next < next_sla_check)
+			if (due && next < next_sla_check)
 				next_sla_check = next;
 		}
 
@@ -554,15 +534,16 @@ FetchWorkerLoop(void)
 			continue;
 		}
 
+		/* idle: sleep until the next fetch, lease check or SLA threshold is due */
 		{
-			long		until_lease;
-			long		secs;
-			int			usecs;
+			long		timeout = MsUntil(Min(next_lease_check, next_sla_check));
+			TimestampTz next_fetch;
 
-			TimestampDifference(GetCurrentTimestamp(), Min(next_lease_check, next_sla_check), &secs, &usecs);
-			until_lease = secs * 1000 + usecs / 1000 + 1;
+			if (RunStatement("workqueue: waiting for fetches", "SELECT workqueue._next_fetch_at()",
+							 true, "read the fetch queue", &next_fetch))
+				timeout = Min(timeout, MsUntil(next_fetch));
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 NextFetchDueMs(until_lease), PG_WAIT_EXTENSION);
+							 timeout, PG_WAIT_EXTENSION);
 		}
 	}
 }
