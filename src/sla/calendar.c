@@ -180,9 +180,7 @@ DateCmp(const void *a, const void *b)
 static SpanSource *
 ReadHours(Jsonb *hours, int *nspans)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	JbMembers	days;
 	int			n = 0,
 				cap = 16;
 	SpanSource *spans = palloc(cap * sizeof(SpanSource));
@@ -201,29 +199,25 @@ ReadHours(Jsonb *hours, int *nspans)
 				  errhint("Write hours as {\"mon\": [[\"09:00\", \"17:00\"]], \"tue\": ...}; days left out have no working time."));
 	}
 
-	it = JsonbIteratorInit(&hours->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	JbMembersInit(&days, &hours->root);
+	while (JbMembersNext(&days))
 	{
+		JsonbValue *v = &days.value;
+		char	   *key = JbString(&days.key);
 		int			d = -1;
-		char	   *key;
 		int			count;
 
-		if (tok != WJB_KEY)
-			continue;
-		key = pnstrdup(v.val.string.val, v.val.string.len);
 		for (int i = 0; i < CAL_WEEKDAYS; i++)
 			if (strcmp(key, day_keys[i]) == 0)
 				d = i;
 		if (d < 0)
 			CAL_ERROR(errmsg("unrecognized day \"%s\" in hours", key),
 					  errhint("Days are mon, tue, wed, thu, fri, sat and sun."));
-		tok = JsonbIteratorNext(&it, &v, true);
-		Assert(tok == WJB_VALUE);
-		if (v.type != jbvBinary || !JsonContainerIsArray(v.val.binary.data))
+		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
 			CAL_ERROR(errmsg("hours of \"%s\" must be an array of intervals", key),
-					  errdetail("Got a JSON %s.", JbTypeName(&v)),
+					  errdetail("Got a JSON %s.", JbTypeName(v)),
 					  errhint("Write a day as a list of [\"HH:MM\", \"HH:MM\"] pairs, such as [[\"09:00\", \"12:00\"], [\"13:00\", \"17:00\"]], or [] for none."));
-		count = JsonContainerSize(v.val.binary.data);
+		count = JsonContainerSize(v->val.binary.data);
 		for (int i = 0; i < count; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
@@ -232,7 +226,7 @@ ReadHours(Jsonb *hours, int *nspans)
 				cap *= 2;
 				spans = repalloc(spans, cap * sizeof(SpanSource));
 			}
-			ReadSpan(d, i + 1, getIthJsonbValueFromContainer(v.val.binary.data, i), &spans[n++]);
+			ReadSpan(d, i + 1, getIthJsonbValueFromContainer(v->val.binary.data, i), &spans[n++]);
 		}
 	}
 

@@ -35,33 +35,13 @@ static const char *const pagination_keys[] = {
 	"limit", "total_path", "max_pages", NULL
 };
 
-static bool
-KeyIn(const char *const *keys, const char *k)
-{
-	for (; *keys; keys++)
-		if (strcmp(*keys, k) == 0)
-			return true;
-	return false;
-}
-
-static char *
-KeyList(const char *const *keys)
-{
-	StringInfoData b;
-
-	initStringInfo(&b);
-	for (const char *const *k = keys; *k; k++)
-		appendStringInfo(&b, "%s%s", k == keys ? "" : ", ", *k);
-	return b.data;
-}
-
 static char *
 OptText(JsonbValue *v, const char *name)
 {
 	if (v->type != jbvString || v->val.string.len == 0)
 		OPT_ERROR(errmsg("option \"%s\" must be a non-empty string", name),
 				  errdetail("It is a %s.", JbTypeName(v)));
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	return JbString(v);
 }
 
 static int
@@ -154,43 +134,61 @@ CheckUrl(const char *url, const char *what)
 				  errhint("Send credentials in a header instead, e.g. {\"headers\": {\"Authorization\": \"Basic ...\"}}."));
 }
 
+/*
+ * Starts on the members of option name, which must be an object; what says
+ * "an object" or of what, and hint (or NULL) shows an example.
+ */
+static void
+OptMembers(JbMembers *m, JsonbValue *v, const char *name, const char *what, const char *hint)
+{
+	if (!JbIsObject(v))
+		OPT_ERROR(errmsg("option \"%s\" must be %s", name, what),
+				  errdetail("It is a %s.", JbTypeName(v)),
+				  hint ? errhint("%s", hint) : 0);
+	JbMembersInit(m, v->val.binary.data);
+}
+
+/*
+ * Moves to the next member of an options object and returns its key, or
+ * NULL when there is none left.  Raises if the key is not one of keys
+ * ("unrecognized <what>", with a hint listing the valid <plural>).
+ */
+static char *
+NextOption(JbMembers *m, const char *const *keys, const char *what, const char *plural)
+{
+	char	   *key;
+
+	if (!JbMembersNext(m))
+		return NULL;
+	key = JbString(&m->key);
+	if (!JbKeyIn(keys, &m->key))
+		OPT_ERROR(errmsg("unrecognized %s \"%s\"", what, key),
+				  errhint("Valid %s are: %s.", plural, JbKeyList(keys)));
+	return key;
+}
+
 static void
 ParsePagination(SourceDef *src, JsonbValue *pv)
 {
-	JsonbContainer *c;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	JbMembers	m;
+	char	   *key;
 	int			styles = 0;
 
-	if (!JbIsObject(pv))
-		OPT_ERROR(errmsg("option \"pagination\" must be an object"),
-				  errdetail("It is a %s.", JbTypeName(pv)),
-				  errhint("For example {\"next_url_path\": \"$.next\"} or {\"link_header\": true}."));
-	c = pv->val.binary.data;
-	it = JsonbIteratorInit(c);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	OptMembers(&m, pv, "pagination", "an object",
+			   "For example {\"next_url_path\": \"$.next\"} or {\"link_header\": true}.");
+	while ((key = NextOption(&m, pagination_keys, "pagination option", "keys")) != NULL)
 	{
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			if (!KeyIn(pagination_keys, key))
-				OPT_ERROR(errmsg("unrecognized pagination option \"%s\"", key),
-						  errhint("Valid keys are: %s.", KeyList(pagination_keys)));
-			continue;
-		}
-		if (tok != WJB_VALUE)
-			continue;
+		JsonbValue *v = &m.value;
+
 		if (strcmp(key, "next_url_path") == 0)
 		{
-			ParsePath(&src->next_url_path, OptText(&v, "pagination.next_url_path"), "pagination.next_url_path");
+			ParsePath(&src->next_url_path, OptText(v, "pagination.next_url_path"), "pagination.next_url_path");
 			src->page_style = PAGE_NEXT_URL;
 			styles++;
 		}
 		else if (strcmp(key, "link_header") == 0)
 		{
-			if (OptBool(&v, "pagination.link_header"))
+			if (OptBool(v, "pagination.link_header"))
 			{
 				src->page_style = PAGE_LINK;
 				styles++;
@@ -198,29 +196,29 @@ ParsePagination(SourceDef *src, JsonbValue *pv)
 		}
 		else if (strcmp(key, "cursor_path") == 0)
 		{
-			ParsePath(&src->cursor_path, OptText(&v, "pagination.cursor_path"), "pagination.cursor_path");
+			ParsePath(&src->cursor_path, OptText(v, "pagination.cursor_path"), "pagination.cursor_path");
 			src->page_style = PAGE_CURSOR;
 			styles++;
 		}
 		else if (strcmp(key, "cursor_param") == 0)
-			src->cursor_param = OptText(&v, "pagination.cursor_param");
+			src->cursor_param = OptText(v, "pagination.cursor_param");
 		else if (strcmp(key, "offset_param") == 0)
 		{
-			src->offset_param = OptText(&v, "pagination.offset_param");
+			src->offset_param = OptText(v, "pagination.offset_param");
 			src->page_style = PAGE_OFFSET;
 			styles++;
 		}
 		else if (strcmp(key, "limit_param") == 0)
-			src->limit_param = OptText(&v, "pagination.limit_param");
+			src->limit_param = OptText(v, "pagination.limit_param");
 		else if (strcmp(key, "limit") == 0)
-			src->limit = OptInt(&v, "pagination.limit", 1, 100000);
+			src->limit = OptInt(v, "pagination.limit", 1, 100000);
 		else if (strcmp(key, "total_path") == 0)
 		{
-			ParsePath(&src->total_path, OptText(&v, "pagination.total_path"), "pagination.total_path");
+			ParsePath(&src->total_path, OptText(v, "pagination.total_path"), "pagination.total_path");
 			src->has_total = true;
 		}
 		else if (strcmp(key, "max_pages") == 0)
-			src->max_pages = OptInt(&v, "pagination.max_pages", 1, 10000000);
+			src->max_pages = OptInt(v, "pagination.max_pages", 1, 10000000);
 	}
 	if (styles > 1)
 		OPT_ERROR(errmsg("option \"pagination\" names several pagination styles"),
@@ -239,78 +237,54 @@ ParsePagination(SourceDef *src, JsonbValue *pv)
 static void
 ParseMapping(SourceDef *src, JsonbValue *mv)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	JbMembers	m;
 	int			n;
 
-	if (!JbIsObject(mv))
-		OPT_ERROR(errmsg("option \"mapping\" must be an object"),
-				  errdetail("It is a %s.", JbTypeName(mv)),
-				  errhint("For example {\"priority\": \"$.severity\", \"data.title\": \"$.name\"}."));
+	OptMembers(&m, mv, "mapping", "an object",
+			   "For example {\"priority\": \"$.severity\", \"data.title\": \"$.name\"}.");
 	n = JsonContainerSize(mv->val.binary.data);
 	src->map = palloc0(sizeof(MapEntry) * Max(n, 1));
-	it = JsonbIteratorInit(mv->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	while (JbMembersNext(&m))
 	{
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			continue;
-		}
-		if (tok != WJB_VALUE)
-			continue;
-		{
-			MapEntry   *e = &src->map[src->nmap++];
-			char	   *what = psprintf("mapping.%s", key);
+		char	   *key = JbString(&m.key);
+		MapEntry   *e = &src->map[src->nmap++];
+		char	   *what = psprintf("mapping.%s", key);
 
-			if (strcmp(key, "priority") == 0)
-			{
-				e->key = NULL;
-				src->map_priority = e;
-			}
-			else if (strncmp(key, "data.", 5) == 0 && key[5] != '\0')
-			{
-				e->key = pstrdup(key + 5);
-				src->map_data = true;
-			}
-			else
-				OPT_ERROR(errmsg("unrecognized mapping target \"%s\"", key),
-						  errhint("Map \"priority\" or \"data.<field>\"; other fields are locally owned."));
-			ParsePath(&e->path, OptText(&v, what), what);
+		if (strcmp(key, "priority") == 0)
+		{
+			e->key = NULL;
+			src->map_priority = e;
 		}
+		else if (strncmp(key, "data.", 5) == 0 && key[5] != '\0')
+		{
+			e->key = pstrdup(key + 5);
+			src->map_data = true;
+		}
+		else
+			OPT_ERROR(errmsg("unrecognized mapping target \"%s\"", key),
+					  errhint("Map \"priority\" or \"data.<field>\"; other fields are locally owned."));
+		ParsePath(&e->path, OptText(&m.value, what), what);
 	}
 }
 
 static void
 ParseHeaders(SourceDef *src, JsonbValue *hv)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	JbMembers	m;
 
-	if (!JbIsObject(hv))
-		OPT_ERROR(errmsg("option \"headers\" must be an object of header names and values"),
-				  errdetail("It is a %s.", JbTypeName(hv)));
-	it = JsonbIteratorInit(hv->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	OptMembers(&m, hv, "headers", "an object of header names and values", NULL);
+	while (JbMembersNext(&m))
 	{
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			if (key[0] == '\0' || strpbrk(key, ":\r\n ") != NULL)
-				OPT_ERROR(errmsg("invalid HTTP header name \"%s\"", key));
-			continue;
-		}
-		if (tok != WJB_VALUE)
-			continue;
-		if (v.type != jbvString || memchr(v.val.string.val, '\n', v.val.string.len) ||
-			memchr(v.val.string.val, '\r', v.val.string.len))
+		char	   *key = JbString(&m.key);
+		JsonbValue *v = &m.value;
+
+		if (key[0] == '\0' || strpbrk(key, ":\r\n ") != NULL)
+			OPT_ERROR(errmsg("invalid HTTP header name \"%s\"", key));
+		if (v->type != jbvString || memchr(v->val.string.val, '\n', v->val.string.len) ||
+			memchr(v->val.string.val, '\r', v->val.string.len))
 			OPT_ERROR(errmsg("value of HTTP header \"%s\" must be a single-line string", key));
 		src->headers = lappend(src->headers,
-							   psprintf("%s: %.*s", key, v.val.string.len, v.val.string.val));
+							   psprintf("%s: %.*s", key, v->val.string.len, v->val.string.val));
 	}
 }
 
@@ -323,10 +297,8 @@ SourceParse(const char *name, const char *queue, const char *ids_url, const char
 			Jsonb *options)
 {
 	SourceDef  *src = palloc0(sizeof(SourceDef));
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	JbMembers	opts;
+	char	   *key;
 
 	src->name = name ? pstrdup(name) : NULL;
 	src->queue = queue ? pstrdup(queue) : NULL;
@@ -348,28 +320,20 @@ SourceParse(const char *name, const char *queue, const char *ids_url, const char
 
 	if (options == NULL || !JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
 		OPT_ERROR(errmsg("source options must be a JSON object"));
-	it = JsonbIteratorInit(&options->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	JbMembersInit(&opts, &options->root);
+	while ((key = NextOption(&opts, option_keys, "source option", "options")) != NULL)
 	{
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			if (!KeyIn(option_keys, key))
-				OPT_ERROR(errmsg("unrecognized source option \"%s\"", key),
-						  errhint("Valid options are: %s.", KeyList(option_keys)));
-			continue;
-		}
-		if (tok != WJB_VALUE)
-			continue;
+		JsonbValue *v = &opts.value;
+
 		if (strcmp(key, "ids_path") == 0)
-			ParsePath(&src->ids_path, OptText(&v, key), key);
+			ParsePath(&src->ids_path, OptText(v, key), key);
 		else if (strcmp(key, "records_path") == 0)
-			ParsePath(&src->records_path, OptText(&v, key), key);
+			ParsePath(&src->records_path, OptText(v, key), key);
 		else if (strcmp(key, "id_path") == 0)
-			ParsePath(&src->id_path, OptText(&v, key), key);
+			ParsePath(&src->id_path, OptText(v, key), key);
 		else if (strcmp(key, "details_method") == 0)
 		{
-			char	   *m = OptText(&v, key);
+			char	   *m = OptText(v, key);
 
 			if (pg_strcasecmp(m, "POST") == 0)
 				src->details_post = true;
@@ -378,21 +342,21 @@ SourceParse(const char *name, const char *queue, const char *ids_url, const char
 						  errdetail("It is \"%s\".", m));
 		}
 		else if (strcmp(key, "batch_size") == 0)
-			src->batch_size = OptInt(&v, key, 1, 10000);
+			src->batch_size = OptInt(v, key, 1, 10000);
 		else if (strcmp(key, "timeout_ms") == 0)
-			src->timeout_ms = OptInt(&v, key, 100, 3600 * 1000);
+			src->timeout_ms = OptInt(v, key, 100, 3600 * 1000);
 		else if (strcmp(key, "max_concurrency") == 0)
-			src->max_concurrency = OptInt(&v, key, 1, 1024);
+			src->max_concurrency = OptInt(v, key, 1, 1024);
 		else if (strcmp(key, "retries") == 0)
-			src->retries = OptInt(&v, key, 0, 20);
+			src->retries = OptInt(v, key, 0, 20);
 		else if (strcmp(key, "confirm_close") == 0)
-			src->confirm_close = OptBool(&v, key);
+			src->confirm_close = OptBool(v, key);
 		else if (strcmp(key, "mapping") == 0)
-			ParseMapping(src, &v);
+			ParseMapping(src, v);
 		else if (strcmp(key, "headers") == 0)
-			ParseHeaders(src, &v);
+			ParseHeaders(src, v);
 		else if (strcmp(key, "pagination") == 0)
-			ParsePagination(src, &v);
+			ParsePagination(src, v);
 		else if (strcmp(key, "children") == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -477,7 +441,7 @@ char *
 JsonbScalarText(JsonbValue *v)
 {
 	if (v->type == jbvString)
-		return pnstrdup(v->val.string.val, v->val.string.len);
+		return JbString(v);
 	if (v->type == jbvNumeric)
 		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
 	return NULL;
@@ -551,17 +515,6 @@ RecordValue(JsonbValue *rec, Jsonb **recdoc, const JPath *p)
 		*recdoc = JsonbValueToJsonb(rec);
 	vals = PathValues(*recdoc, p);
 	return vals ? (JsonbValue *) linitial(vals) : NULL;
-}
-
-static void
-PushKey(JsonbParseState **st, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(st, WJB_KEY, &k);
 }
 
 /* A mapped priority as an integer 1-5, or -1 (with *why set). */
@@ -650,19 +603,19 @@ RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs
 		}
 
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		PushKey(&st, "external_id");
+		JbPushKey(&st, "external_id");
 		jv.type = jbvString;
 		jv.val.string.val = id;
 		jv.val.string.len = strlen(id);
 		pushJsonbValue(&st, WJB_VALUE, &jv);
 		if (src->map_priority)
 		{
-			PushKey(&st, "priority");
+			JbPushKey(&st, "priority");
 			jv.type = jbvNumeric;
 			jv.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(priority)));
 			pushJsonbValue(&st, WJB_VALUE, &jv);
 		}
-		PushKey(&st, "data");
+		JbPushKey(&st, "data");
 		if (src->map_data)
 		{
 			pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
@@ -676,7 +629,7 @@ RecordsToItems(const SourceDef *src, Jsonb *body, List **ids, RecordErrors *errs
 				val = RecordValue(rec, &recdoc, &e->path);
 				if (val == NULL)
 					continue;
-				PushKey(&st, e->key);
+				JbPushKey(&st, e->key);
 				pushJsonbValue(&st, WJB_VALUE, val);
 			}
 			pushJsonbValue(&st, WJB_END_OBJECT, NULL);

@@ -76,6 +76,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "core/jsonutil.h"
 #include "core/spi.h"
 #include "core/srf.h"
 #include "sync/sync_db.h"
@@ -372,22 +373,16 @@ ParseElement(JsonbValue *elem, int pos, SyncItem *item, Jsonb *empty)
 	data = getKeyJsonValueFromContainer(obj, "data", 4, &datav);
 	if (JsonContainerSize(obj) > (uint32) ((id != NULL) + (prio != NULL) + (data != NULL)))
 	{
-		JsonbIterator *it = JsonbIteratorInit(obj);
-		JsonbValue	v;
-		JsonbIteratorToken tok;
+		static const char *const element_keys[] = {"external_id", "priority", "data", NULL};
+		JbMembers	m;
 
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok == WJB_KEY &&
-				!(v.val.string.len == 11 && memcmp(v.val.string.val, "external_id", 11) == 0) &&
-				!(v.val.string.len == 8 && memcmp(v.val.string.val, "priority", 8) == 0) &&
-				!(v.val.string.len == 4 && memcmp(v.val.string.val, "data", 4) == 0))
+		JbMembersInit(&m, obj);
+		while (JbMembersNext(&m))
+			if (!JbKeyIn(element_keys, &m.key))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("element %d of items has unrecognized key \"%s\"", pos,
-								pnstrdup(v.val.string.val, v.val.string.len)),
+						 errmsg("element %d of items has unrecognized key \"%s\"", pos, JbString(&m.key)),
 						 errhint("The keys of an element are \"external_id\", \"priority\" and \"data\".")));
-		}
 	}
 
 	ExternalId(id, pos, item);
@@ -947,27 +942,23 @@ DiffObjects(Jsonb *old, Jsonb *new, KeyChange **out)
 	{
 		Jsonb	   *from = side == 0 ? old : new;
 		Jsonb	   *other = side == 0 ? new : old;
-		JsonbIterator *it = JsonbIteratorInit(&from->root);
-		JsonbValue	k;
-		JsonbIteratorToken tok;
+		JbMembers	m;
 
-		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		JbMembersInit(&m, &from->root);
+		while (JbMembersNext(&m))
 		{
 			JsonbValue *v;
-			JsonbValue *ov;
+			JsonbValue *ov = getKeyJsonValueFromContainer(&other->root, m.key.val.string.val,
+														  m.key.val.string.len, NULL);
 
-			if (tok != WJB_KEY)
+			/* keys in both objects are compared once, from the old side */
+			if (ov != NULL && (side == 1 || ValuesEqual(&m.value, ov)))
 				continue;
 			v = palloc(sizeof(JsonbValue));
-			tok = JsonbIteratorNext(&it, v, true);
-			Assert(tok == WJB_VALUE);
-			ov = getKeyJsonValueFromContainer(&other->root, k.val.string.val, k.val.string.len, NULL);
-			/* keys in both objects are compared once, from the old side */
-			if (ov != NULL && (side == 1 || ValuesEqual(v, ov)))
-				continue;
+			*v = m.value;
 			if (n == cap)
 				ch = repalloc(ch, sizeof(KeyChange) * (cap *= 2));
-			ch[n].key = k;
+			ch[n].key = m.key;
 			ch[n].old = side == 0 ? v : ov;
 			ch[n].new = side == 0 ? ov : v;
 			n++;
@@ -977,30 +968,19 @@ DiffObjects(Jsonb *old, Jsonb *new, KeyChange **out)
 	return n;
 }
 
-static void
-PushKey(JsonbParseState **st, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(st, WJB_KEY, &k);
-}
-
 /* Pushes one side ("old" or "new") of a synced event's payload. */
 static void
 PushSide(JsonbParseState **st, bool new_side, KeyChange *ch, int nch, Jsonb *whole,
 		 bool prio_changed, int16 prio)
 {
-	PushKey(st, new_side ? "new" : "old");
+	JbPushKey(st, new_side ? "new" : "old");
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 	if (whole != NULL)
 	{
 		JsonbValue	v;
 
 		/* not both objects: the whole value */
-		PushKey(st, "data");
+		JbPushKey(st, "data");
 		v.type = jbvBinary;
 		v.val.binary.data = &whole->root;
 		v.val.binary.len = VARSIZE(whole) - VARHDRSZ;
@@ -1010,7 +990,7 @@ PushSide(JsonbParseState **st, bool new_side, KeyChange *ch, int nch, Jsonb *who
 	}
 	else if (nch > 0)
 	{
-		PushKey(st, "data");
+		JbPushKey(st, "data");
 		pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 		for (int i = 0; i < nch; i++)
 		{
@@ -1027,7 +1007,7 @@ PushSide(JsonbParseState **st, bool new_side, KeyChange *ch, int nch, Jsonb *who
 	{
 		JsonbValue	v;
 
-		PushKey(st, "priority");
+		JbPushKey(st, "priority");
 		v.type = jbvNumeric;
 		v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int2_numeric, Int16GetDatum(prio)));
 		pushJsonbValue(st, WJB_VALUE, &v);

@@ -47,12 +47,6 @@ static const char *const step_keys[] = {"name", "role", "weight", "start", "kind
 static const char *const transition_keys[] = {"name", "from", "to", "requires", "reopen",
 "description", NULL};
 
-static char *
-JbString(JsonbValue *v)
-{
-	return pnstrdup(v->val.string.val, v->val.string.len);
-}
-
 /*
  * A name-like string (step, transition, role, source), length-checked in a
  * new definition.  (Versions stored before the limit existed still load.)
@@ -69,33 +63,14 @@ JbName(Workflow *wf, JsonbValue *v, const char *what)
 static void
 CheckKeys(JsonbContainer *obj, const char *const *allowed, const char *where)
 {
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	JbMembers	m;
 
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	JbMembersInit(&m, obj);
+	while (JbMembersNext(&m))
 	{
-		bool		found = false;
-
-		if (tok != WJB_KEY)
-			continue;
-		for (const char *const *k = allowed; *k; k++)
-		{
-			if (strlen(*k) == (size_t) v.val.string.len &&
-				memcmp(*k, v.val.string.val, v.val.string.len) == 0)
-				found = true;
-		}
-		if (!found)
-		{
-			StringInfoData keys;
-
-			initStringInfo(&keys);
-			for (const char *const *k = allowed; *k; k++)
-				appendStringInfo(&keys, "%s%s", k == allowed ? "" : ", ", *k);
-			WF_ERROR(errmsg("unrecognized key \"%s\" in %s",
-							pnstrdup(v.val.string.val, v.val.string.len), where),
-					 errhint("Valid keys are: %s.", keys.data));
-		}
+		if (!JbKeyIn(allowed, &m.key))
+			WF_ERROR(errmsg("unrecognized key \"%s\" in %s", JbString(&m.key), where),
+					 errhint("Valid keys are: %s.", JbKeyList(allowed)));
 	}
 }
 
@@ -232,6 +207,36 @@ StepList(const Workflow *wf)
 	return buf.data;
 }
 
+/*
+ * Element i of the steps or transitions array, which must be an object with
+ * a "name" and no other keys than allowed; what is "step" or "transition",
+ * example how one is written.  Sets *name (length-checked, see JbName) and
+ * *where (for messages) and returns the object.
+ */
+static JsonbContainer *
+NamedElement(Workflow *wf, JsonbContainer *array, int i, const char *what, const char *example,
+			 const char *const *allowed, char **name, char **where)
+{
+	JsonbValue *v = getIthJsonbValueFromContainer(array, i);
+	JsonbContainer *obj;
+	JsonbValue *n;
+
+	CHECK_FOR_INTERRUPTS();
+	if (!JbIsObject(v))
+		WF_ERROR(errmsg("%s %d is not a JSON object", what, i + 1),
+				 errdetail("It is a %s.", JbTypeName(v)),
+				 errhint("Write each %s as %s.", what, example));
+	obj = v->val.binary.data;
+	n = JbGet(obj, "name");
+	if (n == NULL || n->type != jbvString || n->val.string.len == 0)
+		WF_ERROR(errmsg("%s %d has no name", what, i + 1),
+				 errhint("Give every %s a non-empty \"name\" string.", what));
+	*name = JbName(wf, n, what);
+	*where = psprintf("%s \"%s\"", what, *name);
+	CheckKeys(obj, allowed, *where);
+	return obj;
+}
+
 /* Checks a step's optional "weight": a positive number below 1e308. */
 static void
 CheckWeight(JsonbContainer *obj, const char *step)
@@ -277,27 +282,13 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 
 	for (int i = 0; i < n; i++)
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(steps, i);
 		WfStep	   *s = &wf->steps[i];
-		JsonbContainer *obj;
-		JsonbValue *name;
-		char	   *kind;
 		char	   *where;
+		JsonbContainer *obj = NamedElement(wf, steps, i, "step", "{\"name\": ..., \"role\": ...}",
+										   step_keys, &s->name, &where);
+		char	   *kind;
 
-		CHECK_FOR_INTERRUPTS();
-		if (!JbIsObject(v))
-			WF_ERROR(errmsg("step %d is not a JSON object", i + 1),
-					 errdetail("It is a %s.", JbTypeName(v)),
-					 errhint("Write each step as {\"name\": ..., \"role\": ...}."));
-		obj = v->val.binary.data;
-		name = JbGet(obj, "name");
-		if (name == NULL || name->type != jbvString || name->val.string.len == 0)
-			WF_ERROR(errmsg("step %d has no name", i + 1),
-					 errhint("Give every step a non-empty \"name\" string."));
-		s->name = JbName(wf, name, "step");
 		names[i] = s->name;
-		where = psprintf("step \"%s\"", s->name);
-		CheckKeys(obj, step_keys, where);
 
 		/* escalate_to, pauses_sla and weight are only checked here: SQL reads them */
 		s->role = OptName(wf, obj, "role", where, "role");
@@ -378,29 +369,16 @@ CompileTransitions(Workflow *wf, JsonbContainer *transitions)
 
 	for (int i = 0; i < n; i++)
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(transitions, i);
 		WfTransition *t = &wf->transitions[i];
-		JsonbContainer *obj;
-		JsonbValue *name;
+		char	   *where;
+		JsonbContainer *obj = NamedElement(wf, transitions, i, "transition",
+										   "{\"name\": ..., \"from\": ..., \"to\": ...}",
+										   transition_keys, &t->name, &where);
 		JsonbValue *from;
 		JsonbValue *to;
 		JsonbValue *req;
-		char	   *where;
 
-		CHECK_FOR_INTERRUPTS();
-		if (!JbIsObject(v))
-			WF_ERROR(errmsg("transition %d is not a JSON object", i + 1),
-					 errdetail("It is a %s.", JbTypeName(v)),
-					 errhint("Write each transition as {\"name\": ..., \"from\": ..., \"to\": ...}."));
-		obj = v->val.binary.data;
-		name = JbGet(obj, "name");
-		if (name == NULL || name->type != jbvString || name->val.string.len == 0)
-			WF_ERROR(errmsg("transition %d has no name", i + 1),
-					 errhint("Give every transition a non-empty \"name\" string."));
-		t->name = JbName(wf, name, "transition");
 		names[i] = t->name;
-		where = psprintf("transition \"%s\"", t->name);
-		CheckKeys(obj, transition_keys, where);
 		t->reopen = OptBool(obj, "reopen", where);
 
 		from = JbGet(obj, "from");
@@ -477,39 +455,30 @@ CompileTransitions(Workflow *wf, JsonbContainer *transitions)
 static void
 CompileOnEnter(Workflow *wf, JsonbValue *on_enter)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int			step = -1;
+	JbMembers	m;
 
 	if (!JbIsObject(on_enter))
 		WF_ERROR(errmsg("\"on_enter\" must be an object keyed by step name"),
 				 errdetail("It is a %s.", JbTypeName(on_enter)));
-	it = JsonbIteratorInit(on_enter->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	JbMembersInit(&m, on_enter->val.binary.data);
+	while (JbMembersNext(&m))
 	{
-		if (tok == WJB_KEY)
-		{
-			char	   *name = JbString(&v);
+		char	   *name = JbString(&m.key);
+		int			step = WorkflowFindStep(wf, name);
+		JsonbContainer *hooks;
+		char	   *where;
 
-			step = WorkflowFindStep(wf, name);
-			if (step < 0)
-				WF_ERROR(errmsg("\"on_enter\" names unrecognized step \"%s\"", name),
-						 errdetail("The steps are: %s.", StepList(wf)));
-		}
-		else if (tok == WJB_VALUE)
-		{
-			JsonbValue *fetch;
-			char	   *where = psprintf("on_enter of step \"%s\"", wf->steps[step].name);
-
-			if (!JbIsObject(&v))
-				WF_ERROR(errmsg("%s must be an object", where),
-						 errhint("Write it as {\"fetch\": \"source name\"}."));
-			CheckKeys(v.val.binary.data, (const char *const[]) {"fetch", NULL}, where);
-			fetch = JbGet(v.val.binary.data, "fetch");
-			if (fetch != NULL)
-				wf->steps[step].on_enter_fetch = OptName(wf, v.val.binary.data, "fetch", where, "source");
-		}
+		if (step < 0)
+			WF_ERROR(errmsg("\"on_enter\" names unrecognized step \"%s\"", name),
+					 errdetail("The steps are: %s.", StepList(wf)));
+		where = psprintf("on_enter of step \"%s\"", wf->steps[step].name);
+		if (!JbIsObject(&m.value))
+			WF_ERROR(errmsg("%s must be an object", where),
+					 errhint("Write it as {\"fetch\": \"source name\"}."));
+		hooks = m.value.val.binary.data;
+		CheckKeys(hooks, (const char *const[]) {"fetch", NULL}, where);
+		if (JbGet(hooks, "fetch") != NULL)
+			wf->steps[step].on_enter_fetch = OptName(wf, hooks, "fetch", where, "source");
 	}
 }
 
