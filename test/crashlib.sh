@@ -1,6 +1,7 @@
 # Helpers of the crash, hostile-conditions and soak scripts (source after
-# lib.sh): the server log, waiting for the cluster and its workers, and the
-# queries that prove nothing was lost or doubled.
+# lib.sh): the server log, waiting for the cluster after a crash, and the
+# queries that prove nothing was lost or doubled.  (The workers, waiting for
+# them and for fetches: lib.sh.)
 
 # The server log of the cluster on $PGPORT (pg_lsclusters knows it; with a
 # logging collector, pg_current_logfile() does).
@@ -18,39 +19,27 @@ log_since() { [[ -r $T_LOG ]] && tail -c +$(($1 + 1)) "$T_LOG"; }    # log_since
 
 # Until the cluster accepts connections again and is out of recovery.
 wait_accepting() {
-    for _ in $(seq 600); do
-        [[ $(psql -XAtqc 'SELECT NOT pg_is_in_recovery()' 2>/dev/null) == t ]] && return 0
-        sleep 0.1
-    done
-    return 1
+    wait_until 60 "the cluster to accept connections, out of recovery" quiet q_is "SELECT NOT pg_is_in_recovery()" t
 }
 
-# pids of this database's workers; empty while none runs
-sync_worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'workqueue sync worker' AND datname = current_database()"; }
-fetch_worker_pid() { worker_pid; }
+# pid_gone PID: a query succeeds and PID is not in pg_stat_activity (a
+# process killed with -9 stays listed until the crash restart has
+# reinitialized shared memory; during the restart queries fail)
+pid_gone() {
+    local out
+    out=$(q "SELECT pid FROM pg_stat_activity WHERE pid = $1" 2>/dev/null) && [[ -z $out ]]
+}
 
-# Until both workers of this database run (SECONDS, default 20).
-wait_workers() {
-    for _ in $(seq $(( ${1:-20} * 10 ))); do
-        [[ -n $(sync_worker_pid 2>/dev/null) && -n $(fetch_worker_pid 2>/dev/null) ]] && return 0
-        sleep 0.1
-    done
-    return 1
+# wait_crash_restart PID: until the crash restart that the kill -9 of PID
+# set off is over (PID no longer listed)
+wait_crash_restart() {
+    wait_until 60 "the crash restart after kill -9 of pid $1" pid_gone "$1"
 }
 
 # The cluster's name for pg_ctlcluster ("15 regress"), from WQ_CLUSTER or pg_lsclusters.
 cluster_args() {
     local c=${WQ_CLUSTER:-$(pg_lsclusters -h | awk -v p="$PGPORT" '$3 == p {print $1 "/" $2}')}
     echo "${c/\// }"
-}
-
-# wait_fetches QUEUE [SECONDS]: until no fetch of the queue is queued or processing
-wait_fetches() {
-    for _ in $(seq $(( ${2:-60} * 10 ))); do
-        [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE queue = '$1' AND status IN ('queued', 'processing')" 2>/dev/null) == 0 ]] && return 0
-        sleep 0.1
-    done
-    return 1
 }
 
 # Items of QUEUE whose number of "created" events is not exactly one.

@@ -10,6 +10,7 @@
 # TESTS=regress or TESTS=scripts; a single script: SCRIPTS=claim_concurrency.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source test/lib.sh      # wait_until
 mode=${1:-check}
 
 psql -Xq -c "CREATE EXTENSION IF NOT EXISTS pg_cron" -c "CREATE EXTENSION IF NOT EXISTS workqueue" >/dev/null
@@ -23,7 +24,7 @@ api_port_file=$(mktemp)
 python3 test/sample_api.py --port 0 --port-file "$api_port_file" >/dev/null &
 api_pid=$!
 trap 'kill $api_pid 2>/dev/null' EXIT
-for _ in $(seq 200); do [[ -s $api_port_file ]] && break; sleep 0.05; done
+wait_until -i 0.05 10 "the sample API to write its port to $api_port_file" test -s "$api_port_file"
 WQ_API="http://127.0.0.1:$(cat "$api_port_file")"
 export WQ_API
 
@@ -54,7 +55,7 @@ if [[ " $suites " == *" regress "* ]]; then
     p=$(grep -cE '\.\.\. ok' "$log/regress.out")
     f=$(grep -cE '\.\.\. FAILED' "$log/regress.out")
     if [[ $p == 0 && $f == 0 ]]; then f=1; fi       # pg_regress itself failed
-    [[ -f regression.diffs ]] && head -100 regression.diffs
+    [[ -f test/regress/regression.diffs ]] && head -100 test/regress/regression.diffs
     passed=$((passed + p)); failed=$((failed + f))
 fi
 

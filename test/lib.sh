@@ -1,5 +1,6 @@
 # Shared helpers of the script tests: TAP-like "ok N - ..." lines, a final
-# "N passed, M failed" line, psql shortcuts and the sample API.
+# "N passed, M failed" line, psql shortcuts, the sample API, waiting
+# (wait_until) and the extension's workers (worker_type, worker_pid).
 # Source it; it expects PG* variables for the target cluster.
 set -uo pipefail
 T_N=0
@@ -43,7 +44,7 @@ api_start() {
     port_file=$(mktemp)
     python3 "$dir/sample_api.py" --port 0 --port-file "$port_file" >/dev/null &
     T_API_PID=$!
-    for _ in $(seq 200); do [[ -s $port_file ]] && break; sleep 0.05; done
+    wait_until -i 0.05 10 "the sample API to write its port to $port_file" test -s "$port_file"
     WQ_API="http://127.0.0.1:$(cat "$port_file")"
     rm -f "$port_file"
     trap 'kill $T_API_PID 2>/dev/null' EXIT
@@ -69,6 +70,109 @@ wait_run() {
     q "SELECT status || '|' || coalesce(error, '') FROM workqueue.wait($1, '${2:-60 seconds}')"
 }
 
+########################################################################
+# Waiting: one helper for every "until something holds" of the tests.
+#
+# wait_until [-i INTERVAL] SECONDS WHAT COMMAND [ARG...]
+#   Runs COMMAND ARG... (a command or shell function: exit status 0 means
+#   the condition holds) every INTERVAL seconds (default 0.1) until it holds,
+#   then returns 0; after SECONDS (wall clock; decimals allowed) it prints
+#   "# timed out after SECONDSs waiting for: WHAT" to stderr and returns 1.
+#   COMMAND runs in the current shell, so a function may set variables for
+#   the caller (the pid it found, say).  Conditions on one query: q_is,
+#   q_ge, q_any; quiet hides their errors while the server restarts.
+wait_until() {
+    local interval=0.1 seconds what int frac deadline
+    if [[ $1 == -i ]]; then interval=$2; shift 2; fi
+    seconds=$1 what=$2
+    shift 2
+    int=${seconds%%.*} frac=000000
+    [[ $seconds == *.* ]] && frac=${seconds#*.}000000
+    deadline=$(( ${EPOCHREALTIME//[!0-9]/} + 10#${int:-0} * 1000000 + 10#${frac:0:6} ))
+    while :; do
+        if "$@"; then return 0; fi
+        if [[ ${EPOCHREALTIME//[!0-9]/} -ge $deadline ]]; then
+            echo "# timed out after ${seconds}s waiting for: $what" >&2
+            return 1
+        fi
+        sleep "$interval"
+    done
+}
+q_is() { [[ $(q "$1") == "$2" ]]; }         # q_is SQL VALUE: SQL's value is VALUE
+q_ge() { [[ $(q "$1") -ge $2 ]]; }          # q_ge SQL N: SQL's value is a number >= N
+q_any() { [[ -n $(q "$1") ]]; }             # q_any SQL: SQL returns a non-empty value
+quiet() { "$@" 2>/dev/null; }               # quiet COMMAND...: without its stderr
+
+########################################################################
+# The extension's processes.  KIND is fetch, sync or launcher; their
+# backend_type in pg_stat_activity is spelled here and nowhere else.
+worker_type() {     # worker_type KIND: prints the backend_type of that kind
+    case ${1:-} in
+    fetch) echo 'workqueue fetch worker' ;;
+    sync) echo 'workqueue sync worker' ;;
+    launcher) echo 'workqueue launcher' ;;
+    *) echo "worker_type: unknown kind '${1:-}' (fetch, sync or launcher)" >&2; return 1 ;;
+    esac
+}
+
+worker_types_sql() {    # worker_types_sql [KIND...]: the backend types, quoted for an SQL IN (...) list (default: all kinds)
+    local kind list=""
+    [[ $# -gt 0 ]] || set -- fetch sync launcher
+    for kind in "$@"; do list+="${list:+, }'$(worker_type "$kind")'"; done
+    echo "$list"
+}
+
+worker_kind_sql() {     # worker_kind_sql [COLUMN]: SQL naming the kind of a backend type (NULL for other backends)
+    echo "CASE ${1:-backend_type} WHEN '$(worker_type fetch)' THEN 'fetch' WHEN '$(worker_type sync)' THEN 'sync'" \
+         "WHEN '$(worker_type launcher)' THEN 'launcher' END"
+}
+
+# worker_pid [KIND]: the pid of the worker of that kind (default fetch) of
+# the current database -- the launcher's serves the whole cluster; empty
+# while none runs
 worker_pid() {
-    q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'workqueue worker' AND datname = current_database()"
+    local kind=${1:-fetch} type
+    type=$(worker_type "$kind") || return 1
+    if [[ $kind == launcher ]]; then
+        q "SELECT pid FROM pg_stat_activity WHERE backend_type = '$type'"
+    else
+        q "SELECT pid FROM pg_stat_activity WHERE backend_type = '$type' AND datname = current_database()"
+    fi
+}
+
+worker_running() { [[ -n $(worker_pid "$@") ]]; }     # worker_running [KIND]: worker_pid prints a pid
+
+# workers_running [OLD-PID...]: a fetch and a sync worker serve the current
+# database, neither of them one of OLD-PID (quiet: false while the server
+# restarts; pg_catalog.count as hostile_conditions.sh shadows count(text))
+workers_running() {
+    local old
+    old=$(IFS=,; echo "${*:-0}")
+    [[ $(q "SELECT pg_catalog.count(DISTINCT backend_type) FROM pg_stat_activity
+             WHERE backend_type IN ($(worker_types_sql fetch sync)) AND datname = current_database()
+               AND pid NOT IN ($old)" 2>/dev/null) == 2 ]]
+}
+
+# wait_workers [SECONDS [OLD-PID...]]: until workers_running OLD-PID...
+# (default 20 s)
+wait_workers() {
+    local seconds=${1:-20}
+    shift $(( $# > 0 ))
+    wait_until "$seconds" "a fetch and a sync worker of this database${*:+ other than pids $*}" workers_running "$@"
+}
+
+# wait_fetches QUEUE [SECONDS]: until no fetch of the queue is queued or
+# processing (default 60 s)
+wait_fetches() {
+    wait_until "${2:-60}" "the fetches of queue $1 to finish" \
+        quiet q_is "SELECT count(*) FROM workqueue.fetch WHERE queue = '$1' AND status IN ('queued', 'processing')" 0
+}
+
+# workers_reloaded: both workers of the current database have published a
+# loop turn (worker_status.last_loop_at) since the postmaster last read the
+# configuration files -- a new session's pg_conf_load_time() is the
+# postmaster's; the SIGHUP it sent then wakes the workers, and their turn
+# begins by rereading the files
+workers_reloaded() {
+    q_is "SELECT count(*) FROM workqueue.worker_status WHERE last_loop_at > pg_conf_load_time()" 2
 }

@@ -15,15 +15,16 @@ reset_hosts() {
 trap 'reset_hosts; [[ -n ${T_API_PID:-} ]] && kill $T_API_PID 2>/dev/null' EXIT
 
 # set_hosts VALUE: ALTER SYSTEM + reload, then wait until a new session sees
-# it and give the workers a moment to take the SIGHUP
+# it and the workers have taken the SIGHUP
 set_hosts() {
     psql -XAtq -v ON_ERROR_STOP=1 -c "ALTER SYSTEM SET workqueue.allowed_hosts = '$1'" \
         -c "SELECT pg_reload_conf()" >/dev/null || return 1
-    for _ in $(seq 50); do
-        [[ $(q "SHOW workqueue.allowed_hosts") == "$1" ]] && break
-        sleep 0.1
-    done
-    sleep 0.5
+    hosts_reloaded "$1"
+}
+# hosts_reloaded VALUE: until a new session sees VALUE and both workers have reread the configuration
+hosts_reloaded() {
+    wait_until 5 "a new session to see workqueue.allowed_hosts = '$1'" q_is "SHOW workqueue.allowed_hosts" "$1"
+    wait_until 10 "the workers to reread the configuration" workers_reloaded
 }
 
 # a plain login role
@@ -38,11 +39,9 @@ full_err() {
 
 fstatus() { q "SELECT status || '|' || attempts || '|' || coalesce(error, '') FROM workqueue.fetch WHERE id = $1"; }
 wait_fetch() {     # wait_fetch ID: until it is no longer queued or processing
-    for _ in $(seq 300); do
-        [[ $(q "SELECT status FROM workqueue.fetch WHERE id = $1") =~ ^(queued|processing)$ ]] || return 0
-        sleep 0.1
-    done
+    wait_until 30 "fetch $1 to finish" fetch_done "$1"
 }
+fetch_done() { [[ ! $(q "SELECT status FROM workqueue.fetch WHERE id = $1") =~ ^(queued|processing)$ ]]; }
 requests() {       # requests ENDPOINT: how many the API received since the last /_stats/reset
     api GET /_stats | python3 -c "import json,sys; print(json.load(sys.stdin)['by_endpoint'].get('$1', 0))"
 }
@@ -189,8 +188,7 @@ is "$(wait_run $r)" "completed|" "localhost, 127.0.0.1: the same redirect is fol
 ########################################################################
 # back to no restriction
 reset_hosts
-for _ in $(seq 50); do [[ -z $(q "SHOW workqueue.allowed_hosts") ]] && break; sleep 0.1; done
-sleep 0.5
+hosts_reloaded ""
 is "$(q "SHOW workqueue.allowed_hosts")" "" "ALTER SYSTEM RESET + reload: empty again"
 r=$(q "SELECT workqueue.sync('ah')")
 is "$(wait_run $r)" "completed|" "... and syncs reach 127.0.0.1 again"

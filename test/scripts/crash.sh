@@ -21,8 +21,8 @@ new_source() {      # new_source NAME OPTIONS: a queue and a source of the sampl
     q "SELECT workqueue.create_queue('$1');
        SELECT workqueue.create_source('$1', '$1', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}', '$2')" >/dev/null
 }
-restarted() {       # after a crash: the cluster is back and both workers run
-    wait_accepting && wait_workers 30
+restarted() {       # restarted [KILLED-PID]: after a crash, the cluster is back and both workers run
+    { [[ -z ${1:-} ]] || wait_crash_restart "$1"; } && wait_accepting && wait_workers 30
 }
 
 ########################################################################
@@ -41,18 +41,18 @@ psql -XAtq -c "SELECT * FROM workqueue.upsert_items('cu', (SELECT j FROM public.
 client=$!
 pid=""
 # kill it once it is writing: 8 MB of WAL after it started
-for _ in $(seq 300); do
+upsert_writing() {
     pid=$(q "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%upsert_items(''cu''%' AND pid <> pg_backend_pid()")
-    [[ -n $pid && $(q "SELECT pg_current_wal_insert_lsn() - '$lsn0'") -gt 8000000 ]] && break
-    sleep 0.05
-done
+    [[ -n $pid && $(q "SELECT pg_current_wal_insert_lsn() - '$lsn0'") -gt 8000000 ]]
+}
+wait_until -i 0.05 15 "the upsert_items backend to write 8 MB of WAL" upsert_writing
 kill -9 "$pid"
 wait $client
 rc=$?
 # (the client's words depend on the connection: plain or SSL)
 ok $([[ $rc != 0 ]] && grep -qiE 'server closed the connection unexpectedly|connection to server was lost|SSL SYSCALL error|unexpected eof|terminating connection' "$tmp/upsert.out"; echo $?) "kill -9 of the backend in the middle of upsert_items (its client lost the connection)"
 [[ $rc != 0 ]] || { echo "#   client exit $rc, backend '$pid', it printed:"; sed 's/^/#   /' "$tmp/upsert.out"; }
-restarted
+restarted "$pid"
 ok $? "the postmaster recovered and the workers are back"
 ok $([[ $(cluster_epoch) != "$pm0" ]]; echo $?) "... after a crash restart (the checkpointer is new)"
 after=$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'cu'")
@@ -76,14 +76,14 @@ q "DROP TABLE public.crash_payload" >/dev/null
 control '{"reset": true, "slow_ms": 300}'
 new_source cs '{"batch_size": 10, "max_concurrency": 1}'
 r=$(q "SELECT workqueue.sync('cs')")
-for _ in $(seq 150); do [[ $(q "SELECT batches_done FROM workqueue.sync_run WHERE id = $r") -ge 3 ]] && break; sleep 0.1; done
-pid=$(sync_worker_pid)
+wait_until 15 "run $r to commit 3 batches" q_ge "SELECT batches_done FROM workqueue.sync_run WHERE id = $r" 3
+pid=$(worker_pid sync)
 kill -9 "$pid"
-sleep 1
-restarted
+restarted "$pid"
 ok $? "kill -9 of the sync worker mid-run: the cluster and workers are back"
 control '{"slow_ms": 0}'
-for _ in $(seq 100); do retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r"); [[ -n $retry ]] && break; sleep 0.1; done
+retry_queued() { retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r"); [[ -n $retry ]]; }
+wait_until 10 "a retry of run $r" retry_queued
 is "$(wait_run "$retry")" "completed|" "the interrupted run is re-queued and completes"
 is "$(q "SELECT count(*) || ' ' || count(DISTINCT external_id) FROM workqueue.item WHERE queue = 'cs'")" "250 250" "250 items, none twice"
 is "$(bad_created cs)" 0 "exactly one created event per item"
@@ -109,11 +109,12 @@ q "SELECT workqueue.create_queue('cf');
    SELECT count(workqueue.add('cf', '{}', 3, format('C-%s', lpad(g::text, 4, '0')))) FROM generate_series(1, 250) g" >/dev/null
 api POST /_stats/reset >/dev/null
 q "SELECT count(workqueue.enqueue_fetch(id, 'cf')) FROM workqueue.item WHERE queue = 'cf'" >/dev/null
-for _ in $(seq 200); do [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE queue = 'cf' AND status = 'completed'") -ge 30 ]] && break; sleep 0.05; done
+wait_until -i 0.05 10 "30 fetches of queue cf to complete" \
+    q_ge "SELECT count(*) FROM workqueue.fetch WHERE queue = 'cf' AND status = 'completed'" 30
 inflight=$(q "SELECT count(*) FROM workqueue.fetch WHERE queue = 'cf' AND status = 'processing'")
-kill -9 "$(fetch_worker_pid)"
-sleep 1
-restarted
+pid=$(worker_pid fetch)
+kill -9 "$pid"
+restarted "$pid"
 ok $? "kill -9 of the fetch worker with $inflight fetches processing: the cluster and workers are back"
 control '{"slow_ms": 0}'
 wait_fetches cf 60
@@ -128,23 +129,24 @@ ok $([[ $requests -gt 250 || $inflight == 0 ]]; echo $?) \
 
 ########################################################################
 # kill -9 of a worker during its start-up (pg_net lost its queue this way)
-old=$(fetch_worker_pid)
+old=$(worker_pid fetch)
 q "SELECT pg_terminate_backend($old)" >/dev/null
+# (looked for inside one statement, every 2 ms: a wait_until of psql calls
+# would come too late to catch the worker in its start-up)
 new=$(q "DO \$\$
 DECLARE p int; t0 timestamptz := clock_timestamp();
 BEGIN
     LOOP
         PERFORM pg_stat_clear_snapshot();
         SELECT pid INTO p FROM pg_stat_activity
-         WHERE backend_type = 'workqueue worker' AND datname = current_database() AND pid <> $old;
+         WHERE backend_type = '$(worker_type fetch)' AND datname = current_database() AND pid <> $old;
         EXIT WHEN p IS NOT NULL OR clock_timestamp() > t0 + interval '15 seconds';
         PERFORM pg_sleep(0.002);
     END LOOP;
     RAISE WARNING '%', p;
 END \$\$" 2>&1 | sed -nE 's/.*WARNING:  ([0-9]+)$/\1/p')
 ok $([[ -n $new ]] && kill -9 "$new"; echo $?) "kill -9 of the new fetch worker the moment it appears"
-sleep 1
-restarted
+restarted "$new"
 ok $? "the cluster and both workers come back"
 q "SELECT count(workqueue.enqueue_fetch(id, 'cf')) FROM workqueue.item WHERE queue = 'cf' AND id % 10 = 0" >/dev/null
 wait_fetches cf 30
@@ -179,8 +181,14 @@ psql -XAtq -f "$tmp/adds.sql" >"$tmp/adds.out" 2>"$tmp/adds.err" &
 c2=$!
 psql -XAtq -f "$tmp/claims.sql" >"$tmp/claims.out" 2>"$tmp/claims.err" &
 c3=$!
-for _ in $(seq 100); do [[ $(q "SELECT batches_done FROM workqueue.sync_run WHERE id = $r") -ge 2 ]] && break; sleep 0.1; done
-sleep 0.5
+# until the sync run has committed 2 batches and each client has committed something
+under_load() {
+    q_is "SELECT (SELECT batches_done >= 2 FROM workqueue.sync_run WHERE id = $r)
+             AND EXISTS (SELECT FROM workqueue.item_event WHERE queue = 'cmw' AND kind = 'comment')
+             AND EXISTS (SELECT FROM workqueue.item WHERE queue = 'cmw' AND external_id LIKE 'A-%')
+             AND EXISTS (SELECT FROM workqueue.item WHERE queue = 'cmw' AND claimed_by = 'crasher')" t
+}
+wait_until 15 "run $r to commit 2 batches while the 3 clients write" under_load
 if [[ -n ${WQ_CLUSTER:-} ]]; then
     processing=$(q "SELECT count(*) FROM workqueue.fetch WHERE queue = 'cmw' AND status = 'processing'")
     pg_ctlcluster $(cluster_args) stop -m immediate >/dev/null 2>&1
@@ -214,7 +222,7 @@ if [[ -n ${WQ_CLUSTER:-} ]]; then
                       ORDER BY e.id DESC LIMIT 1), false)")" 0 "every item's status agrees with its last event"
     is "$(bad_created cmw)" 0 "exactly one created event per item"
     retry=""
-    for _ in $(seq 100); do retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r"); [[ -n $retry ]] && break; sleep 0.1; done
+    wait_until 10 "a retry of run $r" retry_queued
     is "$(wait_run "$retry")" "completed|" "the interrupted sync run is re-queued and completes"
     is "$(q "SELECT count(*) || ' ' || count(DISTINCT external_id) FROM workqueue.item WHERE queue = 'cm'")|$(bad_created cm)" "250 250|0" \
        "... 250 items, none twice, one created event each"

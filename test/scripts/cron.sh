@@ -18,11 +18,8 @@ is "$(qerr "SELECT workqueue.schedule_sync('nope', '* * * * *')")" 'source "nope
 is "$(qerr "SELECT workqueue.schedule_sync('cron1', 'every full moon')")" 'invalid schedule: every full moon' "pg_cron's own error for a bad schedule"
 
 run=""
-for _ in $(seq 150); do
-    run=$(q "SELECT id FROM workqueue.sync_run WHERE source = 'cron1' ORDER BY id LIMIT 1")
-    [[ -n $run ]] && break
-    sleep 0.5
-done
+cron_run() { run=$(q "SELECT id FROM workqueue.sync_run WHERE source = 'cron1' ORDER BY id LIMIT 1"); [[ -n $run ]]; }
+wait_until -i 0.5 75 "pg_cron to queue a sync run of source cron1" cron_run
 ok $([[ -n $run ]]; echo $?) "pg_cron queued a sync run within 75 s"
 if [[ -n $run ]]; then
     is "$(wait_run "$run")" "completed|" "the scheduled run completes"

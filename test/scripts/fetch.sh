@@ -9,22 +9,15 @@ port_file=$(mktemp)
 python3 "$dir/sample_api.py" --port 0 --cases 2000 --port-file "$port_file" >/dev/null &
 api_pid=$!
 trap 'kill $api_pid 2>/dev/null' EXIT
-for _ in $(seq 200); do [[ -s $port_file ]] && break; sleep 0.05; done
+wait_until -i 0.05 10 "the sample API to write its port to $port_file" test -s "$port_file"
 WQ_API="http://127.0.0.1:$(cat "$port_file")"
 
 q "CREATE EXTENSION IF NOT EXISTS workqueue" >/dev/null
-fetch_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'workqueue worker' AND datname = current_database()"; }
-for _ in $(seq 100); do [[ -n $(fetch_pid) ]] && break; sleep 0.1; done
-ok $([[ -n $(fetch_pid) ]]; echo $?) "a fetch worker serves this database"
+# new_fetch_pid OLD-PID: a fetch worker other than OLD-PID runs (its pid in $new)
+new_fetch_pid() { new=$(worker_pid fetch 2>/dev/null); [[ -n $new && $new != "$1" ]]; }
+wait_until 10 "a fetch worker of this database" worker_running fetch
+ok $([[ -n $(worker_pid fetch) ]]; echo $?) "a fetch worker serves this database"
 
-# wait_fetches QUEUE [SECONDS]: until no fetch of the queue is queued or processing
-wait_fetches() {
-    for _ in $(seq $(( ${2:-60} * 10 ))); do
-        [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE queue = '$1' AND status IN ('queued', 'processing')") == 0 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 fstatus() { q "SELECT status || '|' || coalesce(http_status::text, '') || '|' || coalesce(error, '') || '|' || attempts FROM workqueue.fetch WHERE id = $1"; }
 
 ########################################################################
@@ -86,7 +79,8 @@ is "$(fstatus $fjson)" "failed|200|invalid JSON|1" "a body that is not JSON fail
 is "$(fstatus $fnone)" "failed|200|no usable record for \"F-6\" in the response|1" "a response without the item's record fails"
 q "ALTER SYSTEM SET workqueue.http_max_response_bytes = '100kB'" >/dev/null
 q "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+wait_until 5 "a new session to see http_max_response_bytes = 100kB" q_is "SHOW workqueue.http_max_response_bytes" 100kB
+wait_until 10 "the workers to reread the configuration" workers_reloaded
 fbig=$(q "SELECT workqueue.enqueue_fetch($(item F-5), 'ffbig')")
 wait_fetches ff 30
 is "$(fstatus $fbig)" "failed|200|response too large|1" "a body over workqueue.http_max_response_bytes fails as response too large"
@@ -96,7 +90,8 @@ q "SELECT pg_reload_conf()" >/dev/null
 # idempotent enqueue, cancel, dead-letter retry
 i7=$(item F-7)
 a=$(q "SELECT workqueue.enqueue_fetch($i7, 'ff429')")
-for _ in $(seq 50); do [[ $(q "SELECT attempts FROM workqueue.fetch WHERE id = $a") -ge 1 && $(q "SELECT status FROM workqueue.fetch WHERE id = $a") == queued ]] && break; sleep 0.1; done
+wait_until 5 "fetch $a to be tried once and queued again (429)" \
+    q_is "SELECT attempts >= 1 AND status = 'queued' FROM workqueue.fetch WHERE id = $a" t
 is "$(q "SELECT workqueue.enqueue_fetch($i7, 'ff429')")" "$a" "a second enqueue while one is queued returns it"
 ok $([[ $(q "SELECT next_attempt_at > now() + interval '50 seconds' FROM workqueue.fetch WHERE id = $a") == t ]]; echo $?) "Retry-After: 60 is honoured"
 is "$(q "SELECT status FROM workqueue.cancel_fetch($a)")" cancelled "cancel_fetch cancels a queued fetch"
@@ -114,7 +109,9 @@ is "$(q "SELECT status FROM workqueue.fetch WHERE queue = 'ff' AND source = 'ff5
 # leases run out without anyone calling claim
 q "SELECT workqueue.create_queue('fl', lease_timeout => '1 second'); SELECT workqueue.add('fl')" >/dev/null
 q "SELECT workqueue.claim('fl', 1, 'sleepy')" >/dev/null
-sleep 3
+# a 1-second lease: the worker must have expired it within 3 s
+wait_until 3 "the worker to expire the 1-second lease of queue fl" \
+    q_is "SELECT status || ' ' || coalesce(claimed_by, '-') FROM workqueue.item WHERE queue = 'fl'" "open -"
 is "$(q "SELECT status || ' ' || coalesce(claimed_by, '-') FROM workqueue.item WHERE queue = 'fl'")" "open -" "the worker returns an expired claim to the queue"
 is "$(q "SELECT actor || ' ' || (payload->>'claimed_by') FROM workqueue.item_event WHERE queue = 'fl' AND kind = 'lease_expired'")" "workqueue sleepy" "... with a lease_expired event"
 
@@ -140,17 +137,16 @@ q "SELECT workqueue.create_queue('fk');
    SELECT workqueue.create_source('fk', 'fk', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}');
    SELECT count(workqueue.add('fk', '{}', 3, format('C-%s', lpad(g::text, 4, '0')))) FROM generate_series(1, 200) g;
    SELECT count(workqueue.enqueue_fetch(id, 'fk')) FROM workqueue.item WHERE queue = 'fk'" >/dev/null
-for _ in $(seq 100); do [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE queue = 'fk' AND status = 'completed'") -ge 20 ]] && break; sleep 0.1; done
-pid=$(fetch_pid)
+wait_until 10 "20 fetches of queue fk to complete" \
+    q_ge "SELECT count(*) FROM workqueue.fetch WHERE queue = 'fk' AND status = 'completed'" 20
+pid=$(worker_pid fetch)
 kill -9 "$pid"
-sleep 3
-for _ in $(seq 100); do psql -XAtqc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-for _ in $(seq 100); do [[ -n $(fetch_pid) ]] && break; sleep 0.1; done
-ok $([[ -n $(fetch_pid) && $(fetch_pid) != "$pid" ]]; echo $?) "after kill -9 a new fetch worker runs"
-pid=$(fetch_pid)
+wait_until 30 "a new fetch worker after the crash restart (kill -9 of $pid)" new_fetch_pid "$pid"
+ok $([[ -n $(worker_pid fetch) && $(worker_pid fetch) != "$pid" ]]; echo $?) "after kill -9 a new fetch worker runs"
+pid=$(worker_pid fetch)
 q "SELECT pg_terminate_backend($pid)" >/dev/null
 t0=$(date +%s)
-for _ in $(seq 150); do new=$(fetch_pid); [[ -n $new && $new != "$pid" ]] && break; sleep 0.1; done
+wait_until 15 "a new fetch worker after pg_terminate_backend($pid)" new_fetch_pid "$pid"
 ok $([[ -n $new && $new != "$pid" && $(( $(date +%s) - t0 )) -le 10 ]]; echo $?) "after pg_terminate_backend it is back within 10 s"
 control '{"slow_ms": 0}'
 wait_fetches fk 60
@@ -163,17 +159,19 @@ is "$(q "SELECT count(*) FROM workqueue.item_event WHERE queue = 'fk' AND kind =
 q "SELECT workqueue.create_queue('fb');
    SELECT workqueue.create_source('fb', 'fb', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}');
    SELECT count(workqueue.add('fb', '{}', 3, format('C-%s', lpad(g::text, 4, '0')))) FROM generate_series(1, 2000) g" >/dev/null
-pid=$(fetch_pid)
+pid=$(worker_pid fetch)
 rss0=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 api POST /_stats/reset >/dev/null
 q "SELECT count(workqueue.enqueue_fetch(id, 'fb')) FROM workqueue.item WHERE queue = 'fb'" >/dev/null
 maxseen=0
-for _ in $(seq 600); do
+# backlog_drained: notes the worker's in_flight in maxseen; true once no fetch of fb is queued or processing
+backlog_drained() {
+    local f
     f=$(q "SELECT in_flight FROM workqueue.worker_status WHERE kind = 'fetch'")
     [[ -n $f && $f -gt $maxseen ]] && maxseen=$f
-    [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE queue = 'fb' AND status IN ('queued', 'processing')") == 0 ]] && break
-    sleep 0.1
-done
+    q_is "SELECT count(*) FROM workqueue.fetch WHERE queue = 'fb' AND status IN ('queued', 'processing')" 0
+}
+wait_until 60 "the 2,000-fetch backlog of queue fb to drain" backlog_drained
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 is "$(q "SELECT count(*) FROM workqueue.fetch WHERE queue = 'fb' AND status = 'completed'")" 2000 "a 2,000-fetch backlog drains"
 ok $([[ $maxseen -le $cap ]]; echo $?) "worker_status never showed more than $cap in flight (max $maxseen)"

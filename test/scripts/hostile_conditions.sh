@@ -43,6 +43,14 @@ run_col() { q "SELECT $2 FROM workqueue.sync_run WHERE id = $1"; }
 # active_pid NAME: the pid of the session with that application_name while it runs a statement
 active_pid() { q "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND application_name = '$1'"; }
 now_ms() { date +%s%3N; }
+restart_workers() { # terminates this database's workers, waits for new ones
+    local old
+    old=$(q "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+              WHERE backend_type IN ($(worker_types_sql fetch sync)) AND datname = current_database()")
+    q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE backend_type IN ($(worker_types_sql fetch sync)) AND datname = current_database()" >/dev/null
+    wait_workers 15 $old
+}
 
 ########################################################################
 # pg_cancel_backend inside workqueue.wait(): 57014, the session goes on
@@ -55,8 +63,9 @@ SELECT status FROM workqueue.wait($r, '1 minute');
 SELECT 'alive ' || count(*) FROM workqueue.sync_run WHERE id = $r;
 SQL
 client=$!
-for _ in $(seq 100); do pid=$(active_pid hostile_wait); [[ -n $pid ]] && break; sleep 0.05; done
-sleep 0.5
+# in_wait: the session is inside wait(), in its pg_sleep between two looks at the run (pid in $pid)
+in_wait() { pid=$(q "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND application_name = 'hostile_wait' AND wait_event = 'PgSleep'"); [[ -n $pid ]]; }
+wait_until -i 0.05 10 "the hostile_wait session to sleep inside workqueue.wait()" in_wait
 t0=$(now_ms)
 q "SELECT pg_cancel_backend($pid)" >/dev/null
 wait $client
@@ -77,11 +86,11 @@ SELECT * FROM workqueue.upsert_items('hu', (SELECT j FROM public.hostile_payload
 SELECT 'alive ' || count(*) FROM workqueue.item WHERE queue = 'hu';
 SQL
 client=$!
-for _ in $(seq 300); do
+upsert_writing() {  # the upsert runs (pid in $pid) and has written 4 MB of WAL
     pid=$(active_pid hostile_upsert)
-    [[ -n $pid && $(q "SELECT pg_current_wal_insert_lsn() - '$lsn0'") -gt 4000000 ]] && break
-    sleep 0.05
-done
+    [[ -n $pid && $(q "SELECT pg_current_wal_insert_lsn() - '$lsn0'") -gt 4000000 ]]
+}
+wait_until -i 0.05 15 "the hostile_upsert session to write 4 MB of WAL" upsert_writing
 q "SELECT pg_cancel_backend($pid)" >/dev/null
 t0=$(now_ms)
 wait $client
@@ -97,8 +106,9 @@ SELECT count(*) FROM public.hostile_ids h, generate_series(1, 3) g, LATERAL work
 SELECT 'alive';
 SQL
 client=$!
-for _ in $(seq 100); do pid=$(active_pid hostile_missing); [[ -n $pid ]] && break; sleep 0.02; done
-sleep 1
+missing_active() { pid=$(active_pid hostile_missing); [[ -n $pid ]]; }
+wait_until -i 0.02 2 "the hostile_missing session to run its statement" missing_active
+sleep 1     # not a wait: the cancel is to come in the second second of the work
 q "SELECT pg_cancel_backend($pid)" >/dev/null
 t0=$(now_ms)
 wait $client
@@ -148,28 +158,34 @@ q "DROP DATABASE IF EXISTS $db2 WITH (FORCE)" >/dev/null
 q "CREATE DATABASE $db2" >/dev/null
 psql -XAtq -c "ALTER SYSTEM SET workqueue.databases = '$db, $db2'" -c "SELECT pg_reload_conf()" >/dev/null
 q2() { PGDATABASE=$db2 q "$@"; }
-workers2() { q "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db2' AND backend_type LIKE 'workqueue%'"; }
+q2_is() { PGDATABASE=$db2 q_is "$@"; }
+workers2() { q "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db2' AND backend_type IN ($(worker_types_sql))"; }
+workers2_are() { [[ $(workers2) == "$1" ]]; }
 q2 "CREATE EXTENSION workqueue" >/dev/null
-for _ in $(seq 100); do [[ $(workers2) == 2 ]] && break; sleep 0.1; done
+wait_until 10 "two workers in $db2" workers2_are 2
 is "$(workers2)" 2 "after ALTER SYSTEM SET workqueue.databases and a reload, two workers serve $db2"
 
 # reordering the list moves workers between slots without doubling any; a database left out loses its workers
 per_kind() {
-    q "SELECT string_agg(datname || ' ' || backend_type || ' ' || n, ', ' ORDER BY datname, backend_type)
+    q "SELECT string_agg(datname || ' ' || backend_type || ' ' || n, ', ' ORDER BY datname, $(worker_kind_sql))
          FROM (SELECT datname, backend_type, count(*) n FROM pg_stat_activity
-                WHERE backend_type LIKE 'workqueue%worker' GROUP BY 1, 2) x"
+                WHERE backend_type IN ($(worker_types_sql fetch sync)) GROUP BY 1, 2) x"
 }
-want="$db workqueue sync worker 1, $db workqueue worker 1, $db2 workqueue sync worker 1, $db2 workqueue worker 1"
+want="$db $(worker_type fetch) 1, $db $(worker_type sync) 1, $db2 $(worker_type fetch) 1, $db2 $(worker_type sync) 1"
+per_kind_is_want() { [[ $(per_kind) == "$want" ]]; }
+# moved: one worker of each kind per database, none of them one of before (the
+# order of the list decides the slots: every worker is replaced)
+old_workers=$(q "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type IN ($(worker_types_sql fetch sync))")
+moved() { per_kind_is_want && q_is "SELECT count(*) FROM pg_stat_activity WHERE pid IN (${old_workers:-0})" 0; }
 psql -XAtq -c "ALTER SYSTEM SET workqueue.databases = '$db2, $db'" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1
-for _ in $(seq 100); do [[ $(per_kind) == "$want" ]] && break; sleep 0.1; done
-sleep 1
+wait_until 15 "the workers to move to their new slots, one of each kind per database" moved
+sleep 1     # not a wait: one worker of each kind must still be all there is a second later
 is "$(per_kind)" "$want" "workqueue.databases reordered: still one worker of each kind per database"
 psql -XAtq -c "ALTER SYSTEM SET workqueue.databases = '$db'" -c "SELECT pg_reload_conf()" >/dev/null
-for _ in $(seq 100); do [[ $(workers2) == 0 ]] && break; sleep 0.1; done
+wait_until 10 "the workers of $db2 to stop" workers2_are 0
 is "$(workers2)" 0 "$db2 left out of workqueue.databases: its workers stop"
 psql -XAtq -c "ALTER SYSTEM SET workqueue.databases = '$db, $db2'" -c "SELECT pg_reload_conf()" >/dev/null
-for _ in $(seq 100); do [[ $(per_kind) == "$want" ]] && break; sleep 0.1; done
+wait_until 10 "one worker of each kind per database" per_kind_is_want
 is "$(per_kind)" "$want" "... and start again when it is back"
 
 # busy2 NAME: a slow sync run and 16 slow fetches in flight in $db2
@@ -181,15 +197,14 @@ busy2() {
         SELECT count(workqueue.enqueue_fetch(workqueue.add('${1}f', '{}', 3, format('C-%s', lpad(g::text, 4, '0'))), '$1'))
           FROM generate_series(1, 100) g;
         SELECT workqueue.sync('$1')" >/dev/null
-    for _ in $(seq 100); do
-        [[ $(q2 "SELECT count(*) FROM workqueue.fetch WHERE status = 'processing'") -gt 0 &&
-           $(q2 "SELECT count(*) FROM workqueue.sync_run WHERE status = 'running'") == 1 ]] && return 0
-        sleep 0.1
-    done
-    return 1
+    wait_until 10 "a sync run and fetches in flight in $db2" busy2_now
+}
+busy2_now() {
+    [[ $(q2 "SELECT count(*) FROM workqueue.fetch WHERE status = 'processing'") -gt 0 &&
+       $(q2 "SELECT count(*) FROM workqueue.sync_run WHERE status = 'running'") == 1 ]]
 }
 starts2() { log_since "$1" | grep -c "worker started for database \"$db2\""; }
-exits2() { log_since "$1" | grep -cE 'background worker "workqueue (sync )?worker" \(PID [0-9]+\) exited with exit code 1'; }
+exits2() { log_since "$1" | grep -cE "background worker \"($(worker_type fetch)|$(worker_type sync))\" \\(PID [0-9]+\\) exited with exit code 1"; }
 
 # DROP EXTENSION under a busy worker; it idles, then picks up after CREATE EXTENSION
 busy2 hd
@@ -204,15 +219,17 @@ is "$err" "" "DROP EXTENSION workqueue while its workers are busy succeeds ($ms 
 # worker started or exited for 3 s, at most 20 s -- a worker that loops on
 # errors never settles
 last=-1; same=0
-for _ in $(seq 40); do
+settled() {         # looked at every 0.5 s: true at the 6th look in a row that finds the same and both workers
+    local cur
     cur="$(exits2 "$mark")/$(starts2 "$mark")/$(workers2)"
-    if [[ $cur == "$last" && $(workers2) == 2 ]]; then same=$((same + 1)); [[ $same -ge 6 ]] && break; else same=0; last=$cur; fi
-    sleep 0.5
-done
+    if [[ $cur == "$last" && $(workers2) == 2 ]]; then same=$((same + 1)); else same=0; last=$cur; fi
+    [[ $same -ge 6 ]]
+}
+wait_until -i 0.5 20 "the workers of $db2 to settle (no start or exit for 3 s)" settled
 n_exits=$(exits2 "$mark"); n_starts=$(starts2 "$mark")
 ok $([[ $n_exits -le 2 && $n_starts -le 2 ]]; echo $?) "the workers do not loop on errors ($n_exits error exits, $n_starts restarts until they settled)"
 mark=$(log_size)
-sleep 3
+sleep 3     # not a wait: the workers must stay idle over these 3 s
 is "$(exits2 "$mark")|$(starts2 "$mark")|$(workers2)" "0|0|2" "... and then idle: no exit, no restart in 3 s, both still there"
 control '{"reset": true}'
 q2 "CREATE EXTENSION workqueue" >/dev/null
@@ -222,7 +239,7 @@ r=$(q2 "SELECT workqueue.sync('he')")
 is "$(PGDATABASE=$db2 wait_run $r 30)|$(q2 "SELECT count(*) FROM workqueue.item WHERE queue = 'he'")" "completed||250" \
    "after CREATE EXTENSION the worker picks up again: a sync completes"
 f=$(q2 "SELECT workqueue.enqueue_fetch(min(id), 'he') FROM workqueue.item WHERE queue = 'he'")
-for _ in $(seq 100); do [[ $(q2 "SELECT status FROM workqueue.fetch WHERE id = $f") == completed ]] && break; sleep 0.1; done
+wait_until 10 "fetch $f of $db2 to complete" q2_is "SELECT status FROM workqueue.fetch WHERE id = $f" completed
 is "$(q2 "SELECT status FROM workqueue.fetch WHERE id = $f")" completed "... and so does a fetch"
 
 # a plain DROP DATABASE under busy workers: they step aside
@@ -233,26 +250,28 @@ t0=$(now_ms)
 err=$(qerr "DROP DATABASE $db2")
 ms=$(( $(now_ms) - t0 ))
 is "$err" "" "a plain DROP DATABASE of a database the workers serve succeeds ($ms ms)"
-sleep 3
+sleep 3     # not a wait: no worker may start for the dropped database over these 3 s
 is "$(workers2)|$(starts2 "$mark")" "0|0" "the launcher starts no worker for the dropped database (3 s)"
 is "$(log_since "$mark" | grep -c "database \"$db2\" does not exist")" 0 "... and no worker fails on it"
 
 # recreated under the same name it is served again; DROP DATABASE ... WITH (FORCE) works too
 q "CREATE DATABASE $db2" >/dev/null
 q2 "CREATE EXTENSION workqueue" >/dev/null
-for _ in $(seq 100); do [[ $(workers2) == 2 ]] && break; sleep 0.1; done
+wait_until 10 "two workers in the new $db2" workers2_are 2
 is "$(workers2)" 2 "a database created again under that name gets its workers"
 busy2 hx
 mark=$(log_size)
 is "$(qerr "DROP DATABASE $db2 WITH (FORCE)")" "" "DROP DATABASE ... WITH (FORCE) under busy workers succeeds"
-sleep 3
+sleep 3     # not a wait: nothing may be restarted for it over these 3 s
 is "$(workers2)|$(starts2 "$mark")|$(log_since "$mark" | grep -c "database \"$db2\" does not exist")" "0|0|0" "... and nothing is restarted for it"
 psql -XAtq -c "ALTER SYSTEM RESET workqueue.databases" -c "SELECT pg_reload_conf()" >/dev/null
 control '{"reset": true}'
 
 ########################################################################
 # workers terminated while they start
-# kill_new KIND OLDPID: terminates the next worker of that kind the moment it appears
+# kill_new KIND OLDPID: terminates the next worker of that kind the moment it
+# appears (looked for inside one statement, every 1 ms: a wait_until of psql
+# calls would come too late to catch the worker in its start-up)
 kill_new() {
     q "DO \$\$
 DECLARE p int; t0 timestamptz := clock_timestamp();
@@ -260,7 +279,7 @@ BEGIN
     LOOP
         PERFORM pg_stat_clear_snapshot();
         SELECT pid INTO p FROM pg_stat_activity
-         WHERE backend_type = '$1' AND datname = current_database() AND pid <> $2;
+         WHERE backend_type = '$(worker_type "$1")' AND datname = current_database() AND pid <> $2;
         EXIT WHEN p IS NOT NULL OR clock_timestamp() > t0 + interval '15 seconds';
         PERFORM pg_sleep(0.001);
     END LOOP;
@@ -270,13 +289,13 @@ END \$\$" 2>&1 | sed -nE 's/.*WARNING:  ([0-9]+)$/\1/p'
 # kill_starting KIND: terminates the worker, then its successor the moment it appears
 kill_starting() {
     local old
-    old=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1' AND datname = current_database()")
+    old=$(worker_pid "$1")
     [[ -n $old ]] && q "SELECT pg_terminate_backend($old)" >/dev/null
     kill_new "$1" "${old:-0}"
 }
-kill_starting 'workqueue worker' >"$tmp/kill1" &
+kill_starting fetch >"$tmp/kill1" &
 kills=$!
-kill_starting 'workqueue sync worker' >"$tmp/kill2"
+kill_starting sync >"$tmp/kill2"
 wait $kills
 ok $([[ -s $tmp/kill1 && -s $tmp/kill2 ]]; echo $?) "fetch and sync worker: each terminated the moment it appeared (pids $(cat "$tmp/kill1") $(cat "$tmp/kill2"))"
 t0=$(now_ms)
@@ -284,16 +303,17 @@ wait_workers 15
 ok $? "both workers are back, $(( ($(now_ms) - t0) / 1000 )) s after the last termination"
 
 # the launcher terminated: its workers go with it, the next launcher starts one of each again
-launcher=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'workqueue launcher'")
+launcher=$(worker_pid launcher)
+old_fetch=$(worker_pid fetch); old_sync=$(worker_pid sync)
 q "SELECT pg_terminate_backend($launcher)" >/dev/null
-for _ in $(seq 150); do
-    [[ -n $(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'workqueue launcher' AND pid <> $launcher") ]] && wait_workers 1 && break
-    sleep 0.1
-done
-sleep 2
-is "$(q "SELECT string_agg(backend_type || ' ' || n, ', ' ORDER BY backend_type) FROM (SELECT backend_type, count(*) n FROM pg_stat_activity
-           WHERE backend_type LIKE 'workqueue%worker' AND datname = current_database() GROUP BY 1) x")" \
-   "workqueue sync worker 1, workqueue worker 1" "after pg_terminate_backend of the launcher: one worker of each kind, not two"
+relaunched() {      # a new launcher, and new workers of each kind
+    [[ -n $(worker_pid launcher) && $(worker_pid launcher) != "$launcher" ]] && workers_running "${old_fetch:-0}" "${old_sync:-0}"
+}
+wait_until 15 "a new launcher and new workers" relaunched
+sleep 2     # not a wait: time for a second worker of a kind to show up, were one started
+is "$(q "SELECT string_agg(backend_type || ' ' || n, ', ' ORDER BY $(worker_kind_sql)) FROM (SELECT backend_type, count(*) n FROM pg_stat_activity
+           WHERE backend_type IN ($(worker_types_sql fetch sync)) AND datname = current_database() GROUP BY 1) x")" \
+   "$(worker_type fetch) 1, $(worker_type sync) 1" "after pg_terminate_backend of the launcher: one worker of each kind, not two"
 new_source hs '{}'
 r=$(q "SELECT workqueue.sync('hs')")
 is "$(wait_run $r 30)|$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'hs'")" "completed||250" "... and work: a sync completes"
@@ -319,12 +339,8 @@ q "CREATE SCHEMA evil;
      \$\$ SELECT evil.log('count'); SELECT 0::bigint \$\$;
    GRANT USAGE ON SCHEMA evil TO PUBLIC;
    ALTER DATABASE \"$db\" SET search_path = evil, public" >/dev/null
-for kind in 'workqueue worker' 'workqueue sync worker'; do
-    q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = '$kind' AND datname = current_database()" >/dev/null
-done
-sleep 1
-wait_workers 15
-is "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'workqueue%worker' AND datname = current_database()")|$(q 'SHOW search_path')" \
+restart_workers
+is "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ($(worker_types_sql fetch sync)) AND datname = current_database()")|$(q 'SHOW search_path')" \
    "2|evil, public" "workers restarted under ALTER DATABASE ... SET search_path = evil, public"
 control '{"reset": true, "update": {"C-0003": {"name": "Changed"}}}'
 new_source he1 '{"batch_size": 40}'
@@ -334,16 +350,12 @@ q "SELECT count(workqueue.enqueue_fetch(id, 'he1')) FROM workqueue.item WHERE qu
 wait_fetches he1 20
 is "$(q "SELECT count(*) FILTER (WHERE status = 'completed') || '/' || count(*) FROM workqueue.fetch WHERE queue = 'he1'")" "10/10" "... and so do fetches"
 q "SELECT workqueue.claim('he1', 1, 'x'); SELECT pg_sleep(0.1)" >/dev/null
-is "$(q "SELECT coalesce(string_agg(DISTINCT fn, ','), 'none') FROM evil.calls WHERE backend LIKE 'workqueue%'")" "none" \
+is "$(q "SELECT coalesce(string_agg(DISTINCT fn, ','), 'none') FROM evil.calls WHERE backend IN ($(worker_types_sql))")" "none" \
    "the workers never called a function of schema evil"
-is "$(q "SELECT coalesce(string_agg(DISTINCT fn, ','), 'none') FROM evil.calls WHERE backend NOT LIKE 'workqueue%'")" "none" \
+is "$(q "SELECT coalesce(string_agg(DISTINCT fn, ','), 'none') FROM evil.calls WHERE backend NOT IN ($(worker_types_sql))")" "none" \
    "... nor did the API functions called by a client"
 q "ALTER DATABASE \"$db\" RESET search_path; DROP SCHEMA evil CASCADE" >/dev/null
-for kind in 'workqueue worker' 'workqueue sync worker'; do
-    q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = '$kind' AND datname = current_database()" >/dev/null
-done
-sleep 1
-wait_workers 15
+restart_workers
 
 ########################################################################
 is "$(cluster_epoch)" "$epoch0" "the postmaster never restarted (start time and checkpointer unchanged)"

@@ -22,12 +22,12 @@ restart_workers() {
     local old_sync old_fetch
     old_sync=$(sync_pid); old_fetch=$(fetch_pid)
     q "SELECT pg_terminate_backend(pid) FROM workqueue.worker_status" >/dev/null
-    for _ in $(seq 150); do
-        s=$(sync_pid); f=$(fetch_pid)
-        [[ -n $s && $s != "$old_sync" && -n $f && $f != "$old_fetch" ]] && return 0
-        sleep 0.1
-    done
-    return 1
+    wait_until 15 "new workers of database $db" new_workers "$old_sync" "$old_fetch"
+}
+new_workers() {     # new_workers OLD-SYNC-PID OLD-FETCH-PID: both workers run, neither of them an old one
+    local s f
+    s=$(sync_pid); f=$(fetch_pid)
+    [[ -n $s && $s != "$1" && -n $f && $f != "$2" ]]
 }
 
 cleanup() {
@@ -65,10 +65,7 @@ r=$(q "SELECT workqueue.sync('$hw', force => true)")
 is "$(wait_run "$r")" "completed|" "a sync run completes"
 is "$(q "SELECT count(*) FROM workqueue.item WHERE queue = '$hw'")" 250 "and inserts the 250 cases"
 q "SELECT workqueue.enqueue_fetch(id, '$hw') FROM workqueue.item WHERE queue = '$hw' AND external_id = 'C-0007'" >/dev/null
-for _ in $(seq 100); do
-    [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE queue = '$hw' AND status IN ('queued', 'processing')") == 0 ]] && break
-    sleep 0.1
-done
+wait_fetches "$hw" 10
 is "$(q "SELECT status FROM workqueue.fetch WHERE queue = '$hw'")" completed "an enrichment fetch completes"
 is "$(q "SELECT coalesce(string_agg(DISTINCT what || ' in ' || app, ', '), 'none') FROM h_evil.calls")" none \
     "neither worker called h_evil's = or now()"

@@ -129,24 +129,21 @@ is "$(sed -n '/^MARK failing/,/^MARK transition_many/p' "$tmp/session.out" | gre
 
 # ---------------------------------------------------------------- two sessions
 # The listener polls (each statement ends in psql printing what arrived) until
-# it has seen the writer's notification or 10 s have passed.
+# it has seen the writer's notification or 10 s have passed: its script is
+# 100 statements of pg_sleep(0.1) (not a wait of this script: the listening
+# session's own life).
 {
     echo "SET application_name = 'wq_notify_listener';"
     echo "LISTEN workqueue;"
     for _ in $(seq 100); do echo "SELECT pg_sleep(0.1);"; done
 } | psql -X -q -At -d "$db" >"$tmp/listener.out" 2>&1 &
 listener_pid=$!
-for _ in $(seq 100); do
-    [[ $(q "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = 'wq_notify_listener' AND query LIKE '%pg_sleep%'") != 0 ]] && break
-    sleep 0.1
-done
+wait_until 10 "the listener session to LISTEN (and sleep)" \
+    q_any "SELECT 1 FROM pg_stat_activity WHERE application_name = 'wq_notify_listener' AND query LIKE '%pg_sleep%'" || true
 d=$(q "SELECT workqueue.add('nq', '{\"title\": \"from another session\"}')")
-for _ in $(seq 100); do
-    grep -q "\"item\" *: *$d," "$tmp/listener.out" 2>/dev/null && break
-    kill -0 "$listener_pid" 2>/dev/null || break
-    sleep 0.1
-done
+# heard_or_gone: the listener printed the notification of item $d, or ended
+heard_or_gone() { grep -q "\"item\" *: *$d," "$tmp/listener.out" 2>/dev/null || ! kill -0 "$listener_pid" 2>/dev/null; }
+wait_until 10 "the listener to print the notification of item $d" heard_or_gone || true
 kill "$listener_pid" 2>/dev/null || true
 wait "$listener_pid" 2>/dev/null || true
 listener_pid=

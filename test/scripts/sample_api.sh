@@ -11,6 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export LC_ALL=C
+source test/lib.sh          # wait_until (its ok is replaced below; no psql is run)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wq-sample-api.XXXXXX")
 pid_a=
@@ -40,14 +41,9 @@ ok() {                      # ok CONDITION-EXIT-STATUS DESCRIPTION
 }
 
 wait_for_file() {           # wait_for_file PATH PID: up to 30 s, while PID lives
-    local i
-    for ((i = 0; i < 600; i++)); do
-        [[ -s $1 ]] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
+    wait_until -i 0.05 30 "$1 to be written by process $2" written_or_gone "$1" "$2" && [[ -s $1 ]]
 }
+written_or_gone() { [[ -s $1 ]] || ! kill -0 "$2" 2>/dev/null; }   # written_or_gone PATH PID
 
 # 1. Start the servers: --port 0, port read back from --port-file.
 python3 test/sample_api.py --port 0 --port-file "$tmp/port_a" >"$tmp/out_a" 2>"$tmp/err_a" &
@@ -63,7 +59,7 @@ if [[ -z $port_a || -z $port_b ]]; then
     echo "$passed passed, $((failed + 1)) failed"
     exit 1
 fi
-for ((i = 0; i < 100; i++)); do [[ -s $tmp/out_a ]] && break; sleep 0.02; done
+wait_until -i 0.02 2 "the server to print its first line" test -s "$tmp/out_a"
 [[ $(cat "$tmp/out_a") == "listening on 127.0.0.1:$port_a" ]]
 ok $? "stdout is exactly one line 'listening on 127.0.0.1:$port_a'"
 
@@ -622,14 +618,11 @@ fi
 kill -0 "$pid_a" 2>/dev/null; ok $? "server still running after every test"
 [[ ! -s $tmp/err_a ]]; ok $? "server wrote nothing to stderr"
 stop() {                    # stop PID SIGNAL: exits 0 within 10 s
-    local i
     kill -s "$2" "$1" 2>/dev/null || return 1
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$1" 2>/dev/null || { wait "$1"; return $?; }
-        sleep 0.05
-    done
-    return 1
+    wait_until -i 0.05 10 "process $1 to exit on SIG$2" gone "$1" || return 1
+    wait "$1"
 }
+gone() { ! kill -0 "$1" 2>/dev/null; }     # gone PID: the process has exited
 stop "$pid_a" TERM; ok $? "SIGTERM stops the server cleanly (exit 0)"
 pid_a=
 stop "$pid_b" INT; ok $? "SIGINT stops the server cleanly (exit 0)"

@@ -53,10 +53,8 @@ r=$(q "SELECT workqueue.sync('sq_bad')")
 is "$(wait_run $r)" "failed|listing request failed: HTTP 500" "a failing source with headers fails"
 fok=$(q "SELECT workqueue.enqueue_fetch(id) FROM workqueue.item WHERE queue = 'sq' AND external_id = 'C-0001'")
 fbad=$(q "SELECT workqueue.enqueue_fetch(id, 'sq_bad') FROM workqueue.item WHERE queue = 'sq' AND external_id = 'C-0002'")
-for _ in $(seq 100); do
-    [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE id IN ($fok, $fbad) AND status IN ('queued', 'processing')") == 0 ]] && break
-    sleep 0.1
-done
+wait_until 10 "fetches $fok and $fbad to finish" \
+    q_is "SELECT count(*) FROM workqueue.fetch WHERE id IN ($fok, $fbad) AND status IN ('queued', 'processing')" 0
 is "$(q "SELECT string_agg(status || ':' || coalesce(error, ''), ',' ORDER BY id) FROM workqueue.fetch WHERE id IN ($fok, $fbad)")" \
    "completed:,failed:HTTP 500" "fetches with headers complete, or fail"
 q "ANALYZE workqueue.source" >/dev/null

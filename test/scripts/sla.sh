@@ -31,10 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 # the worker must be up for this database
-for _ in $(seq 100); do
-    [[ $(q "SELECT count(*) FROM workqueue.worker_status WHERE kind = 'fetch'") == 1 ]] && break
-    sleep 0.1
-done
+wait_until 10 "the fetch worker of this database" q_is "SELECT count(*) FROM workqueue.worker_status WHERE kind = 'fetch'" 1
 is "$(q "SELECT count(*) FROM workqueue.worker_status WHERE kind = 'fetch'")" 1 "the fetch worker serves this database"
 
 q "SELECT workqueue.create_sla_policy('sla_sh_fast', '24x7', '{\"1\": \"4 seconds\", \"2\": \"3 seconds\"}', '{25,50}')" >/dev/null
@@ -49,15 +46,20 @@ q "SELECT workqueue.create_queue('sla_sh', 'sla_sh_flow', 'sla_sh_fast')" >/dev/
 
 # a listener for the whole of part 1: LISTEN, then sleep; psql prints the
 # notifications it received after the sleep
-psql -X -q -c "LISTEN workqueue" -c "SELECT pg_sleep(8)" -c "SELECT 1" >"$tmp/listen.out" 2>&1 &
+PGAPPNAME=sla_sh_listener psql -X -q -c "LISTEN workqueue" -c "SELECT pg_sleep(8)" -c "SELECT 1" >"$tmp/listen.out" 2>&1 &
 listener_pid=$!
-sleep 0.5
+wait_until 10 "the listener to LISTEN (and sleep)" \
+    q_is "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sla_sh_listener' AND wait_event = 'PgSleep'" 1
 
 ids=$(q "SELECT string_agg(workqueue.add('sla_sh', jsonb_build_object('n', n), 1)::text, ' ') FROM generate_series(1, 3) n")
 read -r run paused resolved <<<"$ids"
 q "SELECT workqueue.transition($paused, 'park'), workqueue.transition($resolved, 'finish')" >/dev/null
 is "$(q "SELECT assignee FROM workqueue.item WHERE id = $run")" amy "the new item is assigned to the agent"
 
+# not a wait: part 1 is checked at one instant, 5.5 s after the items were
+# created -- by then everything due by 4 s has fired (each within its
+# second), and nothing else (no event for the paused and resolved items, no
+# second one for the running item)
 sleep 5.5
 is "$(q "SELECT string_agg(kind || coalesce(':' || (payload->>'percent'), ''), ',' ORDER BY id)
            FROM workqueue.item_event WHERE item_id = $run AND kind IN ('sla_warning', 'sla_breach', 'escalated')")" \
@@ -90,11 +92,8 @@ is "$(cat "$tmp/kinds")" "sla_warning,sla_warning,sla_breach,escalated," "a list
 late=$(q "SELECT workqueue.add('sla_sh', '{}', 2)")
 q "SELECT pg_terminate_backend(pid) FROM workqueue.worker_status WHERE kind = 'fetch'" >/dev/null
 fired=
-for _ in $(seq 150); do
-    fired=$(q "SELECT count(*) FROM workqueue.item_event WHERE item_id = $late AND kind = 'sla_breach'")
-    [[ $fired == 1 ]] && break
-    sleep 0.1
-done
+breach_fired() { fired=$(q "SELECT count(*) FROM workqueue.item_event WHERE item_id = $late AND kind = 'sla_breach'"); [[ $fired == 1 ]]; }
+wait_until 15 "the breach of item $late after the fetch worker was terminated" breach_fired
 is "$fired" 1 "after the worker was terminated, its successor fires the pending breach"
 
 # 3. assignment under concurrency

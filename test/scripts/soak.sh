@@ -20,7 +20,7 @@ python3 "$dir/sample_api.py" --port 0 --cases $cases --port-file "$port_file" >/
 api_pid=$!
 mutator=""
 trap 'kill $api_pid $mutator 2>/dev/null; rm -rf "$tmp" "$port_file"' EXIT
-for _ in $(seq 200); do [[ -s $port_file ]] && break; sleep 0.05; done
+wait_until -i 0.05 10 "the sample API to write its port to $port_file" test -s "$port_file"
 WQ_API="http://127.0.0.1:$(cat "$port_file")"
 q "CREATE EXTENSION IF NOT EXISTS workqueue" >/dev/null
 wait_workers
@@ -129,7 +129,7 @@ upd = {"C-%04d" % random.randint(1, 1000): {"name": "Round %s" % sys.argv[2]} fo
 urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/_control", data=json.dumps({"update": upd}).encode(),
                                               method="POST"), timeout=5).read()
 PY
-      sleep 2
+      sleep 2     # not a wait: the pace of the upstream changes
   done ) &
 mutator=$!
 log0=$(log_size)
@@ -152,11 +152,9 @@ is "${failed:-0}" 0 "no failed transaction (deadlock, serialization or other err
 
 t_drain=$(date +%s)
 # let the workers finish what was queued
-for _ in $(seq 600); do
-    [[ $(q "SELECT count(*) FROM workqueue.sync_run WHERE source = 'soak' AND status IN ('queued', 'running')") == 0 ]] &&
-        [[ $(q "SELECT count(*) FROM workqueue.fetch WHERE queue = 'soak' AND status IN ('queued', 'processing')") == 0 ]] && break
-    sleep 0.1
-done
+wait_until 60 "the sync runs and fetches of the soak to finish" \
+    q_is "SELECT (SELECT count(*) FROM workqueue.sync_run WHERE source = 'soak' AND status IN ('queued', 'running'))
+               + (SELECT count(*) FROM workqueue.fetch WHERE queue = 'soak' AND status IN ('queued', 'processing'))" 0
 is "$(log_since "$log0" | grep -cE 'deadlock detected|could not serialize')" 0 "no deadlock or serialization failure in the server log"
 is "$(cluster_epoch)" "$epoch0" "no crash restart"
 

@@ -5,8 +5,8 @@
 source "$(dirname "$0")/../lib.sh"
 api_start
 q "CREATE EXTENSION IF NOT EXISTS workqueue" >/dev/null
-for _ in $(seq 100); do [[ -n $(worker_pid) ]] && break; sleep 0.1; done
-ok $([[ -n $(worker_pid) ]]; echo $?) "a workqueue worker serves database $(q 'SELECT current_database()')"
+wait_until 10 "a fetch worker of this database" worker_running fetch
+ok $([[ -n $(worker_pid fetch) ]]; echo $?) "a workqueue fetch worker serves database $(q 'SELECT current_database()')"
 
 # new_source NAME IDS_PATH DETAILS_PATH OPTIONS: a queue and a source of that name
 new_source() {
@@ -147,11 +147,12 @@ is "$(q "SELECT error_samples->0->>'reason' FROM workqueue.sync_run WHERE id = $
 control '{"reset": true, "slow_ms": 400}'
 new_source c1 /cases/ids '/cases/details?ids={ids}' '{"batch_size": 10, "max_concurrency": 1}'
 r=$(sync c1)
-for _ in $(seq 100); do [[ $(run_col $r batches_done) -ge 2 ]] && break; sleep 0.1; done
-pid=$(worker_pid)
+wait_until 10 "run $r to commit 2 batches" q_ge "SELECT batches_done FROM workqueue.sync_run WHERE id = $r" 2
+pid=$(worker_pid fetch)
 kill -9 "$pid"
-sleep 3
-for _ in $(seq 100); do psql -XAtqc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+# the crash restart is over once the restarted sync worker has recovered the run
+wait_until 30 "run $r to be recovered after kill -9 of pid $pid" \
+    quiet q_is "SELECT status <> 'running' FROM workqueue.sync_run WHERE id = $r" t
 is "$(q "SELECT status || '|' || error FROM workqueue.sync_run WHERE id = $r")" "failed|interrupted by server restart" "kill -9 of the worker: the run is marked failed"
 retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r")
 ok $([[ -n $retry ]]; echo $?) "... and re-queued once"
@@ -163,11 +164,11 @@ if [[ -n ${WQ_CLUSTER:-} ]]; then
     control '{"reset": true, "slow_ms": 400}'
     new_source c2 /cases/ids '/cases/details?ids={ids}' '{"batch_size": 10, "max_concurrency": 1}'
     r=$(sync c2)
-    for _ in $(seq 100); do [[ $(run_col $r batches_done) -ge 2 ]] && break; sleep 0.1; done
+    wait_until 10 "run $r to commit 2 batches" q_ge "SELECT batches_done FROM workqueue.sync_run WHERE id = $r" 2
     pg_ctlcluster ${WQ_CLUSTER/\// } stop -m immediate >/dev/null 2>&1
     pg_ctlcluster ${WQ_CLUSTER/\// } start >/dev/null 2>&1
-    for _ in $(seq 100); do psql -XAtqc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-    for _ in $(seq 100); do [[ $(q "SELECT count(*) FROM workqueue.sync_run WHERE retry_of = $r") == 1 ]] && break; sleep 0.1; done
+    wait_until 30 "run $r to be re-queued after the restart" \
+        quiet q_is "SELECT count(*) FROM workqueue.sync_run WHERE retry_of = $r" 1
     is "$(run_col $r status)" failed "immediate shutdown mid-run: the run is marked failed"
     control '{"slow_ms": 0}'
     is "$(wait_run "$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r")")" "completed|" "... re-queued, and completes after the restart"

@@ -40,6 +40,9 @@ trap cleanup EXIT
 q() {                       # one value from a query
     psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"
 }
+# holding NAME: the session with that application_name has upserted and holds
+# its transaction open (it is in its pg_sleep)
+holding() { q_is "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND wait_event = 'PgSleep'" 1; }
 
 start=$SECONDS
 dropdb --if-exists "$db" >/dev/null 2>&1
@@ -50,7 +53,8 @@ q "SELECT workqueue.create_queue('race'), workqueue.create_queue('race2'), workq
 
 # ---------------------------------------------------------------------------
 echo "# 1. two sessions upsert the same new external id"
-psql -X -q -At -d "$db" >"$tmp/a.out" 2>&1 <<'SQL' &
+# (the first holds its transaction open with pg_sleep: that is the race tested)
+PGAPPNAME=race_a psql -X -q -At -d "$db" >"$tmp/a.out" 2>&1 <<'SQL' &
 BEGIN;
 SELECT inserted, updated, unchanged FROM workqueue.upsert_items('race', '[{"external_id": "X-1", "data": {"by": "a"}}]', 'a');
 SELECT pg_sleep(2);
@@ -58,14 +62,15 @@ COMMIT;
 SQL
 pids+=($!)
 a_pid=$!
-sleep 0.5
+wait_until 5 "the first session to upsert X-1 and hold its transaction" holding race_a || true
 psql -X -q -At -d "$db" >"$tmp/b.out" 2>&1 <<'SQL' &
 SELECT inserted || '/' || updated || '/' || unchanged
   FROM workqueue.upsert_items('race', '[{"external_id": "X-1", "data": {"by": "b"}}, {"external_id": "X-2"}]', 'b');
 SQL
 pids+=($!)
 b_pid=$!
-sleep 0.7
+wait_until 1.5 "the second session to wait for a lock" \
+    q_any "SELECT 1 FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%external_id\": \"X-2%' AND wait_event_type = 'Lock'" || true
 is "$(q "SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity
           WHERE datname = '$db' AND query LIKE '%external_id\": \"X-2%' AND pid <> pg_backend_pid()")" \
    "Lock:transactionid" "the second session waits for the first one's transaction"
@@ -110,7 +115,8 @@ echo "# $(q "SELECT count(*) FROM workqueue.item_event WHERE queue = 'race2' AND
 
 # ---------------------------------------------------------------------------
 echo "# 3. REPEATABLE READ"
-psql -X -q -At -d "$db" >"$tmp/rr_a.out" 2>&1 <<'SQL' &
+# (the first session holds its transaction open with pg_sleep: the conflict tested)
+PGAPPNAME=rr_a psql -X -q -At -d "$db" >"$tmp/rr_a.out" 2>&1 <<'SQL' &
 BEGIN;
 SELECT inserted FROM workqueue.upsert_items('rr', '[{"external_id": "Y-1"}]');
 SELECT pg_sleep(1.5);
@@ -118,7 +124,7 @@ COMMIT;
 SQL
 pids+=($!)
 a_pid=$!
-sleep 0.3
+wait_until 5 "the first session to upsert Y-1 and hold its transaction" holding rr_a || true
 psql -X -q -At -d "$db" >"$tmp/rr_b.out" 2>&1 <<'SQL' || true
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT 1;
