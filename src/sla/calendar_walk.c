@@ -194,9 +194,10 @@ ToUtc(CalWalk *w, int64 local)
 
 /*
  * Earliest real start (*u) and latest real end (*v) of the instances of a
- * day; false if none (a holiday or a weekday without intervals).
+ * working day; raises if it is none (a holiday or a weekday without
+ * intervals).
  */
-static bool
+static void
 DayRange(const Calendar *cal, int32 day, TimestampTz *u, TimestampTz *v)
 {
 	int			dow = Weekday(day);
@@ -204,7 +205,7 @@ DayRange(const Calendar *cal, int32 day, TimestampTz *u, TimestampTz *v)
 	if (day < CAL_MIN_DAY || day > CAL_MAX_DAY)
 		OutOfRange();
 	if (cal->nspans[dow] == 0 || IsHoliday(cal, day))
-		return false;
+		elog(ERROR, "day %d of calendar \"%s\" is not a working day", day, cal->name);
 	*u = PG_INT64_MAX;
 	*v = PG_INT64_MIN;
 	for (int k = 0; k < cal->nspans[dow]; k++)
@@ -216,7 +217,6 @@ DayRange(const Calendar *cal, int32 day, TimestampTz *u, TimestampTz *v)
 		*u = Min(*u, a);
 		*v = Max(*v, b);
 	}
-	return true;
 }
 
 /* Adds a piece to the buffer, keeping it ordered. */
@@ -369,6 +369,23 @@ WalkInit(CalWalk *w, const Calendar *cal, TimestampTz t, int dir)
 }
 
 /*
+ * Starts a walk from t, forwards for a positive amount (of working time or
+ * of working days), backwards for a negative one.  Returns false when there
+ * is nothing to walk, t being infinite or amount 0: the result is t.
+ * Raises if the calendar has no working time at all.
+ */
+static bool
+WalkFrom(CalWalk *w, const Calendar *cal, TimestampTz t, int64 amount)
+{
+	if (TIMESTAMP_NOT_FINITE(t) || amount == 0)
+		return false;
+	if (cal->week_usecs == 0)
+		NoWorkingTime(cal);
+	WalkInit(w, cal, t, amount > 0 ? 1 : -1);
+	return true;
+}
+
+/*
  * Hands out the next piece of working time: forwards, [u, v) after the
  * previous piece (and after the start instant); backwards, before.  A
  * bounded forward walk returns false once nothing can start before its
@@ -517,12 +534,9 @@ CalendarAdd(const Calendar *cal, TimestampTz t, int64 amount)
 	int64		rem;
 	TimestampTz result;
 
-	if (TIMESTAMP_NOT_FINITE(t) || amount == 0)
+	if (!WalkFrom(&w, cal, t, amount))
 		return t;
-	if (cal->week_usecs == 0)
-		NoWorkingTime(cal);
 	rem = amount > 0 ? amount : (amount == PG_INT64_MIN ? PG_INT64_MAX : -amount);
-	WalkInit(&w, cal, t, amount > 0 ? 1 : -1);
 	for (;;)
 	{
 		int64		len;
@@ -648,8 +662,7 @@ DayPosition(const Calendar *cal, int32 day, int64 w)
 				v;
 	int64		len;
 
-	if (!DayRange(cal, day, &u, &v))
-		elog(ERROR, "day %d of calendar \"%s\" is not a working day", day, cal->name);
+	DayRange(cal, day, &u, &v);
 	len = v > u ? CalendarBetween(cal, u, v) : 0;
 	return CalendarAdd(cal, u, Min(w, len));
 }
@@ -674,14 +687,10 @@ CalendarAddDays(const Calendar *cal, TimestampTz t, int32 days)
 	int64		pos;
 	int32		target;
 
-	if (TIMESTAMP_NOT_FINITE(t) || days == 0)
+	if (!WalkFrom(&w, cal, t, days))
 		return t;
-	if (cal->week_usecs == 0)
-		NoWorkingTime(cal);
-	WalkInit(&w, cal, t, days > 0 ? 1 : -1);
 	(void) WalkNext(&w, &p);
-	if (!DayRange(cal, p.day, &u, &v))
-		elog(ERROR, "day %d of calendar \"%s\" is not a working day", p.day, cal->name);
+	DayRange(cal, p.day, &u, &v);
 	pos = CalendarBetween(cal, u, days > 0 ? p.u : p.v);
 	if (days > 0 && pos == 0)
 	{

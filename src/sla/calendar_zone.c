@@ -244,27 +244,38 @@ CalZoneLargestOffset(pg_tz *tz)
 	return largest;
 }
 
-/* The period that contains UTC instant t; the table must reach past t. */
+/*
+ * The last period whose start (by_start) or safe_lo (else) is at or before
+ * x, or 0 if none is: a binary search, since both increase with the period.
+ */
 static inline int
-FindUtc(CalZone *z, int64 t)
+LastPeriodFrom(const CalZone *z, bool by_start, int64 x)
 {
 	int			lo = 0,
 				hi = z->n - 1;
-	int			h = z->hint;
 
-	if (z->p[h].start <= t && (h + 1 == z->n || t < z->p[h + 1].start))
-		return h;
 	while (lo < hi)
 	{
 		int			mid = (lo + hi + 1) / 2;
 
-		if (z->p[mid].start <= t)
+		if ((by_start ? z->p[mid].start : z->p[mid].safe_lo) <= x)
 			lo = mid;
 		else
 			hi = mid - 1;
 	}
-	z->hint = lo;
 	return lo;
+}
+
+/* The period that contains UTC instant t; the table must reach past t. */
+static inline int
+FindUtc(CalZone *z, int64 t)
+{
+	int			h = z->hint;
+
+	if (z->p[h].start <= t && (h + 1 == z->n || t < z->p[h + 1].start))
+		return h;
+	z->hint = LastPeriodFrom(z, true, t);
+	return z->hint;
 }
 
 /* The UTC offset (usec, east positive) in force at instant t. */
@@ -283,29 +294,18 @@ CalZoneOffsetAt(CalZone *z, TimestampTz t)
 int
 CalZoneSafePeriod(CalZone *z, int64 local, int64 horizon)
 {
-	int			lo = 0,
-				hi;
-	int			h;
+	int			i;
 
 	/* local times are within a day of their UTC instants */
 	Extend(z, local - USECS_PER_DAY, local + horizon + USECS_PER_DAY);
-	h = z->hint;
-	if (z->p[h].safe_lo <= local && local < z->p[h].safe_hi)
-		return h;
-	hi = z->n - 1;
-	while (lo < hi)
+	i = z->hint;
+	if (z->p[i].safe_lo <= local && local < z->p[i].safe_hi)
+		return i;
+	i = LastPeriodFrom(z, false, local);
+	if (local < z->p[i].safe_hi && z->p[i].safe_lo <= local)
 	{
-		int			mid = (lo + hi + 1) / 2;
-
-		if (z->p[mid].safe_lo <= local)
-			lo = mid;
-		else
-			hi = mid - 1;
-	}
-	if (local < z->p[lo].safe_hi && z->p[lo].safe_lo <= local)
-	{
-		z->hint = lo;
-		return lo;
+		z->hint = i;
+		return i;
 	}
 	return -1;
 }

@@ -145,6 +145,29 @@ IdSetCreate(uint64 capacity, uint64 nindexes)
 }
 
 /*
+ * The slot of the set that holds the id s (of len bytes, hash h), or the
+ * empty slot where it would go.
+ */
+static inline IdSlot *
+IdSetProbe(const SyncIdSet *set, const char *s, int len, uint32 h)
+{
+	for (uint32 i = h & set->mask;; i = (i + 1) & set->mask)
+	{
+		IdSlot	   *slot = &set->slots[i];
+		const char *t;
+		int			tlen;
+
+		if (slot->ref == 0)
+			return slot;
+		if (slot->hash != h)
+			continue;
+		IdGet(set, slot->ref - 1, &t, &tlen);
+		if (tlen == len && memcmp(t, s, len) == 0)
+			return slot;
+	}
+}
+
+/*
  * Adds the id of an index; returns the index of an equal id already there,
  * or -1.
  */
@@ -154,51 +177,27 @@ IdSetAdd(SyncIdSet *set, uint32 index)
 	const char *s;
 	int			len;
 	uint32		h;
+	IdSlot	   *slot;
 
 	IdGet(set, index, &s, &len);
 	h = IdHash(s, len);
-	for (uint32 i = h & set->mask;; i = (i + 1) & set->mask)
-	{
-		IdSlot	   *slot = &set->slots[i];
-		const char *t;
-		int			tlen;
-
-		if (slot->ref == 0)
-		{
-			slot->hash = h;
-			slot->ref = index + 1;
-			BIT_SET(set->missing, index);
-			set->pending++;
-			return -1;
-		}
-		if (slot->hash != h)
-			continue;
-		IdGet(set, slot->ref - 1, &t, &tlen);
-		if (tlen == len && memcmp(t, s, len) == 0)
-			return slot->ref - 1;
-	}
+	slot = IdSetProbe(set, s, len, h);
+	if (slot->ref != 0)
+		return slot->ref - 1;
+	slot->hash = h;
+	slot->ref = index + 1;
+	BIT_SET(set->missing, index);
+	set->pending++;
+	return -1;
 }
 
 /* The index of an id in the set, or -1. */
 static inline int64
 IdSetFind(const SyncIdSet *set, const char *s, int len)
 {
-	uint32		h = IdHash(s, len);
+	IdSlot	   *slot = IdSetProbe(set, s, len, IdHash(s, len));
 
-	for (uint32 i = h & set->mask;; i = (i + 1) & set->mask)
-	{
-		const IdSlot *slot = &set->slots[i];
-		const char *t;
-		int			tlen;
-
-		if (slot->ref == 0)
-			return -1;
-		if (slot->hash != h)
-			continue;
-		IdGet(set, slot->ref - 1, &t, &tlen);
-		if (tlen == len && memcmp(t, s, len) == 0)
-			return slot->ref - 1;
-	}
+	return slot->ref == 0 ? -1 : (int64) slot->ref - 1;
 }
 
 /*

@@ -207,6 +207,18 @@ StepList(const Workflow *wf)
 	return buf.data;
 }
 
+/* Raises if a new definition has more than max steps or transitions (what). */
+static void
+CheckCount(Workflow *wf, int n, int max, const char *what, const char *hint)
+{
+	if (n > max && wf->new_definition)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("workflow has too many %s", what),
+				 errdetail("It has %d %s; the limit is %d.", n, what, max),
+				 errhint("%s", hint)));
+}
+
 /*
  * Element i of the steps or transitions array, which must be an object with
  * a "name" and no other keys than allowed; what is "step" or "transition",
@@ -269,12 +281,7 @@ CompileSteps(Workflow *wf, JsonbContainer *steps)
 	if (n == 0)
 		WF_ERROR(errmsg("workflow has no steps"),
 				 errhint("List the steps in a \"steps\" array."));
-	if (n > WF_MAX_STEPS && wf->new_definition)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("workflow has too many steps"),
-				 errdetail("It has %d steps; the limit is %d.", n, WF_MAX_STEPS),
-				 errhint("Split the process into several workflows.")));
+	CheckCount(wf, n, WF_MAX_STEPS, "steps", "Split the process into several workflows.");
 
 	wf->nsteps = n;
 	wf->steps = palloc0(sizeof(WfStep) * n);
@@ -356,12 +363,8 @@ CompileTransitions(Workflow *wf, JsonbContainer *transitions)
 	char	  **names;
 	int64		nfrom = 0;
 
-	if (n > WF_MAX_TRANSITIONS && wf->new_definition)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("workflow has too many transitions"),
-				 errdetail("It has %d transitions; the limit is %d.", n, WF_MAX_TRANSITIONS),
-				 errhint("A transition may leave several steps: list them in its \"from\" array.")));
+	CheckCount(wf, n, WF_MAX_TRANSITIONS, "transitions",
+			   "A transition may leave several steps: list them in its \"from\" array.");
 	names = palloc(sizeof(char *) * Max(n, 1));
 
 	wf->ntransitions = n;
