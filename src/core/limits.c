@@ -67,6 +67,23 @@ WorkqueueClip(const char *s, Size len)
 	return psprintf("%.*s%s", cut, s, (Size) cut < len ? "..." : "");
 }
 
+/*
+ * The bytes of text argument n of a SQL call; false if it is NULL, which
+ * passes the checks below.
+ */
+static bool
+TextArgBytes(FunctionCallInfo fcinfo, int n, const char **bytes, Size *len)
+{
+	text	   *t;
+
+	if (PG_ARGISNULL(n))
+		return false;
+	t = PG_GETARG_TEXT_PP(n);
+	*bytes = VARDATA_ANY(t);
+	*len = VARSIZE_ANY_EXHDR(t);
+	return true;
+}
+
 PG_FUNCTION_INFO_V1(workqueue_check_name);
 
 /*
@@ -78,13 +95,11 @@ PG_FUNCTION_INFO_V1(workqueue_check_name);
 Datum
 workqueue_check_name(PG_FUNCTION_ARGS)
 {
-	text	   *name;
+	const char *name;
+	Size		len;
 
-	if (PG_ARGISNULL(1))
-		PG_RETURN_VOID();
-	name = PG_GETARG_TEXT_PP(1);
-	WorkqueueCheckName(PG_ARGISNULL(0) ? "object" : text_to_cstring(PG_GETARG_TEXT_PP(0)),
-					   VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	if (TextArgBytes(fcinfo, 1, &name, &len))
+		WorkqueueCheckName(PG_ARGISNULL(0) ? "object" : text_to_cstring(PG_GETARG_TEXT_PP(0)), name, len);
 	PG_RETURN_VOID();
 }
 
@@ -99,16 +114,16 @@ PG_FUNCTION_INFO_V1(workqueue_check_external_id);
 Datum
 workqueue_check_external_id(PG_FUNCTION_ARGS)
 {
-	text	   *id;
+	const char *id;
+	Size		len;
 
-	if (PG_ARGISNULL(0))
+	if (!TextArgBytes(fcinfo, 0, &id, &len))
 		PG_RETURN_VOID();
-	id = PG_GETARG_TEXT_PP(0);
-	if (VARSIZE_ANY_EXHDR(id) == 0)
+	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("external id must not be empty"),
 				 errhint("Pass NULL for an item without an external id.")));
-	WorkqueueCheckExternalId(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id));
+	WorkqueueCheckExternalId(id, len);
 	PG_RETURN_VOID();
 }

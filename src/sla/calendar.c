@@ -22,6 +22,7 @@
 #include "utils/date.h"
 #include "utils/jsonb.h"
 
+#include "core/arrays.h"
 #include "sla/calendar.h"
 #include "core/jsonutil.h"
 
@@ -252,8 +253,7 @@ ReadHours(Jsonb *hours, int *nspans)
 static DateADT *
 ReadHolidays(ArrayType *holidays, int *nholidays)
 {
-	Datum	   *elems;
-	bool	   *nulls;
+	WqElements	dates;
 	int			n;
 	int			m = 0;
 	DateADT    *out;
@@ -270,20 +270,17 @@ ReadHolidays(ArrayType *holidays, int *nholidays)
 				 errmsg("calendar has too many holidays"),
 				 errdetail("The list has %d dates; the limit is %d.", n, CAL_MAX_HOLIDAYS),
 				 errhint("List the holidays of the years the calendar is used for.")));
-	deconstruct_array(holidays, DATEOID, sizeof(DateADT), true, TYPALIGN_INT, &elems, &nulls, &n);
+	WqElementsInit(&dates, holidays, DATEOID,
+				   "holidays must not contain NULL", "Element %d of the holiday list is NULL.");
+	n = dates.n;
 	out = palloc((n + 1) * sizeof(DateADT));
 	for (int i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("holidays must not contain NULL"),
-					 errdetail("Element %d of the holiday list is NULL.", i + 1)));
-		out[i] = DatumGetDateADT(elems[i]);
+		out[i] = DatumGetDateADT(WqElement(&dates, i));
 		if (DATE_NOT_FINITE(out[i]))
 			CAL_ERROR(errmsg("holiday \"%s\" is not a finite date",
-							 DatumGetCString(DirectFunctionCall1(date_out, elems[i]))),
+							 DatumGetCString(DirectFunctionCall1(date_out, dates.values[i]))),
 					  errhint("List holidays as dates, such as '2025-12-25'."));
 	}
 	qsort(out, n, sizeof(DateADT), DateCmp);

@@ -52,11 +52,9 @@ PG_FUNCTION_INFO_V1(workqueue_business_add);
 Datum
 workqueue_business_add(PG_FUNCTION_ARGS)
 {
-	TimestampTz start = PG_GETARG_TIMESTAMPTZ(0);
-	int64		amount = IntervalUsecs(PG_GETARG_INTERVAL_P(1));
-	const Calendar *cal = ArgCalendar(fcinfo, 2);
+	int64		amount = IntervalUsecs(PG_GETARG_INTERVAL_P(1));	/* checked before the calendar is read */
 
-	PG_RETURN_TIMESTAMPTZ(CalendarAdd(cal, start, amount));
+	PG_RETURN_TIMESTAMPTZ(CalendarAdd(ArgCalendar(fcinfo, 2), PG_GETARG_TIMESTAMPTZ(0), amount));
 }
 
 /* business_between(a timestamptz, b timestamptz, calendar text [, version int]) */
@@ -64,15 +62,10 @@ PG_FUNCTION_INFO_V1(workqueue_business_between);
 Datum
 workqueue_business_between(PG_FUNCTION_ARGS)
 {
-	TimestampTz a = PG_GETARG_TIMESTAMPTZ(0);
-	TimestampTz b = PG_GETARG_TIMESTAMPTZ(1);
-	const Calendar *cal = ArgCalendar(fcinfo, 2);
-	Interval   *result = palloc(sizeof(Interval));
+	Interval   *result = palloc0(sizeof(Interval));
 
 	/* seconds only, so that extract(epoch from ...) gives them back */
-	result->time = CalendarBetween(cal, a, b);
-	result->day = 0;
-	result->month = 0;
+	result->time = CalendarBetween(ArgCalendar(fcinfo, 2), PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_TIMESTAMPTZ(1));
 	PG_RETURN_INTERVAL_P(result);
 }
 
@@ -81,11 +74,7 @@ PG_FUNCTION_INFO_V1(workqueue_business_add_days);
 Datum
 workqueue_business_add_days(PG_FUNCTION_ARGS)
 {
-	TimestampTz start = PG_GETARG_TIMESTAMPTZ(0);
-	int32		days = PG_GETARG_INT32(1);
-	const Calendar *cal = ArgCalendar(fcinfo, 2);
-
-	PG_RETURN_TIMESTAMPTZ(CalendarAddDays(cal, start, days));
+	PG_RETURN_TIMESTAMPTZ(CalendarAddDays(ArgCalendar(fcinfo, 2), PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_INT32(1)));
 }
 
 /*

@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "core/arrays.h"
 #include "core/spi.h"
 #include "workflow/workflow.h"
 #include "core/workqueue.h"
@@ -573,8 +574,7 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 	char	   *tname = TextArg(fcinfo, 1, "transition name");
 	Jsonb	   *payload = PayloadArg(fcinfo, 2);
 	char	   *actor = TextArg(fcinfo, 3, "actor");
-	Datum	   *elems;
-	bool	   *nulls;
+	WqElements	elems;
 	int			n;
 	int64	   *ids;
 	int			nids = 0;
@@ -591,17 +591,11 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 				 errmsg("cannot transition %d items in one call", n),
 				 errdetail("The limit is %d items per call.", TRANSITION_MANY_MAX),
 				 errhint("Call transition_many() several times in one transaction; it stays all or nothing.")));
-	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
+	WqElementsInit(&elems, arr, INT8OID, "item array must not contain nulls", "Element %d is null.");
+	n = elems.n;
 	ids = palloc(sizeof(int64) * Max(n, 1));
 	for (int i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("item array must not contain nulls"),
-					 errdetail("Element %d is null.", i + 1)));
-		ids[i] = DatumGetInt64(elems[i]);
-	}
+		ids[i] = DatumGetInt64(WqElement(&elems, i));
 	qsort(ids, n, sizeof(int64), CompareInt64);
 	for (int i = 0; i < n; i++)
 		if (nids == 0 || ids[nids - 1] != ids[i])
