@@ -61,6 +61,39 @@ typedef struct ItemState
  */
 #define TRANSITION_MANY_MAX 100000
 
+/*
+ * Moves a batch: $1-$4 the items' queues, ids, new steps and statuses, $5
+ * the payload, $6-$9 their old steps, statuses, claimants and assignees,
+ * $10 the actor, $11 the transition, $12 whether each keeps its assignee.
+ * Writes the steps and an event per item, each with its notification;
+ * returns the number of events.
+ */
+static const char *const MOVE_SQL =
+"WITH m AS ("
+"  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
+"                       $8::text[], $9::text[], $12::bool[])"
+"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep)),"
+" u AS ("
+"  UPDATE workqueue.item i SET step = m.step, status = m.status,"
+"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END,"
+"         claimed_by = NULL, lease_until = NULL,"
+"         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5,"
+"         updated_at = now()"
+"    FROM m WHERE i.queue = m.queue AND i.id = m.id"
+"  RETURNING i.queue, i.id, i.step, i.status, i.resolved_at),"
+" e AS ("
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+"  SELECT u.queue, u.id, $10, 'transition', m.old_step, u.step, jsonb_build_object("
+"         'transition', $11, 'payload', $5,"
+"         'old', jsonb_build_object('step', m.old_step, 'status', m.old_status,"
+"                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee),"
+"         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))"
+"    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id"
+"  RETURNING queue, item_id, id, to_step)"
+" SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
+"         'item', item_id, 'queue', queue, 'kind', 'transition', 'event', id, 'step', to_step)::text))"
+"   FROM e";
+
 static SPIPlanPtr lock_plan;
 static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
@@ -153,7 +186,7 @@ LockItems(int64 *ids, int n)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
-								 1, types), args, NULL, false, 0) != SPI_OK_SELECT)
+								1, types), args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
 	for (int i = 0, r = 0; i < n; i++)
 	{
@@ -175,9 +208,9 @@ IsActiveMember(const char *role, const char *member)
 	Datum		args[2] = {CStringGetTextDatum(role), CStringGetTextDatum(member)};
 	bool		found;
 
-	WqPlan(&member_plan, "SELECT 1 FROM workqueue.role_member WHERE role = $1 AND member = $2 AND active",
-			2, types);
-	if (SPI_execute_plan(member_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&member_plan, "SELECT 1 FROM workqueue.role_member "
+								"WHERE role = $1 AND member = $2 AND active", 2, types),
+						 args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read role members");
 	found = SPI_processed > 0;
 	SPI_freetuptable(SPI_tuptable);
@@ -451,33 +484,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[9] = CStringGetTextDatum(actor);
 		args[10] = CStringGetTextDatum(tname);
 		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-		WqPlan(&move_plan,
-				"WITH m AS ("
-				"  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
-				"                       $8::text[], $9::text[], $12::bool[])"
-				"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep)),"
-				" u AS ("
-				"  UPDATE workqueue.item i SET step = m.step, status = m.status,"
-				"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END,"
-				"         claimed_by = NULL, lease_until = NULL,"
-				"         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5,"
-				"         updated_at = now()"
-				"    FROM m WHERE i.queue = m.queue AND i.id = m.id"
-				"  RETURNING i.queue, i.id, i.step, i.status, i.resolved_at),"
-				" e AS ("
-				"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
-				"  SELECT u.queue, u.id, $10, 'transition', m.old_step, u.step, jsonb_build_object("
-				"         'transition', $11, 'payload', $5,"
-				"         'old', jsonb_build_object('step', m.old_step, 'status', m.old_status,"
-				"                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee),"
-				"         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))"
-				"    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id"
-				"  RETURNING queue, item_id, id, to_step)"
-				" SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
-				"         'item', item_id, 'queue', queue, 'kind', 'transition', 'event', id, 'step', to_step)::text))"
-				"   FROM e",
-				12, types);
-		if (SPI_execute_plan(move_plan, args, NULL, false, 0) != SPI_OK_SELECT ||
+		if (SPI_execute_plan(WqPlan(&move_plan, MOVE_SQL, 12, types), args, NULL, false, 0) != SPI_OK_SELECT ||
 			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 			elog(ERROR, "could not move %d items", n);
 		SPI_freetuptable(SPI_tuptable);
@@ -509,9 +516,9 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[0] = PointerGetDatum(construct_array(fetch_items, nfetch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = PointerGetDatum(construct_array(fetch_sources, nfetch, TEXTOID, -1, false, TYPALIGN_INT));
 		if (SPI_execute_plan(WqPlan(&on_enter_plan,
-									 "SELECT count(workqueue.enqueue_fetch(x.i, x.s)) FROM unnest($1::int8[], $2::text[]) AS x(i, s) "
-									 "JOIN workqueue.item it ON it.id = x.i WHERE it.external_id IS NOT NULL",
-									 2, types), args, NULL, false, 0) != SPI_OK_SELECT)
+									"SELECT count(workqueue.enqueue_fetch(x.i, x.s)) FROM unnest($1::int8[], $2::text[]) AS x(i, s) "
+									"JOIN workqueue.item it ON it.id = x.i WHERE it.external_id IS NOT NULL",
+									2, types), args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not queue the fetches of on_enter");
 		SPI_freetuptable(SPI_tuptable);
 	}
