@@ -157,6 +157,16 @@ CREATE OR REPLACE FUNCTION workqueue._sla_clock(elapsed interval, clock_from tim
                           ELSE interval '0' END
 $$;
 
+-- When the threshold at pct percent of the target falls due, for a clock
+-- with that working time on it that runs from "from_at" (at from_at at the
+-- earliest: a threshold already passed falls due at once).
+CREATE OR REPLACE FUNCTION workqueue._sla_next_at(from_at timestamptz, target interval, elapsed interval, pct int,
+                                                 calendar text, version int)
+    RETURNS timestamptz
+    LANGUAGE sql STABLE AS $$
+    SELECT workqueue.business_add(from_at, greatest(target * (pct / 100.0) - elapsed, interval '0'), calendar, version)
+$$;
+
 -- The threshold (percent) an item fires next, NULL once the breach fired.
 CREATE OR REPLACE FUNCTION workqueue._sla_threshold(warn_at int[], level int) RETURNS int
     LANGUAGE sql IMMUTABLE AS $$
@@ -181,122 +191,118 @@ $$;
 
 REVOKE ALL ON FUNCTION workqueue._step_shares(bigint[]) FROM PUBLIC;
 
--- Starts the SLA of new items (called by add() and upsert_items() in the
--- transaction that created them): pins the queue's policy, the calendar
+-- The SLA of items that have just been created in, or moved into, their
+-- current step (called by _after_enter(), in the transaction that created
+-- or moved them, with the items locked), written together with their new
+-- assignees (a_ids, a_members); returns the items written.
+--
+-- Created: the SLA starts.  It pins the queue's policy, the calendar
 -- (calendar_by) and their current versions, the target of the item's
 -- priority; starts the clock at created_at, or pauses it if the start step
 -- pauses the SLA.  Items whose priority has no target get no SLA.
-CREATE OR REPLACE FUNCTION workqueue._sla_start(ids bigint[], a_ids bigint[], a_members text[]) RETURNS bigint[]
+--
+-- Moved: the clock moves.  Working step: the clock runs (a paused clock
+-- resumes and the due time moves by the paused working time; a stopped one
+-- restarts, as after a reopen).  Step that pauses the SLA: the clock stops,
+-- due_at keeps the value it had.  Terminal step: the clock stops for good.
+CREATE OR REPLACE FUNCTION workqueue._sla_enter(ids bigint[], a_ids bigint[], a_members text[], created boolean)
+    RETURNS bigint[]
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     done bigint[];
 BEGIN
-    WITH st AS MATERIALIZED (
-        SELECT * FROM workqueue._step_shares(ids)),
-    x AS MATERIALIZED (
-        SELECT i.queue, i.id, i.created_at, p.name AS pname, p.version AS pversion,
-               (p.warn_at || 100)[1] AS first_pct,
-               (p.targets->>i.priority::text)::interval AS target,
-               CASE WHEN p.calendar_by IS NULL THEN p.calendar
-                    ELSE workqueue._sla_calendar(p.calendar_by, i.data, p.calendar) END AS cal,
-               st.pauses_sla, st.share
-          FROM unnest(ids) AS u(id)
-          JOIN workqueue.item i ON i.id = u.id
-          JOIN workqueue.queue q ON q.name = i.queue
-          JOIN LATERAL (SELECT * FROM workqueue.sla_policy p WHERE p.name = q.sla_policy
-                         ORDER BY p.version DESC LIMIT 1) p ON true
-          JOIN st ON st.workflow = i.workflow AND st.version = i.workflow_version AND st.step = i.step
-         WHERE i.sla_target IS NULL),
-    cv AS MATERIALIZED (
-        SELECT c.name, max(c.version) AS version FROM workqueue.calendar c
-         WHERE c.name IN (SELECT DISTINCT x.cal FROM x) GROUP BY c.name),
-    y AS (
-        SELECT x.*, cv.version AS calv, a.id IS NOT NULL AS reassign, a.member
-          FROM x JOIN cv ON cv.name = x.cal
-          LEFT JOIN unnest(a_ids, a_members) AS a(id, member) ON a.id = x.id
-         WHERE x.target IS NOT NULL),
-    u AS (
-    UPDATE workqueue.item i
-       SET sla_policy = y.pname, sla_policy_version = y.pversion,
-           sla_calendar = y.cal, sla_calendar_version = y.calv, sla_target = y.target,
-           sla_elapsed = '0', sla_level = 0,
-           due_at = workqueue.business_add(y.created_at, y.target, y.cal, y.calv),
-           sla_clock_from = CASE WHEN y.pauses_sla THEN NULL ELSE y.created_at END,
-           sla_paused_at = CASE WHEN y.pauses_sla THEN y.created_at END,
-           sla_next_at = CASE WHEN NOT y.pauses_sla THEN
-                   workqueue.business_add(y.created_at, y.target * (y.first_pct / 100.0), y.cal, y.calv) END,
-           step_due_at = CASE WHEN NOT y.pauses_sla THEN
-                   workqueue.business_add(y.created_at, y.target * y.share, y.cal, y.calv) END,
-           assignee = CASE WHEN y.reassign THEN y.member ELSE i.assignee END
-      FROM y
-     WHERE i.queue = y.queue AND i.id = y.id
-    RETURNING i.id)
-    SELECT array_agg(u.id) INTO done FROM u;
+    -- two statements, each planned for its own case
+    IF created THEN
+        WITH st AS MATERIALIZED (
+            SELECT * FROM workqueue._step_shares(ids)),
+        x AS MATERIALIZED (
+            SELECT i.queue, i.id, i.created_at, p.name AS pname, p.version AS pversion,
+                   (p.warn_at || 100)[1] AS first_pct,
+                   (p.targets->>i.priority::text)::interval AS target,
+                   CASE WHEN p.calendar_by IS NULL THEN p.calendar
+                        ELSE workqueue._sla_calendar(p.calendar_by, i.data, p.calendar) END AS cal,
+                   st.pauses_sla, st.share
+              FROM unnest(ids) AS u(id)
+              JOIN workqueue.item i ON i.id = u.id
+              JOIN workqueue.queue q ON q.name = i.queue
+              JOIN LATERAL (SELECT * FROM workqueue.sla_policy p WHERE p.name = q.sla_policy
+                             ORDER BY p.version DESC LIMIT 1) p ON true
+              JOIN st ON st.workflow = i.workflow AND st.version = i.workflow_version AND st.step = i.step
+             WHERE i.sla_target IS NULL),
+        cv AS MATERIALIZED (
+            SELECT c.name, max(c.version) AS version FROM workqueue.calendar c
+             WHERE c.name IN (SELECT DISTINCT x.cal FROM x) GROUP BY c.name),
+        y AS (
+            SELECT x.*, cv.version AS calv, a.id IS NOT NULL AS reassign, a.member
+              FROM x JOIN cv ON cv.name = x.cal
+              LEFT JOIN unnest(a_ids, a_members) AS a(id, member) ON a.id = x.id
+             WHERE x.target IS NOT NULL),
+        u AS (
+        UPDATE workqueue.item i
+           SET sla_policy = y.pname, sla_policy_version = y.pversion,
+               sla_calendar = y.cal, sla_calendar_version = y.calv, sla_target = y.target,
+               sla_elapsed = '0', sla_level = 0,
+               due_at = workqueue.business_add(y.created_at, y.target, y.cal, y.calv),
+               sla_clock_from = CASE WHEN y.pauses_sla THEN NULL ELSE y.created_at END,
+               sla_paused_at = CASE WHEN y.pauses_sla THEN y.created_at END,
+               sla_next_at = CASE WHEN NOT y.pauses_sla THEN
+                       workqueue._sla_next_at(y.created_at, y.target, interval '0', y.first_pct, y.cal, y.calv) END,
+               step_due_at = CASE WHEN NOT y.pauses_sla THEN
+                       workqueue.business_add(y.created_at, y.target * y.share, y.cal, y.calv) END,
+               assignee = CASE WHEN y.reassign THEN y.member ELSE i.assignee END
+          FROM y
+         WHERE i.queue = y.queue AND i.id = y.id
+        RETURNING i.id)
+        SELECT array_agg(u.id) INTO done FROM u;
+    ELSE
+        WITH st AS MATERIALIZED (
+            SELECT * FROM workqueue._step_shares(ids)),
+        x AS MATERIALIZED (
+            SELECT i.queue, i.id, i.sla_target AS target, i.sla_calendar AS cal, i.sla_calendar_version AS calv,
+                   i.due_at, i.sla_paused_at, i.sla_clock_from,
+                   (p.warn_at || 100)[i.sla_level + 1] AS next_pct, st.kind, st.pauses_sla, st.share,
+                   st.kind = 'work' AND NOT st.pauses_sla AS runs,
+                   -- working time on the clock now
+                   workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar, i.sla_calendar_version) AS elapsed
+              FROM unnest(ids) AS u(id)
+              JOIN workqueue.item i ON i.id = u.id
+              JOIN workqueue.sla_policy p ON p.name = i.sla_policy AND p.version = i.sla_policy_version
+              JOIN st ON st.workflow = i.workflow AND st.version = i.workflow_version AND st.step = i.step
+             WHERE i.sla_target IS NOT NULL),
+        y AS (
+            SELECT x.*, a.id IS NOT NULL AS reassign, a.member,
+                   -- the due time if the clock runs from now on
+                   CASE WHEN x.sla_clock_from IS NOT NULL THEN x.due_at
+                        WHEN x.sla_paused_at IS NOT NULL THEN
+                            workqueue.business_add(x.due_at, workqueue.business_between(x.sla_paused_at, now(), x.cal, x.calv),
+                                                   x.cal, x.calv)
+                        ELSE workqueue.business_add(now(), x.target - x.elapsed, x.cal, x.calv) END AS due_running
+              FROM x LEFT JOIN unnest(a_ids, a_members) AS a(id, member) ON a.id = x.id),
+        u AS (
+        UPDATE workqueue.item i
+           SET sla_elapsed = y.elapsed,
+               sla_clock_from = CASE WHEN y.runs THEN now() END,
+               sla_paused_at = CASE WHEN y.kind = 'work' AND y.pauses_sla THEN coalesce(y.sla_paused_at, now()) END,
+               due_at = CASE WHEN y.runs THEN y.due_running
+                             WHEN y.kind = 'work' THEN                -- pausing: keeps the due time it has
+                                  CASE WHEN y.sla_clock_from IS NULL AND y.sla_paused_at IS NULL
+                                       THEN y.due_running ELSE y.due_at END
+                             WHEN y.sla_paused_at IS NOT NULL THEN y.due_running
+                             ELSE y.due_at END,
+               sla_next_at = CASE WHEN y.runs AND y.next_pct IS NOT NULL THEN
+                       workqueue._sla_next_at(now(), y.target, y.elapsed, y.next_pct, y.cal, y.calv) END,
+               step_due_at = CASE WHEN y.runs THEN workqueue.business_add(now(), y.target * y.share, y.cal, y.calv) END,
+               assignee = CASE WHEN y.reassign THEN y.member ELSE i.assignee END
+          FROM y
+         WHERE i.queue = y.queue AND i.id = y.id
+        RETURNING i.id)
+        SELECT array_agg(u.id) INTO done FROM u;
+    END IF;
     RETURN done;
 END
 $$;
 
-REVOKE ALL ON FUNCTION workqueue._sla_start(bigint[], bigint[], text[]) FROM PUBLIC;
-
--- Moves the SLA clock of items that have just entered their current step
--- (called by transitions, in their transaction, with the items locked).
--- Working step: the clock runs (a paused clock resumes and the due time
--- moves by the paused working time; a stopped one restarts, as after a
--- reopen).  Step that pauses the SLA: the clock stops, due_at keeps the
--- value it had.  Terminal step: the clock stops for good.
-CREATE OR REPLACE FUNCTION workqueue._sla_move(ids bigint[], a_ids bigint[], a_members text[]) RETURNS bigint[]
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    done bigint[];
-BEGIN
-    WITH st AS MATERIALIZED (
-        SELECT * FROM workqueue._step_shares(ids)),
-    x AS MATERIALIZED (
-        SELECT i.queue, i.id, i.sla_target AS target, i.sla_calendar AS cal, i.sla_calendar_version AS calv,
-               i.due_at, i.sla_paused_at, i.sla_clock_from,
-               (p.warn_at || 100)[i.sla_level + 1] AS next_pct, st.kind, st.pauses_sla, st.share,
-               st.kind = 'work' AND NOT st.pauses_sla AS runs,
-               -- working time on the clock now
-               workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar, i.sla_calendar_version) AS elapsed
-          FROM unnest(ids) AS u(id)
-          JOIN workqueue.item i ON i.id = u.id
-          JOIN workqueue.sla_policy p ON p.name = i.sla_policy AND p.version = i.sla_policy_version
-          JOIN st ON st.workflow = i.workflow AND st.version = i.workflow_version AND st.step = i.step
-         WHERE i.sla_target IS NOT NULL),
-    y AS (
-        SELECT x.*, a.id IS NOT NULL AS reassign, a.member,
-               -- the due time if the clock runs from now on
-               CASE WHEN x.sla_clock_from IS NOT NULL THEN x.due_at
-                    WHEN x.sla_paused_at IS NOT NULL THEN
-                        workqueue.business_add(x.due_at, workqueue.business_between(x.sla_paused_at, now(), x.cal, x.calv),
-                                               x.cal, x.calv)
-                    ELSE workqueue.business_add(now(), x.target - x.elapsed, x.cal, x.calv) END AS due_running
-          FROM x LEFT JOIN unnest(a_ids, a_members) AS a(id, member) ON a.id = x.id),
-    u AS (
-    UPDATE workqueue.item i
-       SET sla_elapsed = y.elapsed,
-           sla_clock_from = CASE WHEN y.runs THEN now() END,
-           sla_paused_at = CASE WHEN y.kind = 'work' AND y.pauses_sla THEN coalesce(y.sla_paused_at, now()) END,
-           due_at = CASE WHEN y.runs THEN y.due_running
-                         WHEN y.kind = 'work' THEN                -- pausing: keeps the due time it has
-                              CASE WHEN y.sla_clock_from IS NULL AND y.sla_paused_at IS NULL
-                                   THEN y.due_running ELSE y.due_at END
-                         WHEN y.sla_paused_at IS NOT NULL THEN y.due_running
-                         ELSE y.due_at END,
-           sla_next_at = CASE WHEN y.runs AND y.next_pct IS NOT NULL THEN
-                   workqueue.business_add(now(), greatest(y.target * (y.next_pct / 100.0) - y.elapsed, interval '0'),
-                                          y.cal, y.calv) END,
-           step_due_at = CASE WHEN y.runs THEN workqueue.business_add(now(), y.target * y.share, y.cal, y.calv) END,
-           assignee = CASE WHEN y.reassign THEN y.member ELSE i.assignee END
-      FROM y
-     WHERE i.queue = y.queue AND i.id = y.id
-    RETURNING i.id)
-    SELECT array_agg(u.id) INTO done FROM u;
-    RETURN done;
-END
-$$;
-
-REVOKE ALL ON FUNCTION workqueue._sla_move(bigint[], bigint[], text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._sla_enter(bigint[], bigint[], text[], boolean) FROM PUBLIC;
 
 -- Fires the SLA thresholds that are due: sla_warning at each warn_at
 -- percentage, sla_breach at 100% with escalation to the step's escalate_to
@@ -555,7 +561,7 @@ BEGIN
                sla_clock_from = CASE WHEN target IS NOT NULL AND running THEN now() END,
                sla_paused_at = CASE WHEN target IS NOT NULL AND NOT running THEN coalesce(r.sla_paused_at, now()) END,
                sla_next_at = CASE WHEN target IS NOT NULL AND running AND pct IS NOT NULL THEN
-                   workqueue.business_add(now(), greatest(target * (pct / 100.0) - el, interval '0'), cal, calv) END,
+                   workqueue._sla_next_at(now(), target, el, pct, cal, calv) END,
                step_due_at = CASE WHEN target IS NOT NULL AND running THEN r.step_due_at END,
                updated_at = now()
          WHERE i.queue = r.queue AND i.id = r.id;

@@ -254,7 +254,7 @@ BEGIN
         n := n + 1;
     END LOOP;
     -- the SLA clock runs again where it stopped
-    PERFORM workqueue._sla_move(reopened, NULL, NULL);
+    PERFORM workqueue._sla_enter(reopened, NULL, NULL, false);
     RETURN n;
 END
 $$;

@@ -169,11 +169,7 @@ BEGIN
            array_agg(a.role ORDER BY a.id), array_agg(a.strategy ORDER BY a.id)
       INTO a_ids, a_members, a_roles, a_strategies
       FROM workqueue._assignments(ids) a;
-    IF created THEN
-        done := workqueue._sla_start(ids, a_ids, a_members);
-    ELSE
-        done := workqueue._sla_move(ids, a_ids, a_members);
-    END IF;
+    done := workqueue._sla_enter(ids, a_ids, a_members, created);
     IF a_ids IS NULL THEN
         RETURN;
     END IF;
