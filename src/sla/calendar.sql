@@ -49,29 +49,30 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text)
-    RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
-
-CREATE OR REPLACE FUNCTION workqueue.business_add(start timestamptz, amount interval, calendar text, version int)
-    RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add';
-
-CREATE OR REPLACE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text)
-    RETURNS interval
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
-
-CREATE OR REPLACE FUNCTION workqueue.business_between(a timestamptz, b timestamptz, calendar text, version int)
-    RETURNS interval
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_between';
-
-CREATE OR REPLACE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text)
-    RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
-
-CREATE OR REPLACE FUNCTION workqueue.business_add_days(start timestamptz, days int, calendar text, version int)
-    RETURNS timestamptz
-    LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_business_add_days';
+-- The arithmetic (C): business_add(start, amount, calendar),
+-- business_between(a, b, calendar) and business_add_days(start, days,
+-- calendar), each also with a last argument "version int" that counts on
+-- that version of the calendar rather than the current one (an item's SLA
+-- counts on the version it pinned).  All six are declared from this one
+-- template, so that none of them gains a SET clause or SECURITY DEFINER.
+DO $$
+DECLARE
+    f record;
+    version_arg text;
+BEGIN
+    FOR f IN SELECT * FROM (VALUES ('business_add', 'start timestamptz, amount interval', 'timestamptz'),
+                                   ('business_between', 'a timestamptz, b timestamptz', 'interval'),
+                                   ('business_add_days', 'start timestamptz, days int', 'timestamptz'))
+                           AS v(name, args, result)
+    LOOP
+        FOREACH version_arg IN ARRAY ARRAY['', ', version int'] LOOP
+            EXECUTE format('CREATE OR REPLACE FUNCTION workqueue.%I(%s, calendar text%s) RETURNS %s '
+                           'LANGUAGE c STABLE STRICT PARALLEL SAFE AS %L, %L',
+                           f.name, f.args, version_arg, f.result, 'MODULE_PATHNAME', 'workqueue_' || f.name);
+        END LOOP;
+    END LOOP;
+END
+$$;
 
 -- Raises unless a calendar of that name exists.
 CREATE OR REPLACE FUNCTION workqueue._require_calendar(name text, what text) RETURNS void
