@@ -42,3 +42,44 @@ CREATE OR REPLACE FUNCTION workqueue._check_name(what text, name text) RETURNS v
 
 CREATE OR REPLACE FUNCTION workqueue._check_external_id(external_id text) RETURNS void
     LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'workqueue_check_external_id';
+
+-- Raises unless every value is a non-empty string: "<what> must not be
+-- empty".
+CREATE OR REPLACE FUNCTION workqueue._require_nonempty(what text, VARIADIC vals text[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF array_position(vals, NULL) IS NOT NULL OR '' = ANY (vals) THEN
+        RAISE EXCEPTION '% must not be empty', what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- Raises "<what> "<name>" does not exist" (undefined_object) with a hint on
+-- where such things come from.
+CREATE OR REPLACE FUNCTION workqueue._raise_undefined(what text, name text, hint text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION '% "%" does not exist', what, name USING ERRCODE = 'undefined_object', HINT = hint;
+END
+$$;
+
+-- The name of something an administrator creates: not empty ("<what> name
+-- must not be empty"), within the limits of _check_name().
+CREATE OR REPLACE FUNCTION workqueue._require_name(what text, name text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM workqueue._require_nonempty(what || ' name', name);
+    PERFORM workqueue._check_name(what, name);                          -- hostile
+END
+$$;
+
+-- Raises "<what> must be a JSON object", with the type of the value given.
+CREATE OR REPLACE FUNCTION workqueue._raise_not_object(what text, value jsonb, hint text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION '% must be a JSON object', what
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(value), 'NULL')),
+              HINT = hint;
+END
+$$;

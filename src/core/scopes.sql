@@ -29,13 +29,10 @@ CREATE OR REPLACE FUNCTION workqueue.grant_scope(role text, scope text) RETURNS 
 #variable_conflict use_column
 BEGIN
     PERFORM workqueue._require_admin('grant scopes');
-    IF grant_scope.scope IS NULL OR grant_scope.scope = '' THEN
-        RAISE EXCEPTION 'scope must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM workqueue._require_nonempty('scope', grant_scope.scope);
     IF grant_scope.role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = grant_scope.role) THEN
-        RAISE EXCEPTION 'role "%" does not exist', coalesce(left(grant_scope.role, 100), 'NULL')
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Scopes are granted to database roles (or group roles): CREATE ROLE first.';
+        PERFORM workqueue._raise_undefined('role', coalesce(left(grant_scope.role, 100), 'NULL'),
+                                           'Scopes are granted to database roles (or group roles): CREATE ROLE first.');
     END IF;
     INSERT INTO workqueue.scope_grant (role, scope, granted_by)
     VALUES (grant_scope.role, grant_scope.scope, workqueue._caller())

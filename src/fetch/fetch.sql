@@ -20,8 +20,7 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Name the source to fetch from: workqueue.enqueue_fetch(item, ''source'').';
         END IF;
-        RAISE EXCEPTION 'source "%" does not exist', enqueue_fetch.source
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with workqueue.create_source().';
+        PERFORM workqueue._raise_undefined('source', enqueue_fetch.source, 'Create it with workqueue.create_source().');
     END IF;
     IF s.details_url IS NULL THEN
         RAISE EXCEPTION 'source "%" has no details_url', s.name

@@ -30,9 +30,8 @@ BEGIN
     END IF;
     SELECT * INTO q FROM workqueue.queue WHERE queue.name = _queue.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'queue "%" does not exist', _queue.name
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Create it with workqueue.create_queue(), or list queues with: SELECT name FROM workqueue.queue;';
+        PERFORM workqueue._raise_undefined('queue', _queue.name,
+            'Create it with workqueue.create_queue(), or list queues with: SELECT name FROM workqueue.queue;');
     END IF;
     RETURN q;
 END
@@ -49,15 +48,24 @@ BEGIN
     END IF;
     SELECT * INTO it FROM workqueue.item WHERE item.id = _item_for_update.id FOR UPDATE;
     IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN     -- out of the caller's scopes: not there
-        RAISE EXCEPTION 'item % does not exist', _item_for_update.id
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+        PERFORM workqueue._raise_no_item(_item_for_update.id);
     END IF;
     RETURN it;
 END
 $$;
 
 REVOKE ALL ON FUNCTION workqueue._item_for_update(bigint) FROM PUBLIC;
+
+-- Raises "item N does not exist": for an item that is not there and for
+-- one out of the caller's scopes alike.
+CREATE OR REPLACE FUNCTION workqueue._raise_no_item(id bigint) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'item % does not exist', coalesce(id::text, 'NULL')
+        USING ERRCODE = 'undefined_object',
+              HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+END
+$$;
 
 CREATE OR REPLACE FUNCTION workqueue.create_queue(name text, workflow text DEFAULT 'review', sla_policy text DEFAULT NULL,
                                                   lease_timeout interval DEFAULT '15 minutes')
@@ -66,19 +74,15 @@ CREATE OR REPLACE FUNCTION workqueue.create_queue(name text, workflow text DEFAU
 #variable_conflict use_column
 BEGIN
     PERFORM workqueue._require_admin('create queues');
-    IF create_queue.name IS NULL OR create_queue.name = '' THEN
-        RAISE EXCEPTION 'queue name must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM workqueue._check_name('queue', create_queue.name);
+    PERFORM workqueue._require_name('queue', create_queue.name);
     IF create_queue.workflow IS NULL THEN
         RAISE EXCEPTION 'workflow name must not be null'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Leave workflow out for the built-in ''review''.';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = create_queue.workflow) THEN
-        RAISE EXCEPTION 'workflow "%" does not exist', create_queue.workflow
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Define it with workqueue.define_workflow() or use the built-in ''review''.';
+        PERFORM workqueue._raise_undefined('workflow', create_queue.workflow,
+                                           'Define it with workqueue.define_workflow() or use the built-in ''review''.');
     END IF;
     PERFORM workqueue._require_sla_policy(create_queue.sla_policy);
     IF create_queue.lease_timeout IS NULL OR create_queue.lease_timeout <= interval '0' THEN
@@ -170,17 +174,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION workqueue._require_sla_policy(name text) RETURNS void
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM workqueue.sla_policy p WHERE p.name = _require_sla_policy.name) THEN
-        RAISE EXCEPTION 'sla policy "%" does not exist', name
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Create it with workqueue.create_sla_policy(), or list policies with: SELECT name, version FROM workqueue.sla_policy;';
-    END IF;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION workqueue.add(queue text, data jsonb DEFAULT '{}', priority int DEFAULT 3,
                                          external_id text DEFAULT NULL)
     RETURNS bigint
@@ -200,10 +193,7 @@ BEGIN
                   HINT = 'Pass a priority between 1 and 5.';
     END IF;
     IF add.data IS NULL OR jsonb_typeof(add.data) <> 'object' THEN
-        RAISE EXCEPTION 'item data must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(add.data), 'NULL')),
-                  HINT = 'Wrap the value in an object, e.g. {"value": ...}.';
+        PERFORM workqueue._raise_not_object('item data', add.data, 'Wrap the value in an object, e.g. {"value": ...}.');
     END IF;
     PERFORM workqueue._check_external_id(add.external_id);
     IF add.external_id IS NOT NULL THEN
@@ -333,11 +323,13 @@ BEGIN
 END
 $$;
 
--- Raises unless "worker" holds a live lease on the item (an administrator
--- acting as itself may act on any claim).
+-- Raises unless "worker" is one the caller may act as (_check_actor) and
+-- holds a live lease on the item (an administrator acting as itself may act
+-- on any claim).
 CREATE OR REPLACE FUNCTION workqueue._check_holder(it workqueue.item, worker text) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM workqueue._check_actor(worker, 'worker');
     IF it.status <> 'in_progress' THEN
         RAISE EXCEPTION 'item % is not claimed', it.id
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -368,7 +360,6 @@ CREATE OR REPLACE FUNCTION workqueue.release(item bigint, worker text DEFAULT cu
 DECLARE
     it workqueue.item := workqueue._item_for_update(release.item);
 BEGIN
-    PERFORM workqueue._check_actor(release.worker, 'worker');
     PERFORM workqueue._check_holder(it, release.worker);
     UPDATE workqueue.item SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
      WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
@@ -389,7 +380,6 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given was %s.', coalesce(extend_lease.by::text, 'NULL'));
     END IF;
-    PERFORM workqueue._check_actor(extend_lease.worker, 'worker');
     PERFORM workqueue._check_holder(it, extend_lease.worker);
     UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
      WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
@@ -427,10 +417,8 @@ DECLARE
 BEGIN
     PERFORM workqueue._check_actor(update_fields.actor, 'actor');
     IF update_fields.fields IS NULL OR jsonb_typeof(update_fields.fields) <> 'object' THEN
-        RAISE EXCEPTION 'fields must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('The value given is of type %s.', coalesce(jsonb_typeof(update_fields.fields), 'NULL')),
-                  HINT = 'Pass an object of field names and values, e.g. {"resolution": "fixed"}.';
+        PERFORM workqueue._raise_not_object('fields', update_fields.fields,
+                                            'Pass an object of field names and values, e.g. {"resolution": "fixed"}.');
     END IF;
     SELECT jsonb_object_agg(f.key, it.notes->f.key), jsonb_object_agg(f.key, f.value)
       INTO old_values, new_values
@@ -521,9 +509,7 @@ DECLARE
 BEGIN
     SELECT i.queue, i.scope INTO q, sc FROM workqueue.item i WHERE i.id = history.item;
     IF NOT FOUND OR NOT workqueue._visible(sc) THEN
-        RAISE EXCEPTION 'item % does not exist', coalesce(history.item::text, 'NULL')
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+        PERFORM workqueue._raise_no_item(history.item);
     END IF;
     RETURN QUERY SELECT * FROM workqueue.item_event e
                   WHERE e.queue = q AND e.item_id = history.item ORDER BY e.id DESC;

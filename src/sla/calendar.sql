@@ -23,10 +23,7 @@ DECLARE
     v int;
 BEGIN
     PERFORM workqueue._require_admin('define calendars');
-    IF create_calendar.name IS NULL OR create_calendar.name = '' THEN
-        RAISE EXCEPTION 'calendar name must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM workqueue._check_name('calendar', create_calendar.name);     -- hostile
+    PERFORM workqueue._require_name('calendar', create_calendar.name);
     IF create_calendar.name = '24x7' THEN
         RAISE EXCEPTION 'calendar name "24x7" is reserved' USING ERRCODE = 'reserved_name',
             DETAIL = 'The built-in calendar "24x7" counts every hour of every day, in UTC.',

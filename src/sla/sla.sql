@@ -7,6 +7,17 @@
 -- The fetch worker fires the timers (sla_warning, sla_breach, escalation)
 -- from an index on item.sla_next_at.  Rules: doc/sla.md, "SLA policies".
 
+-- Raises unless an sla policy of that name exists (NULL: none, which is fine).
+CREATE OR REPLACE FUNCTION workqueue._require_sla_policy(name text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM workqueue.sla_policy p WHERE p.name = _require_sla_policy.name) THEN
+        PERFORM workqueue._raise_undefined('sla policy', name,
+            'Create it with workqueue.create_sla_policy(), or list policies with: SELECT name, version FROM workqueue.sla_policy;');
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION workqueue.create_sla_policy(name text, calendar text, targets jsonb,
                                             warn_at int[] DEFAULT '{50,75}', calendar_by jsonb DEFAULT NULL)
     RETURNS int
@@ -22,9 +33,7 @@ DECLARE
     ver int;
 BEGIN
     PERFORM workqueue._require_admin('define sla policies');
-    IF create_sla_policy.name IS NULL OR create_sla_policy.name = '' THEN
-        RAISE EXCEPTION 'sla policy name must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM workqueue._require_nonempty('sla policy name', create_sla_policy.name);
     PERFORM workqueue._require_calendar(create_sla_policy.calendar, 'the calendar of the policy');
 
     -- targets: {"1": "4 hours", ...}, priorities 1-5, positive working time
@@ -420,9 +429,7 @@ DECLARE
 BEGIN
     SELECT * INTO it FROM workqueue.item i WHERE i.id = sla_status.item;
     IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN
-        RAISE EXCEPTION 'item % does not exist', coalesce(sla_status.item::text, 'NULL')
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Look items up with workqueue.list_items() or workqueue.get_items_by_external().';
+        PERFORM workqueue._raise_no_item(sla_status.item);
     END IF;
     IF it.sla_target IS NULL THEN               -- no SLA: its queue has no policy, or none for its priority
         RETURN QUERY SELECT NULL::timestamptz, NULL::interval, NULL::interval, NULL::numeric, false, false;

@@ -39,10 +39,7 @@ CREATE OR REPLACE FUNCTION workqueue.create_source(name text, queue text, ids_ur
 #variable_conflict use_column
 BEGIN
     PERFORM workqueue._require_admin('create sources');
-    IF create_source.name IS NULL OR create_source.name = '' THEN
-        RAISE EXCEPTION 'source name must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM workqueue._check_name('source', create_source.name);         -- hostile
+    PERFORM workqueue._require_name('source', create_source.name);
     PERFORM workqueue._queue(create_source.queue);
     PERFORM workqueue._check_source(create_source.ids_url, create_source.details_url,
                                     coalesce(create_source.options, '{}'));
@@ -67,9 +64,7 @@ BEGIN
     PERFORM workqueue._require_admin('alter sources');
     SELECT * INTO s FROM workqueue.source WHERE name = alter_source.name FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'source "%" does not exist', alter_source.name
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Create it with workqueue.create_source().';
+        PERFORM workqueue._raise_undefined('source', alter_source.name, 'Create it with workqueue.create_source().');
     END IF;
     IF alter_source.changes IS NULL OR jsonb_typeof(alter_source.changes) <> 'object' THEN
         RAISE EXCEPTION 'changes must be a JSON object'
@@ -104,9 +99,8 @@ BEGIN
     -- serialize requests per source so that two callers cannot both queue
     PERFORM 1 FROM workqueue.source WHERE name = sync.source FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'source "%" does not exist', coalesce(sync.source, 'NULL')
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Create it with workqueue.create_source(), or list sources with: SELECT name FROM workqueue.sources;';
+        PERFORM workqueue._raise_undefined('source', coalesce(sync.source, 'NULL'),
+            'Create it with workqueue.create_source(), or list sources with: SELECT name FROM workqueue.sources;');
     END IF;
     IF NOT coalesce(sync.force, false) THEN
         SELECT id INTO run_id FROM workqueue.sync_run
@@ -174,8 +168,8 @@ DECLARE
 BEGIN
     PERFORM workqueue._require_admin('schedule syncs');
     IF NOT EXISTS (SELECT 1 FROM workqueue.source WHERE name = schedule_sync.source) THEN
-        RAISE EXCEPTION 'source "%" does not exist', coalesce(schedule_sync.source, 'NULL')
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with workqueue.create_source().';
+        PERFORM workqueue._raise_undefined('source', coalesce(schedule_sync.source, 'NULL'),
+                                           'Create it with workqueue.create_source().');
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
         RAISE EXCEPTION 'pg_cron is not installed in this database'

@@ -6,9 +6,7 @@ CREATE OR REPLACE FUNCTION workqueue.add_member(role text, member text) RETURNS 
 #variable_conflict use_column
 BEGIN
     PERFORM workqueue._require_admin('manage role members');
-    IF add_member.role IS NULL OR add_member.role = '' OR add_member.member IS NULL OR add_member.member = '' THEN
-        RAISE EXCEPTION 'role and member must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM workqueue._require_nonempty('role and member', add_member.role, add_member.member);
     PERFORM workqueue._check_name('role', add_member.role);              -- hostile
     PERFORM workqueue._check_name('member', add_member.member);          -- hostile
     INSERT INTO workqueue.role_member (role, member) VALUES (add_member.role, add_member.member)
@@ -39,9 +37,7 @@ CREATE OR REPLACE FUNCTION workqueue.assignment_strategy(role text, strategy tex
 #variable_conflict use_column
 BEGIN
     PERFORM workqueue._require_admin('set assignment strategies');
-    IF assignment_strategy.role IS NULL OR assignment_strategy.role = '' THEN
-        RAISE EXCEPTION 'role must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM workqueue._require_nonempty('role', assignment_strategy.role);
     IF assignment_strategy.strategy IS NULL OR assignment_strategy.strategy NOT IN ('round_robin', 'least_loaded') THEN
         RAISE EXCEPTION 'unrecognized assignment strategy "%"', coalesce(left(assignment_strategy.strategy, 100), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',

@@ -14,10 +14,7 @@ DECLARE
     v int;
 BEGIN
     PERFORM workqueue._require_admin('define workflows');
-    IF define_workflow.name IS NULL OR define_workflow.name = '' THEN
-        RAISE EXCEPTION 'workflow name must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM workqueue._check_name('workflow', define_workflow.name);    -- hostile
+    PERFORM workqueue._require_name('workflow', define_workflow.name);
     start := workqueue._validate_workflow(define_workflow.definition);
 
     INSERT INTO workqueue.workflow (name, created_by) VALUES (define_workflow.name, workqueue._caller())
