@@ -26,7 +26,6 @@ $$;
 
 CREATE OR REPLACE FUNCTION workqueue.grant_scope(role text, scope text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
 BEGIN
     PERFORM workqueue._require_admin('grant scopes');
     PERFORM workqueue._require_nonempty('scope', grant_scope.scope);
@@ -40,7 +39,8 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION workqueue.revoke_scope(role text, scope text) RETURNS void
+CREATE OR REPLACE FUNCTION workqueue.revoke_scope(role text, scope text)
+    RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN

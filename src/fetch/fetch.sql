@@ -10,8 +10,8 @@ CREATE OR REPLACE FUNCTION workqueue.enqueue_fetch(item bigint, source text DEFA
 #variable_conflict use_column
 DECLARE
     it workqueue.item := workqueue._item_for_update(enqueue_fetch.item);
-    s workqueue.source;
     fetch_id bigint;
+    s workqueue.source;
 BEGIN
     SELECT * INTO s FROM workqueue.source WHERE name = coalesce(enqueue_fetch.source, it.source);
     IF NOT FOUND THEN
@@ -54,7 +54,7 @@ CREATE OR REPLACE FUNCTION workqueue.retry_fetches(source text DEFAULT NULL, sin
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    n int;
+    n int;                      -- fetches queued again
 BEGIN
     PERFORM workqueue._require_admin('retry fetches');
     UPDATE workqueue.fetch f

@@ -68,8 +68,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION workqueue.create_queue(name text, workflow text DEFAULT 'review', sla_policy text DEFAULT NULL,
-                                                  lease_timeout interval DEFAULT '15 minutes')
-    RETURNS void
+                                                  lease_timeout interval DEFAULT '15 minutes') RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
@@ -368,8 +367,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION workqueue.extend_lease(item bigint, by interval, worker text DEFAULT current_user)
-    RETURNS workqueue.item
+CREATE OR REPLACE FUNCTION workqueue.extend_lease(item bigint, by interval, worker text DEFAULT current_user) RETURNS workqueue.item
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -490,8 +488,8 @@ CREATE OR REPLACE FUNCTION workqueue.get_items_by_external(queue text, external_
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    q workqueue.queue := workqueue._queue(get_items_by_external.queue);
     scopes text[] := workqueue._caller_scopes();     -- NULL: all
+    q workqueue.queue := workqueue._queue(get_items_by_external.queue);
 BEGIN
     RETURN QUERY SELECT i.* FROM unnest(get_items_by_external.external_ids) WITH ORDINALITY AS x(eid, ord)
                    JOIN workqueue.item i ON i.queue = q.name AND i.external_id = x.eid

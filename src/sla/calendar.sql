@@ -19,7 +19,7 @@ CREATE OR REPLACE FUNCTION workqueue.create_calendar(name text, timezone text, h
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    zone text;
+    zone text;                  -- the time zone's canonical name
     v int;
 BEGIN
     PERFORM workqueue._require_admin('define calendars');

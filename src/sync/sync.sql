@@ -28,10 +28,6 @@ CREATE OR REPLACE FUNCTION workqueue.upsert_items(queue text, items jsonb, sourc
     ROWS 1
     AS 'MODULE_PATHNAME', 'workqueue_upsert_items';
 
--- Validates a source definition (C: the same parser the worker uses).
-CREATE OR REPLACE FUNCTION workqueue._check_source(ids_url text, details_url text, options jsonb) RETURNS void
-    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'workqueue_check_source';
-
 CREATE OR REPLACE FUNCTION workqueue.create_source(name text, queue text, ids_url text, details_url text,
                                         options jsonb DEFAULT '{}')
     RETURNS void
@@ -53,6 +49,10 @@ BEGIN
             coalesce(create_source.options, '{}'), workqueue._caller());
 END
 $$;
+
+-- Validates a source definition (C: the same parser the worker uses).
+CREATE OR REPLACE FUNCTION workqueue._check_source(ids_url text, details_url text, options jsonb) RETURNS void
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'workqueue_check_source';
 
 CREATE OR REPLACE FUNCTION workqueue.alter_source(name text, changes jsonb) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -164,7 +164,7 @@ CREATE OR REPLACE FUNCTION workqueue.schedule_sync(source text, cron text, "full
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    job bigint;
+    job bigint;                 -- pg_cron's job id
 BEGIN
     PERFORM workqueue._require_admin('schedule syncs');
     IF NOT EXISTS (SELECT 1 FROM workqueue.source WHERE name = schedule_sync.source) THEN
@@ -262,8 +262,8 @@ CREATE OR REPLACE FUNCTION workqueue._close_unlisted(queue text, source text, li
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    r record;
     n int := 0;
+    r record;
 BEGIN
     FOR r IN
         WITH gone AS (

@@ -32,24 +32,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION workqueue.assignment_strategy(role text, strategy text) RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-BEGIN
-    PERFORM workqueue._require_admin('set assignment strategies');
-    PERFORM workqueue._require_nonempty('role', assignment_strategy.role);
-    IF assignment_strategy.strategy IS NULL OR assignment_strategy.strategy NOT IN ('round_robin', 'least_loaded') THEN
-        RAISE EXCEPTION 'unrecognized assignment strategy "%"', coalesce(left(assignment_strategy.strategy, 100), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use ''round_robin'' (members in turn) or ''least_loaded'' (fewest open items).';
-    END IF;
-    INSERT INTO workqueue.role_assignment (role, strategy, changed_by)
-    VALUES (assignment_strategy.role, assignment_strategy.strategy, workqueue._caller())
-        ON CONFLICT (role) DO UPDATE SET strategy = excluded.strategy, changed_at = now(),
-                                         changed_by = excluded.changed_by;
-END
-$$;
-
 -- Picks n members of a role's pool by its strategy (NULL if the pool has
 -- no active member).  Locks the role's row until the end of the
 -- transaction, so concurrent assignments of one role take turns and round
@@ -109,6 +91,25 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION workqueue._pick_members(text, int) FROM PUBLIC;
+
+-- Sets how a role hands out work (the strategies _pick_members() applies).
+CREATE OR REPLACE FUNCTION workqueue.assignment_strategy(role text, strategy text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM workqueue._require_admin('set assignment strategies');
+    PERFORM workqueue._require_nonempty('role', assignment_strategy.role);
+    IF assignment_strategy.strategy IS NULL OR assignment_strategy.strategy NOT IN ('round_robin', 'least_loaded') THEN
+        RAISE EXCEPTION 'unrecognized assignment strategy "%"', coalesce(left(assignment_strategy.strategy, 100), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''round_robin'' (members in turn) or ''least_loaded'' (fewest open items).';
+    END IF;
+    INSERT INTO workqueue.role_assignment (role, strategy, changed_by)
+    VALUES (assignment_strategy.role, assignment_strategy.strategy, workqueue._caller())
+        ON CONFLICT (role) DO UPDATE SET strategy = excluded.strategy, changed_at = now(),
+                                         changed_by = excluded.changed_by;
+END
+$$;
 
 -- The assignments items need that have just entered (or been created in) a
 -- working step with a role: an assignee who is an active member of that
