@@ -20,6 +20,7 @@
 #include "utils/numeric.h"
 
 #include "core/jsonutil.h"
+#include "queue/priority.h"
 #include "sync/source.h"
 #include "core/workqueue.h"
 
@@ -517,36 +518,38 @@ RecordValue(JsonbValue *rec, Jsonb **recdoc, const JPath *p)
 	return vals ? (JsonbValue *) linitial(vals) : NULL;
 }
 
-/* A mapped priority as an integer 1-5, or -1 (with *why set). */
+/*
+ * A mapped priority as an integer 1-5 (the rule of upsert_items,
+ * src/queue/priority.c), or -1 with *why set.
+ */
 static int
 PriorityOf(JsonbValue *v, const char **why)
 {
-	char	   *s = v ? JsonbScalarText(v) : NULL;
-	char	   *end;
-	long		n;
+	int16		value;
+	char	   *text;
+	bool		quoted;
 
-	if (v == NULL || v->type == jbvNull)
+	switch (PriorityParse(v, &value, &text, &quoted))
 	{
-		*why = "priority is missing";
-		return -1;
+		case PRIORITY_OK:
+			return value;
+		case PRIORITY_ABSENT:
+			*why = "priority is missing";
+			break;
+		case PRIORITY_WRONG_TYPE:
+			*why = psprintf("priority is of type %s, not a number", JsonbTypeName(v));
+			break;
+		case PRIORITY_NOT_NUMBER:
+			*why = psprintf("priority \"%s\" is not a number", text);
+			break;
+		case PRIORITY_NOT_INTEGER:
+			*why = psprintf(quoted ? "priority \"%s\" is not an integer" : "priority %s is not an integer", text);
+			break;
+		case PRIORITY_OUT_OF_RANGE:
+			*why = psprintf(quoted ? "priority \"%s\" is out of range 1-5" : "priority %s is out of range 1-5", text);
+			break;
 	}
-	if (s == NULL)
-	{
-		*why = "priority is not a number";
-		return -1;
-	}
-	n = strtol(s, &end, 10);
-	if (end == s || *end != '\0')
-	{
-		*why = psprintf("priority \"%s\" is not an integer", s);
-		return -1;
-	}
-	if (n < 1 || n > 5)
-	{
-		*why = psprintf("priority %s is out of range 1-5", s);
-		return -1;
-	}
-	return (int) n;
+	return -1;
 }
 
 /*

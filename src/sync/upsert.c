@@ -79,6 +79,7 @@
 #include "core/jsonutil.h"
 #include "core/spi.h"
 #include "core/srf.h"
+#include "queue/priority.h"
 #include "sync/sync_db.h"
 
 /* Above this many changed items a call sends one summary notification. */
@@ -269,80 +270,50 @@ ExternalId(JsonbValue *v, int pos, SyncItem *item)
 				 errhint("Upstream ids are short keys; pass the long value in \"data\" instead.")));
 }
 
-/*
- * Reads a priority written as text (a JSON number in its text form, or a
- * numeric string): blanks, sign, digits, an optional fraction, blanks.
- * Raises unless it is an integer from 1 to 5.
- */
-static int16
-PriorityFromText(const char *s, int len, int pos, bool quoted)
-{
-	const char *p = s;
-	const char *end = s + len;
-	const char *start;
-	bool		negative = false;
-	int			digits = 0;
-	int			value = 0;
-	bool		integral = true;
-
-	while (p < end && isspace((unsigned char) *p))
-		p++;
-	while (end > p && isspace((unsigned char) end[-1]))
-		end--;
-	start = p;
-	if (p < end && (*p == '+' || *p == '-'))
-		negative = *p++ == '-';
-	for (; p < end && isdigit((unsigned char) *p); p++, digits++)
-		value = Min(value * 10 + (*p - '0'), 1000);
-	if (p < end && *p == '.')
-	{
-		for (p++; p < end && isdigit((unsigned char) *p); p++, digits++)
-			if (*p != '0')
-				integral = false;
-	}
-	if (digits == 0 || p != end)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("priority \"%s\" of element %d is not a number", pnstrdup(s, len), pos),
-				 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
-				 errhint("Pass an integer from 1 to 5, as a number or a numeric string.")));
-	if (!integral)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg(quoted ? "priority \"%s\" of element %d is not an integer"
-						: "priority %s of element %d is not an integer", pnstrdup(start, end - start), pos),
-				 errdetail("Priorities run from 1 (highest) to 5 (lowest).")));
-	if (negative || value < 1 || value > 5)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg(quoted ? "priority \"%s\" of element %d is out of range"
-						: "priority %s of element %d is out of range", pnstrdup(start, end - start), pos),
-				 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
-				 errhint("Pass a priority between 1 and 5, or leave it out to keep the item's priority.")));
-	return (int16) value;
-}
-
-/* priority of element pos, unless absent or null. */
+/* priority of element pos, unless absent or null (src/queue/priority.c). */
 static void
 Priority(JsonbValue *v, int pos, SyncItem *item)
 {
-	item->has_priority = v != NULL && v->type != jbvNull;
-	if (!item->has_priority)
-		return;
-	if (v->type == jbvNumeric)
-	{
-		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	char	   *text;
+	bool		quoted;
 
-		item->priority = PriorityFromText(s, strlen(s), pos, false);
-		pfree(s);
+	switch (PriorityParse(v, &item->priority, &text, &quoted))
+	{
+		case PRIORITY_OK:
+			item->has_priority = true;
+			return;
+		case PRIORITY_ABSENT:
+			item->has_priority = false;
+			return;
+		case PRIORITY_WRONG_TYPE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("priority of element %d must be a number or a numeric string", pos),
+					 errdetail("It is of type %s.", JsonbTypeName(v))));
+			break;
+		case PRIORITY_NOT_NUMBER:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("priority \"%s\" of element %d is not a number", text, pos),
+					 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
+					 errhint("Pass an integer from 1 to 5, as a number or a numeric string.")));
+			break;
+		case PRIORITY_NOT_INTEGER:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg(quoted ? "priority \"%s\" of element %d is not an integer"
+							: "priority %s of element %d is not an integer", text, pos),
+					 errdetail("Priorities run from 1 (highest) to 5 (lowest).")));
+			break;
+		case PRIORITY_OUT_OF_RANGE:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg(quoted ? "priority \"%s\" of element %d is out of range"
+							: "priority %s of element %d is out of range", text, pos),
+					 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
+					 errhint("Pass a priority between 1 and 5, or leave it out to keep the item's priority.")));
+			break;
 	}
-	else if (v->type == jbvString)
-		item->priority = PriorityFromText(v->val.string.val, v->val.string.len, pos, true);
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("priority of element %d must be a number or a numeric string", pos),
-				 errdetail("It is of type %s.", JsonbTypeName(v))));
 }
 
 /*

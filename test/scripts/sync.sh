@@ -142,6 +142,22 @@ r=$(sync f7); is "$(wait_run $r)" "completed|" "records without id or with a bad
 is "$(run_col $r "errors || ' ' || inserted")" "3 247" "... they are counted and skipped"
 is "$(q "SELECT error_samples->0->>'reason' FROM workqueue.sync_run WHERE id = $r")" 'record has no id at "$.id"' "... with the reason in the run"
 
+# a mapped priority follows the rule of upsert_items (src/queue/priority.c):
+# 2.0, "2.0" and " 1 " are priorities, 2.5 and "high" are not
+control '{"reset": true, "update": {"C-0011": {"severity": "2.0"}, "C-0012": {"severity": 4.0}, "C-0013": {"severity": 2.5}, "C-0014": {"severity": "high"}, "C-0015": {"severity": " 1 "}}}'
+new_source f8 /cases/ids '/cases/details?ids={ids}' '{"mapping": {"priority": "$.severity"}}'
+r=$(sync f8); is "$(wait_run $r)" "completed|" "a run with unusual mapped priorities completes"
+is "$(q "SELECT string_agg(external_id || '=' || priority, ' ' ORDER BY external_id) FROM workqueue.item
+          WHERE queue = 'f8' AND external_id IN ('C-0011', 'C-0012', 'C-0015')")" "C-0011=2 C-0012=4 C-0015=1" \
+   "... \"2.0\", 4.0 and \" 1 \" are mapped as priorities 2, 4 and 1, as upsert_items takes them"
+is "$(q "SELECT string_agg(e->>'id' || ': ' || (e->>'reason'), ' | ' ORDER BY e->>'id')
+          FROM workqueue.sync_run, jsonb_array_elements(error_samples) e WHERE sync_run.id = $r")" \
+   'C-0013: priority 2.5 is not an integer | C-0014: priority "high" is not a number' \
+   "... 2.5 and \"high\" are skipped with the reasons upsert_items gives"
+is "$(qerr "SELECT workqueue.upsert_items('f8', '[{\"external_id\": \"X\", \"priority\": 2.5}]')")|$(qerr "SELECT workqueue.upsert_items('f8', '[{\"external_id\": \"X\", \"priority\": \"high\"}]')")" \
+   'priority 2.5 of element 1 is not an integer|priority "high" of element 1 is not a number' \
+   "... which refuses the same two values"
+
 ########################################################################
 # crashes: kill -9 of the worker mid-run, then an immediate shutdown
 control '{"reset": true, "slow_ms": 400}'
