@@ -233,6 +233,7 @@ END
 $$;
 
 -- Returns items whose lease has passed to the queue ("lease_expired").
+-- Locks in (queue, id) order.
 CREATE OR REPLACE FUNCTION workqueue._expire_leases(queue text) RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -244,6 +245,7 @@ BEGIN
         WITH expired AS (
             SELECT i.queue, i.id, i.claimed_by, i.lease_until FROM workqueue.item i
              WHERE i.queue = _expire_leases.queue AND i.status = 'in_progress' AND i.lease_until <= now()
+             ORDER BY i.id
                FOR UPDATE SKIP LOCKED)
         UPDATE workqueue.item i SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
           FROM expired e WHERE i.queue = e.queue AND i.id = e.id

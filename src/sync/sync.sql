@@ -228,6 +228,8 @@ $$;
 REVOKE ALL ON FUNCTION workqueue._fail_run(bigint, text) FROM PUBLIC;
 
 -- Listed again: closed items of the source go back to "open" at their step.
+-- Locks them in (queue, id) order, as every statement that waits to lock
+-- several items does (transition_many too), so that they cannot deadlock.
 CREATE OR REPLACE FUNCTION workqueue._reopen_listed(queue text, source text, ids text[]) RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -238,8 +240,12 @@ DECLARE
 BEGIN
     FOR r IN
         UPDATE workqueue.item i SET status = 'open', updated_at = now(), last_seen_at = now()
-          FROM unnest(_reopen_listed.ids) AS l(x)
-         WHERE i.queue = _reopen_listed.queue AND i.status = 'closed' AND i.external_id = l.x
+          FROM (SELECT x.queue, x.id FROM workqueue.item x
+                 WHERE x.queue = _reopen_listed.queue AND x.status = 'closed'
+                   AND x.external_id = ANY (_reopen_listed.ids)
+                 ORDER BY x.id
+                   FOR UPDATE) l
+         WHERE i.queue = l.queue AND i.id = l.id
         RETURNING i.queue, i.id, i.step
     LOOP
         reopened := reopened || r.id;
@@ -256,7 +262,9 @@ $$;
 REVOKE ALL ON FUNCTION workqueue._reopen_listed(text, text, text[]) FROM PUBLIC;
 
 -- Closes the source's open items that the listing did not name (and that
--- the details endpoint did not confirm as open: "keep").
+-- the details endpoint did not confirm as open: "keep").  Locks them in
+-- (queue, id) order, as every statement that waits to lock several items
+-- does (transition_many too), so that they cannot deadlock.
 CREATE OR REPLACE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
     RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -273,6 +281,7 @@ BEGIN
                AND i.status IN ('open', 'in_progress')
                AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.listed) AS l(x) WHERE l.x = i.external_id)
                AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.keep) AS k(x) WHERE k.x = i.external_id)
+             ORDER BY i.id
                FOR UPDATE OF i)
         UPDATE workqueue.item i
            SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now(),
