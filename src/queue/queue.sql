@@ -232,8 +232,8 @@ BEGIN
 END
 $$;
 
--- Returns items whose lease has passed to the queue ("lease_expired").
--- Locks in (queue, id) order.
+-- Returns items whose lease has passed to the queue ("lease_expired") and
+-- fences their holders (workqueue.lease_fence).  Locks in (queue, id) order.
 CREATE OR REPLACE FUNCTION workqueue._expire_leases(queue text) RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -246,7 +246,11 @@ BEGIN
             SELECT i.queue, i.id, i.claimed_by, i.lease_until FROM workqueue.item i
              WHERE i.queue = _expire_leases.queue AND i.status = 'in_progress' AND i.lease_until <= now()
              ORDER BY i.id
-               FOR UPDATE SKIP LOCKED)
+               FOR UPDATE SKIP LOCKED),
+        fenced AS (
+            INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)
+            SELECT e.queue, e.id, e.claimed_by, e.lease_until FROM expired e
+            ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until)
         UPDATE workqueue.item i SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
           FROM expired e WHERE i.queue = e.queue AND i.id = e.id
         RETURNING i.queue, i.id, i.step, e.claimed_by, e.lease_until
@@ -309,6 +313,9 @@ BEGIN
                    lease_until = now() + q.lease_timeout, updated_at = now()
               FROM c WHERE i.queue = c.queue AND i.id = c.id
             RETURNING i.*),
+        unfence AS (        -- the worker who claims an item is no longer fenced off it
+            DELETE FROM workqueue.lease_fence f USING u
+             WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = claim.worker),
         e AS (
             INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
             SELECT u.queue, u.id, claim.worker, 'claimed', u.step, u.step,
@@ -326,30 +333,46 @@ $$;
 
 -- Raises unless "worker" is one the caller may act as (_check_actor) and
 -- holds a live lease on the item (an administrator acting as itself may act
--- on any claim).
+-- on any claim).  A worker fenced off the item (its lease ran out and it has
+-- not claimed the item since, workqueue.lease_fence) is told that its lease
+-- has expired, unless someone else holds a live lease on the item.
 CREATE OR REPLACE FUNCTION workqueue._check_holder(it workqueue.item, worker text) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ended timestamptz;          -- when the worker's lease ran out, if that is why it is refused
 BEGIN
     PERFORM workqueue._check_actor(worker, 'worker');
-    IF it.status <> 'in_progress' THEN
-        RAISE EXCEPTION 'item % is not claimed', it.id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('Its status is "%s".', it.status),
-                  HINT = 'Claim it first with workqueue.claim().';
+    IF it.claimed_by IS DISTINCT FROM worker AND NOT (it.status = 'in_progress' AND it.lease_until > now()) THEN
+        SELECT f.lease_until INTO ended FROM workqueue.lease_fence f
+         WHERE f.queue = it.queue AND f.item_id = it.id AND f.worker = _check_holder.worker;
+        IF ended IS NOT NULL AND workqueue._actor_is_admin(worker) THEN
+            ended := NULL;
+        END IF;
     END IF;
-    IF workqueue._actor_is_admin(worker) THEN
-        RETURN;
+    IF ended IS NULL THEN
+        IF it.status <> 'in_progress' THEN
+            RAISE EXCEPTION 'item % is not claimed', it.id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Its status is "%s".', it.status),
+                      HINT = 'Claim it first with workqueue.claim().';
+        END IF;
+        IF workqueue._actor_is_admin(worker) THEN
+            RETURN;
+        END IF;
+        IF it.claimed_by <> worker THEN
+            RAISE EXCEPTION 'item % is claimed by "%"', it.id, it.claimed_by
+                USING ERRCODE = 'lock_not_available',
+                      DETAIL = format('"%s" does not hold the lease; it runs until %s.', worker, it.lease_until),
+                      HINT = 'Only the holder or a workqueue administrator can change this claim.';
+        END IF;
+        IF it.lease_until <= now() THEN
+            ended := it.lease_until;
+        END IF;
     END IF;
-    IF it.claimed_by <> worker THEN
-        RAISE EXCEPTION 'item % is claimed by "%"', it.id, it.claimed_by
-            USING ERRCODE = 'lock_not_available',
-                  DETAIL = format('"%s" does not hold the lease; it runs until %s.', worker, it.lease_until),
-                  HINT = 'Only the holder or a workqueue administrator can change this claim.';
-    END IF;
-    IF it.lease_until <= now() THEN
+    IF ended IS NOT NULL THEN
         RAISE EXCEPTION 'lease of "%" on item % has expired', worker, it.id
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('The lease ended at %s.', it.lease_until),
+                  DETAIL = format('The lease ended at %s.', ended),
                   HINT = 'Claim the item again with workqueue.claim(); extend leases before they run out.';
     END IF;
 END
@@ -362,6 +385,13 @@ DECLARE
     it workqueue.item := workqueue._item_for_update(release.item);
 BEGIN
     PERFORM workqueue._check_holder(it, release.worker);
+    IF it.lease_until <= now() THEN
+        -- an administrator ends a claim whose lease ran out: its holder is
+        -- fenced, as by the worker's sweep
+        INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)
+        VALUES (it.queue, it.id, it.claimed_by, it.lease_until)
+        ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until;
+    END IF;
     UPDATE workqueue.item SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
      WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
     PERFORM workqueue._event(it.queue, it.id, release.worker, 'released', it.step, it.step);
@@ -515,6 +545,16 @@ BEGIN
                   WHERE e.queue = q AND e.item_id = history.item ORDER BY e.id DESC;
 END
 $$;
+
+-- Direct reads of fences: those of visible items only, as for item_event
+-- (whose policies, with the others, are in src/core/scopes.sql);
+-- administrators read and write everything.
+ALTER TABLE workqueue.lease_fence ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS lease_fence_by_scope ON workqueue.lease_fence;
+CREATE POLICY lease_fence_by_scope ON workqueue.lease_fence FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = lease_fence.queue AND i.id = lease_fence.item_id));
+DROP POLICY IF EXISTS lease_fence_admin ON workqueue.lease_fence;
+CREATE POLICY lease_fence_admin ON workqueue.lease_fence TO workqueue_admin USING (true) WITH CHECK (true);
 
 -- For the DBA: counts per queue.  breached: the SLA clock has reached the
 -- target (a paused clock has not).

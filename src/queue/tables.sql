@@ -89,13 +89,30 @@ CREATE TABLE workqueue.item_event (
 );
 CREATE INDEX item_event_item_idx ON workqueue.item_event (queue, item_id, id);
 
+-- Fencing (doc/workflows.md, "Moving items"): a worker whose claim on an
+-- item ended with its lease run out -- swept by the worker, taken over by
+-- claim(), or ended by someone else's transition or release or by an
+-- upstream close -- may not act on the item until it claims it again.  One
+-- row per such worker and item, until then (or until the item is resolved
+-- or rejected).  A table of its own: fences are rare, an item may fence
+-- several workers, and the item row stays as it is.
+CREATE TABLE workqueue.lease_fence (
+    queue       text NOT NULL,
+    item_id     bigint NOT NULL,
+    worker      text NOT NULL,
+    lease_until timestamptz NOT NULL,       -- when the worker's lease ran out
+    PRIMARY KEY (queue, item_id, worker),
+    FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
+);
+
 SELECT pg_catalog.pg_extension_config_dump('workqueue.queue', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item_event', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
 
--- Read for everyone (items and events through row-level security by scope),
--- writes only through the API; events are never changed or deleted.
-REVOKE ALL ON workqueue.queue, workqueue.item, workqueue.item_event FROM PUBLIC;
-GRANT SELECT ON workqueue.queue, workqueue.item, workqueue.item_event TO PUBLIC;
-GRANT ALL ON workqueue.queue, workqueue.item, workqueue.item_event TO workqueue_admin;
+-- Read for everyone (items, events and fences through row-level security by
+-- scope), writes only through the API; events are never changed or deleted.
+REVOKE ALL ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence FROM PUBLIC;
+GRANT SELECT ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence TO PUBLIC;
+GRANT ALL ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence TO workqueue_admin;
 REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.item_event FROM workqueue_admin;

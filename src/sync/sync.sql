@@ -264,7 +264,9 @@ REVOKE ALL ON FUNCTION workqueue._reopen_listed(text, text, text[]) FROM PUBLIC;
 -- Closes the source's open items that the listing did not name (and that
 -- the details endpoint did not confirm as open: "keep").  Locks them in
 -- (queue, id) order, as every statement that waits to lock several items
--- does (transition_many too), so that they cannot deadlock.
+-- does (transition_many too), so that they cannot deadlock.  A claim whose
+-- lease had run out fences its holder (workqueue.lease_fence), as the
+-- worker's sweep would have.
 CREATE OR REPLACE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
     RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -282,7 +284,12 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.listed) AS l(x) WHERE l.x = i.external_id)
                AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.keep) AS k(x) WHERE k.x = i.external_id)
              ORDER BY i.id
-               FOR UPDATE OF i)
+               FOR UPDATE OF i),
+        fenced AS (
+            INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)
+            SELECT g.queue, g.id, g.claimed_by, g.lease_until FROM gone g
+             WHERE g.status = 'in_progress' AND g.lease_until <= now()
+            ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until)
         UPDATE workqueue.item i
            SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now(),
                -- the SLA clock stops (a paused one stays paused) and no timer fires

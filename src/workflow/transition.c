@@ -11,7 +11,9 @@
  *	1. the item exists, is in the caller's scopes (else it does not exist
  *	   for the caller) and is not closed upstream;
  *	2. while the item is claimed with a live lease, only the holder may move
- *	   it; a holder whose lease has expired is refused (fencing);
+ *	   it; a holder whose lease has expired is refused (fencing), and so is
+ *	   a former holder the lease ran out on, whatever happened since, until
+ *	   it claims the item again (workqueue.lease_fence);
  *	3. the transition exists and leaves the current step;
  *	4. the actor is an active member of the current step's role or the
  *	   item's assignee (steps without a role are open to anyone);
@@ -23,8 +25,10 @@
  * actor never gains rights.  The functions are SECURITY DEFINER; the caller
  * is the session's outer role.
  *
- * Items are locked in (queue, id) order, the order of every statement that
- * waits to lock several items.
+ * A move that ends a claim whose lease has run out fences its holder (a row
+ * in workqueue.lease_fence); a move into a terminal step ends the item's
+ * fences.  Items are locked in (queue, id) order, the order of every
+ * statement that waits to lock several items.
  */
 #include "postgres.h"
 
@@ -35,6 +39,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "core/arrays.h"
 #include "core/spi.h"
@@ -50,6 +55,8 @@ typedef struct ItemState
 	char	   *claimed_by;		/* NULL unless in_progress */
 	bool		lease_live;
 	char	   *lease_until;
+	TimestampTz lease_end;		/* lease_until as a timestamptz (if claimed) */
+	char	   *fenced_until;	/* the actor's lease that ran out, if fenced */
 	char	   *assignee;
 	char	   *workflow;
 	int			version;
@@ -67,15 +74,25 @@ typedef struct ItemState
 /*
  * Moves a batch: $1-$4 the items' queues, ids, new steps and statuses, $5
  * the payload, $6-$9 their old steps, statuses, claimants and assignees,
- * $10 the actor, $11 the transition, $12 whether each keeps its assignee.
- * Writes the steps and an event per item, each with its notification;
+ * $10 the actor, $11 the transition, $12 whether each keeps its assignee,
+ * $13 the end of the lease that ran out of a claim the move ends (NULL if
+ * none, or if the item leaves for a terminal step).  Writes the steps and an
+ * event per item, each with its notification, fences the holders of claims
+ * that ran out and ends the fences of items that reach a terminal step;
  * returns the number of events.
  */
 static const char *const MOVE_SQL =
 "WITH m AS ("
 "  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
-"                       $8::text[], $9::text[], $12::bool[])"
-"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep)),"
+"                       $8::text[], $9::text[], $12::bool[], $13::timestamptz[])"
+"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep, fence)),"
+" f AS ("
+"  INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"
+"  SELECT m.queue, m.id, m.old_claimed, m.fence FROM m WHERE m.fence IS NOT NULL"
+"  ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until),"
+" g AS ("
+"  DELETE FROM workqueue.lease_fence x USING m"
+"   WHERE x.queue = m.queue AND x.item_id = m.id AND m.status IN ('resolved', 'rejected')),"
 " u AS ("
 "  UPDATE workqueue.item i SET step = m.step, status = m.status,"
 "         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END,"
@@ -98,6 +115,7 @@ static const char *const MOVE_SQL =
 "   FROM e";
 
 static SPIPlanPtr lock_plan;
+static SPIPlanPtr fence_plan;
 static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
 static SPIPlanPtr move_plan;
@@ -127,6 +145,7 @@ FillItem(ItemState *it, int r)
 	HeapTuple	tup = SPI_tuptable->vals[r];
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	char	   *live;
+	bool		isnull;
 
 	it->id = pg_strtoint64(SPI_getvalue(tup, desc, 1));
 	it->queue = SPI_getvalue(tup, desc, 2);
@@ -136,6 +155,9 @@ FillItem(ItemState *it, int r)
 	live = SPI_getvalue(tup, desc, 6);
 	it->lease_live = it->claimed_by != NULL && live != NULL && strcmp(live, "t") == 0;
 	it->lease_until = SPI_getvalue(tup, desc, 7);
+	it->lease_end = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+	if (isnull)
+		it->lease_end = 0;
 	it->assignee = SPI_getvalue(tup, desc, 8);
 	it->workflow = SPI_getvalue(tup, desc, 9);
 	it->version = pg_strtoint32(SPI_getvalue(tup, desc, 10));
@@ -143,6 +165,7 @@ FillItem(ItemState *it, int r)
 	it->has_sla = live != NULL && strcmp(live, "t") == 0;
 	live = SPI_getvalue(tup, desc, 12);
 	it->visible = live != NULL && strcmp(live, "t") == 0;
+	it->fenced_until = NULL;	/* see ReadFences */
 }
 
 static void
@@ -152,6 +175,62 @@ NoSuchItem(int64 id)
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("item " INT64_FORMAT " does not exist", id),
 			 errhint("Look items up with workqueue.list_items() or workqueue.get_items_by_external().")));
+}
+
+static Datum
+TextArrayOf(char **values, int n, bool *nulls)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+		elems[i] = values[i] ? CStringGetTextDatum(values[i]) : (Datum) 0;
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(TEXTOID));
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Reads the actor's fences (workqueue.lease_fence) on the items nobody holds
+ * a live lease on (on the others rule 2 does not need them), into
+ * fenced_until.  For locked items it runs after the lock was taken, so that
+ * it sees the fence of a sweep that the lock waited for.
+ */
+static void
+ReadFences(ItemState *items, int n, const char *actor, bool read_only)
+{
+	char	  **queues = palloc(sizeof(char *) * n);
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	int		   *which = palloc(sizeof(int) * n);
+	int			m = 0;
+	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, TEXTOID};
+	Datum		args[3];
+
+	for (int i = 0; i < n; i++)
+		if (!items[i].lease_live)
+		{
+			queues[m] = items[i].queue;
+			ids[m] = Int64GetDatum(items[i].id);
+			which[m++] = i;
+		}
+	if (m == 0)
+		return;
+	args[0] = TextArrayOf(queues, m, NULL);
+	args[1] = PointerGetDatum(construct_array(ids, m, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = CStringGetTextDatum(actor);
+	if (SPI_execute_plan(WqPlan(&fence_plan,
+								"SELECT x.ord, f.lease_until FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS x(q, i, ord) "
+								"JOIN workqueue.lease_fence f ON f.queue = x.q AND f.item_id = x.i AND f.worker = $3",
+								3, types), args, NULL, read_only, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the fences of items");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		int			ord = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1));
+
+		items[which[ord - 1]].fenced_until = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Reads an item without locking it; raises if it does not exist. */
@@ -248,14 +327,18 @@ IsActiveMember(const char *role, const char *member)
 
 /*
  * Lease rule (2): returns normally if the actor may move the item as far as
- * claims are concerned, else raises (or returns false when quiet).
+ * claims are concerned, else raises (or returns false when quiet).  Someone
+ * else's live lease is named first; then the actor's own lease that has run
+ * out, whether the item is still claimed in its name or its fence is all
+ * that is left of the claim.
  */
 static bool
 CheckLease(const ItemState *it, const char *actor, bool quiet)
 {
-	if (strcmp(it->status, "in_progress") != 0 || it->claimed_by == NULL)
-		return true;
-	if (strcmp(it->claimed_by, actor) != 0 && it->lease_live)
+	bool		claimed = strcmp(it->status, "in_progress") == 0 && it->claimed_by != NULL;
+	const char *ended = NULL;
+
+	if (claimed && strcmp(it->claimed_by, actor) != 0 && it->lease_live)
 	{
 		if (quiet)
 			return false;
@@ -265,17 +348,20 @@ CheckLease(const ItemState *it, const char *actor, bool quiet)
 				 errdetail("\"%s\" does not hold the lease; it runs until %s.", actor, it->lease_until),
 				 errhint("Only the holder or a workqueue administrator can move a claimed item.")));
 	}
-	if (strcmp(it->claimed_by, actor) == 0 && !it->lease_live)
-	{
-		if (quiet)
-			return false;
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("lease of \"%s\" on item " INT64_FORMAT " has expired", actor, it->id),
-				 errdetail("The lease ended at %s.", it->lease_until),
-				 errhint("Claim the item again with workqueue.claim(); extend leases before they run out.")));
-	}
-	return true;
+	if (claimed && strcmp(it->claimed_by, actor) == 0 && !it->lease_live)
+		ended = it->lease_until;
+	else if (it->fenced_until != NULL)
+		ended = it->fenced_until;
+	if (ended == NULL)
+		return true;
+	if (quiet)
+		return false;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("lease of \"%s\" on item " INT64_FORMAT " has expired", actor, it->id),
+			 errdetail("The lease ended at %s.", ended),
+			 errhint("Claim the item again with workqueue.claim(); extend leases before they run out.")));
+	return false;
 }
 
 /* Role rule (4). */
@@ -414,20 +500,6 @@ CheckMove(const ItemState *it, const Workflow *wf, const char *tname, Jsonb *pay
 	return t->to;
 }
 
-static Datum
-TextArrayOf(char **values, int n, bool *nulls)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	for (int i = 0; i < n; i++)
-		elems[i] = values[i] ? CStringGetTextDatum(values[i]) : (Datum) 0;
-	if (n == 0)
-		return PointerGetDatum(construct_empty_array(TEXTOID));
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
 /*
  * Moves a batch of items: locks them, checks every move, then writes all
  * steps, events and notifications with one statement.  All or nothing: the
@@ -457,7 +529,11 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	bool	   *keep_assignee = palloc(sizeof(bool) * n);
 	Datum	   *enter_items = palloc(sizeof(Datum) * n);
 	int			nenter = 0;
+	Datum	   *fences = palloc(sizeof(Datum) * n);
+	bool	   *fence_nulls = palloc(sizeof(bool) * n);
 
+	if (!admin)
+		ReadFences(items, n, actor, false);
 	for (int i = 0; i < n; i++)
 	{
 		ItemState  *it = &items[i];
@@ -480,6 +556,9 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		claimed_nulls[i] = it->claimed_by == NULL;
 		assignee_nulls[i] = it->assignee == NULL;
 		id_elems[i] = Int64GetDatum(it->id);
+		/* a claim whose lease ran out ends here: its holder is fenced, unless the item is done */
+		fence_nulls[i] = !(it->claimed_by != NULL && !it->lease_live && to->kind == WF_WORK);
+		fences[i] = fence_nulls[i] ? (Datum) 0 : TimestampTzGetDatum(it->lease_end);
 		/* a step with a role keeps an assignee who is a member of it (see _assign_items) */
 		keep_assignee[i] = to->kind == WF_WORK && to->role != NULL;
 		if (it->has_sla || keep_assignee[i])
@@ -492,9 +571,12 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	}
 
 	{
-		Oid			types[12] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID};
-		Datum		args[12];
+		Oid			types[13] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
+			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID,
+		TIMESTAMPTZARRAYOID};
+		Datum		args[13];
+		int			dims[1] = {n};
+		int			lbs[1] = {1};
 		bool		isnull;
 		Datum	   *keep = palloc(sizeof(Datum) * n);
 
@@ -513,7 +595,9 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[9] = CStringGetTextDatum(actor);
 		args[10] = CStringGetTextDatum(tname);
 		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-		if (SPI_execute_plan(WqPlan(&move_plan, MOVE_SQL, 12, types), args, NULL, false, 0) != SPI_OK_SELECT ||
+		args[12] = PointerGetDatum(construct_md_array(fences, fence_nulls, 1, dims, lbs, TIMESTAMPTZOID,
+													  sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(WqPlan(&move_plan, MOVE_SQL, 13, types), args, NULL, false, 0) != SPI_OK_SELECT ||
 			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 			elog(ERROR, "could not move %d items", n);
 		SPI_freetuptable(SPI_tuptable);
@@ -662,6 +746,8 @@ workqueue_allowed_transitions(PG_FUNCTION_ARGS)
 	SPI_connect();
 	admin = ActorRights(actor);
 	ReadItem(PG_GETARG_INT64(0), &it);
+	if (!admin)
+		ReadFences(&it, 1, actor, true);
 	wf = WorkflowGet(it.workflow, it.version);
 	cur = WorkflowFindStep(wf, it.step);
 	if (cur >= 0 && strcmp(it.status, "closed") != 0 &&

@@ -81,7 +81,7 @@ SELECT kind, actor FROM workqueue.history(:b);
 
 -- all or nothing
 SELECT workqueue.add('cases', '{"n": 3}') AS c, workqueue.add('cases', '{"n": 4}') AS d \gset
-SELECT workqueue.transition_many(ARRAY[:c, :d, :b], 'accept', actor => 'carol');
+SELECT workqueue.transition_many(ARRAY[:c, :d, :b], 'accept', actor => 'cody');
 SELECT id, step FROM workqueue.get_items(ARRAY[:c, :d]);
 SELECT workqueue.transition_many(ARRAY[:c, :d, :d], 'accept', actor => 'carol');
 SELECT workqueue.transition_many(ARRAY[:c, NULL], 'reject', actor => 'rita');

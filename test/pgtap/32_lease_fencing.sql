@@ -1,0 +1,232 @@
+-- Fencing that lasts (issue 12): a worker whose lease on an item ran out is
+-- refused by every call that checks the holder -- transition,
+-- transition_many, allowed_transitions, release, extend_lease -- until it
+-- claims the item again, whatever the worker's sweep, other claims and
+-- releases, other actors' moves and an upstream close did in between (the
+-- fence ends only when the item is resolved or rejected).  doc/workflows.md,
+-- "Fencing"; doc/queue.md, "Claims and leases".
+--
+-- Leases run out by setting lease_until in the past.  Every actor is a LOGIN
+-- role entered with SET ROLE.  Runs in one transaction that is rolled back.
+BEGIN;
+SELECT plan(52);
+
+CREATE ROLE wq32_alice LOGIN;
+CREATE ROLE wq32_bob LOGIN;
+CREATE ROLE wq32_adam LOGIN;    -- workqueue administrator
+GRANT workqueue_admin TO wq32_adam;
+
+-- two working steps without a role (so that only the lease decides), two
+-- terminal ones and a way back
+SELECT is(workqueue.define_workflow('wq32_flow', $${"steps": [
+    {"name": "a", "start": true},
+    {"name": "b"},
+    {"name": "done", "kind": "resolved"},
+    {"name": "dropped", "kind": "rejected"}],
+  "transitions": [
+    {"name": "next",   "from": "a", "to": "b"},
+    {"name": "back",   "from": "b", "to": "a"},
+    {"name": "finish", "from": ["a", "b"], "to": "done"},
+    {"name": "drop",   "from": ["a", "b"], "to": "dropped"},
+    {"name": "reopen", "from": ["done", "dropped"], "to": "a", "reopen": true}]}$$), 1, 'workflow wq32_flow');
+
+-- pg_temp.outcome(sql): "SQLSTATE message" of the error sql raises, or "ok"
+CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(e.state || ' ' || e.msg, 'ok') FROM wqt.err(sql) e
+$$;
+-- pg_temp.holder_calls(item): what each call that checks the holder does
+-- for the current role on the item (a transition from step "a" or "b"),
+-- and the transitions allowed_transitions offers it
+CREATE FUNCTION pg_temp.holder_calls(item bigint) RETURNS TABLE (call text, outcome text) LANGUAGE sql AS $$
+    SELECT 'transition', pg_temp.outcome(format($q$SELECT workqueue.transition(%s, 'drop')$q$, item))
+    UNION ALL
+    SELECT 'transition_many', pg_temp.outcome(format($q$SELECT workqueue.transition_many(ARRAY[%s], 'drop')$q$, item))
+    UNION ALL
+    SELECT 'release', pg_temp.outcome(format($q$SELECT workqueue.release(%s)$q$, item))
+    UNION ALL
+    SELECT 'extend_lease', pg_temp.outcome(format($q$SELECT workqueue.extend_lease(%s, '1 minute')$q$, item))
+    UNION ALL
+    SELECT 'allowed_transitions', coalesce((SELECT string_agg(t, ',') FROM workqueue.allowed_transitions(item) t), '')
+$$;
+-- pg_temp.error(sql): SQLSTATE, message, detail and hint of the error sql raises
+CREATE FUNCTION pg_temp.error(sql text) RETURNS text LANGUAGE sql AS $$
+    SELECT concat_ws(' / ', e.state, e.msg, e.detail, e.hint) FROM wqt.err(sql) e
+$$;
+-- pg_temp.fenced(item, worker): the four refusals and the empty list
+CREATE FUNCTION pg_temp.fenced(item bigint, worker text) RETURNS TABLE (call text, outcome text) LANGUAGE sql AS $$
+    SELECT c, format('55000 lease of "%s" on item %s has expired', worker, item)
+      FROM unnest(ARRAY['transition', 'transition_many', 'release', 'extend_lease']) c
+    UNION ALL
+    SELECT 'allowed_transitions', ''
+$$;
+-- pg_temp.state(item): what a refusal must leave as it was
+CREATE FUNCTION pg_temp.state(item bigint) RETURNS text LANGUAGE sql AS $$
+    SELECT format('%s %s %s %s events=%s', i.step, i.status, coalesce(i.claimed_by, '-'), coalesce(i.lease_until::text, '-'),
+                  (SELECT count(*) FROM workqueue.item_event e WHERE e.queue = i.queue AND e.item_id = i.id))
+      FROM workqueue.item i WHERE i.id = item
+$$;
+
+------------------------------------------------------------------------------
+-- after the worker's sweep
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q32_sweep', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_sweep') AS s1 \gset
+SET ROLE wq32_alice;
+SELECT is((SELECT id FROM workqueue.claim('q32_sweep')), :s1::bigint, 'alice claims an item');
+RESET ROLE;
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :s1;
+SELECT lease_until AS s1_end FROM workqueue.item WHERE id = :s1 \gset
+SELECT is(workqueue._expire_all_leases(), 1, 'her lease runs out and the worker''s sweep returns the item');
+SELECT results_eq(format('SELECT status, claimed_by, lease_until FROM workqueue.item WHERE id = %s', :s1),
+    $$VALUES ('open'::text, NULL::text, NULL::timestamptz)$$, 'the item is open, claimed by nobody');
+SELECT results_eq(format('SELECT worker, lease_until FROM workqueue.lease_fence WHERE item_id = %s', :s1),
+    format($$VALUES ('wq32_alice'::text, %L::timestamptz)$$, :'s1_end'),
+    'the sweep fenced alice off the item, with the end of her lease');
+SELECT pg_temp.state(:s1) AS s1_state \gset
+SET ROLE wq32_alice;
+SELECT results_eq(format('SELECT * FROM pg_temp.holder_calls(%s)', :s1),
+    format($$SELECT * FROM pg_temp.fenced(%s, 'wq32_alice')$$, :s1),
+    'after the sweep alice is refused by transition, transition_many, release and extend_lease, and offered nothing');
+SELECT is(pg_temp.error(format($$SELECT workqueue.transition(%s, 'next')$$, :s1)),
+    format('55000 / lease of "wq32_alice" on item %s has expired / The lease ended at %s. / '
+           'Claim the item again with workqueue.claim(); extend leases before they run out.', :s1, :'s1_end'::timestamptz),
+    'the refusal gives the end of her lease and says to claim again');
+SELECT is(pg_temp.error(format($$SELECT workqueue.release(%s)$$, :s1)),
+    pg_temp.error(format($$SELECT workqueue.transition(%s, 'next')$$, :s1)), 'release refuses with the same words');
+RESET ROLE;
+SELECT is(pg_temp.state(:s1), :'s1_state', 'the refusals changed nothing and wrote no event');
+SET ROLE wq32_bob;
+SELECT is(pg_temp.outcome(format('SELECT workqueue.release(%s)', :s1)), format('55000 item %s is not claimed', :s1),
+    'someone else keeps today''s rights on the open item: nothing to release ...');
+SELECT results_eq(format('SELECT * FROM workqueue.allowed_transitions(%s)', :s1),
+    $$VALUES ('next'::text), ('finish'), ('drop')$$, '... every transition offered');
+RESET ROLE;
+
+------------------------------------------------------------------------------
+-- after another worker's claim and release; claiming again lifts the fence
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q32_hand', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_hand') AS h1 \gset
+SET ROLE wq32_alice;
+SELECT is((SELECT id FROM workqueue.claim('q32_hand')), :h1::bigint, 'alice claims an item');
+RESET ROLE;
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :h1;
+SET ROLE wq32_bob;
+SELECT is((SELECT id FROM workqueue.claim('q32_hand')), :h1::bigint, 'her lease runs out and bob claims the item');
+SET ROLE wq32_alice;
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.transition(%s, 'next')$$, :h1)),
+    format('55P03 item %s is claimed by "wq32_bob"', :h1), 'while bob holds it, alice is told who does');
+SET ROLE wq32_bob;
+SELECT is((SELECT status FROM workqueue.release(:h1)), 'open', 'bob releases it');
+SET ROLE wq32_alice;
+SELECT results_eq(format('SELECT * FROM pg_temp.holder_calls(%s)', :h1),
+    format($$SELECT * FROM pg_temp.fenced(%s, 'wq32_alice')$$, :h1),
+    'after bob''s claim and release alice is still refused by every call');
+SELECT is((SELECT id FROM workqueue.claim('q32_hand')), :h1::bigint, 'alice claims the item again');
+SELECT is_empty(format('SELECT 1 FROM workqueue.lease_fence WHERE item_id = %s', :h1), 'her claim ends her fence');
+SELECT ok((SELECT lease_until > now() FROM workqueue.extend_lease(:h1, '1 minute')), 'alice may extend her new lease');
+SELECT results_eq(format('SELECT * FROM workqueue.allowed_transitions(%s)', :h1),
+    $$VALUES ('next'::text), ('finish'), ('drop')$$, 'and is offered every transition');
+SELECT results_eq(format($$SELECT step, status, claimed_by FROM workqueue.transition(%s, 'next')$$, :h1),
+    $$VALUES ('b'::text, 'open'::text, NULL::text)$$, 'and moves the item');
+RESET ROLE;
+SELECT results_eq(format($$SELECT kind, actor FROM workqueue.item_event WHERE item_id = %s
+                            AND kind IN ('claimed', 'lease_expired', 'released', 'transition') ORDER BY id$$, :h1),
+    $$VALUES ('claimed'::text, 'wq32_alice'::text), ('lease_expired', 'workqueue'), ('claimed', 'wq32_bob'),
+             ('released', 'wq32_bob'), ('claimed', 'wq32_alice'), ('transition', 'wq32_alice')$$,
+    'the audit trail has every claim, the expiry, the release and the move');
+
+------------------------------------------------------------------------------
+-- other actors' moves keep the fence; a terminal step ends it
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q32_move', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_move') AS v1, workqueue.add('q32_move') AS v2 \gset
+SELECT is((SELECT id FROM workqueue.claim('q32_move', 1, 'wq32_alice')), :v1::bigint, 'alice claims an item');
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :v1;
+SET ROLE wq32_bob;
+SELECT is((SELECT step FROM workqueue.transition(:v1, 'next')), 'b',
+    'her lease runs out; bob moves the item on before any sweep, as he may');
+SET ROLE wq32_alice;
+SELECT results_eq(format('SELECT * FROM pg_temp.holder_calls(%s)', :v1),
+    format($$SELECT * FROM pg_temp.fenced(%s, 'wq32_alice')$$, :v1),
+    'alice is fenced off the item bob moved on');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.transition_many(ARRAY[%s, %s], 'drop')$$, :v2, :v1)),
+    format('55000 lease of "wq32_alice" on item %s has expired', :v1),
+    'transition_many refuses a batch of an item she may move and the fenced one');
+RESET ROLE;
+SELECT results_eq(format('SELECT id, step, status FROM workqueue.item WHERE id IN (%s, %s) ORDER BY id', :v1, :v2),
+    format($$VALUES (%s::bigint, 'b'::text, 'open'::text), (%s, 'a', 'open')$$, :v1, :v2),
+    'nothing of the batch moved');
+SET ROLE wq32_bob;
+SELECT is((SELECT status FROM workqueue.transition(:v1, 'finish')), 'resolved', 'bob resolves the item');
+SET ROLE wq32_alice;
+SELECT results_eq(format('SELECT * FROM workqueue.allowed_transitions(%s)', :v1), $$VALUES ('reopen'::text)$$,
+    'a resolved item fences nobody: alice may reopen it, as anyone may');
+RESET ROLE;
+SELECT is_empty(format('SELECT 1 FROM workqueue.lease_fence WHERE item_id = %s', :v1), 'its fences are gone');
+
+------------------------------------------------------------------------------
+-- administrators; an upstream close and reopen
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q32_admin', 'wq32_flow') AS _ \gset
+SELECT workqueue.create_queue('q32_admin2', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_admin') AS d1, workqueue.add('q32_admin2') AS d2 \gset
+SELECT is((SELECT id FROM workqueue.claim('q32_admin', 1, 'wq32_alice')), :d1::bigint, 'alice claims an item');
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :d1;
+SET ROLE wq32_adam;
+SELECT is((SELECT status FROM workqueue.release(:d1)), 'open', 'her lease runs out; an administrator releases her claim');
+SET ROLE wq32_alice;
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.transition(%s, 'next')$$, :d1)),
+    format('55000 lease of "wq32_alice" on item %s has expired', :d1), 'alice is fenced all the same');
+SET ROLE wq32_adam;
+SELECT is((SELECT id FROM workqueue.claim('q32_admin2')), :d2::bigint, 'the administrator claims an item');
+RESET ROLE;
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :d2;
+SELECT is(workqueue._expire_all_leases(), 1, 'his lease runs out and the sweep returns the item');
+SET ROLE wq32_adam;
+SELECT is((SELECT step FROM workqueue.transition(:d2, 'next')), 'b', 'an administrator acting as itself is not fenced');
+RESET ROLE;
+
+SELECT workqueue.create_queue('q32_sync', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_sync', '{}', 3, 'X-1') AS u1 \gset
+UPDATE workqueue.item SET source = 's32' WHERE id = :u1;
+SELECT is((SELECT id FROM workqueue.claim('q32_sync', 1, 'wq32_alice')), :u1::bigint, 'alice claims a synced item');
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :u1;
+SELECT is(workqueue._close_unlisted('q32_sync', 's32', '{}'), 1, 'her lease runs out and the source no longer lists the item');
+SELECT results_eq(format('SELECT status, worker FROM workqueue.item JOIN workqueue.lease_fence ON item_id = id WHERE id = %s', :u1),
+    $$VALUES ('closed'::text, 'wq32_alice'::text)$$, 'closing it ended her claim and fenced her');
+SELECT is(workqueue._reopen_listed('q32_sync', 's32', '{X-1}'), 1, 'then lists it again');
+SELECT results_eq(format('SELECT status, claimed_by FROM workqueue.item WHERE id = %s', :u1),
+    $$VALUES ('open'::text, NULL::text)$$, 'the item is open again');
+SET ROLE wq32_alice;
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.transition(%s, 'next')$$, :u1)),
+    format('55000 lease of "wq32_alice" on item %s has expired', :u1), 'alice is still fenced off it');
+RESET ROLE;
+
+------------------------------------------------------------------------------
+-- bad input still errors cleanly, and changes nothing
+------------------------------------------------------------------------------
+
+SELECT pg_temp.state(:s1) AS s1_state \gset
+SET ROLE wq32_alice;
+SELECT is(pg_temp.outcome($$SELECT workqueue.claim('q32_sweep', 0)$$), '22023 cannot claim 0 items at once', 'claim: n of 0');
+SELECT is(pg_temp.outcome($$SELECT workqueue.claim(NULL)$$), '22004 queue name must not be null', 'claim: NULL queue');
+SELECT is(pg_temp.outcome($$SELECT workqueue.claim('q32_sweep', 1, '')$$), '22004 worker must not be empty', 'claim: empty worker');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.extend_lease(%s, '0 seconds')$$, :s1)),
+    '22023 lease extension must be positive', 'extend_lease: a bad extension is named before the fence');
+SELECT is(pg_temp.outcome($$SELECT workqueue.release(NULL)$$), '22004 item id must not be null', 'release: NULL item');
+SELECT is(pg_temp.outcome($$SELECT workqueue.transition(NULL, 'next')$$), '22004 item id must not be null', 'transition: NULL item');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.transition_many(ARRAY[%s, NULL], 'next')$$, :s1)),
+    '22004 item array must not contain nulls', 'transition_many: a NULL element');
+SELECT is(pg_temp.outcome($$SELECT workqueue.transition(-1, 'next')$$), '42704 item -1 does not exist', 'transition: no such item');
+RESET ROLE;
+SELECT is(pg_temp.state(:s1), :'s1_state', 'the bad calls changed nothing');
+SELECT results_eq(format('SELECT worker FROM workqueue.lease_fence WHERE item_id = %s', :s1),
+    $$VALUES ('wq32_alice'::text)$$, 'and alice''s fence is still there');
+
+SELECT * FROM finish();
+ROLLBACK;
