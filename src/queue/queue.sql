@@ -283,6 +283,9 @@ $$;
 
 REVOKE ALL ON FUNCTION workqueue._expire_all_leases() FROM PUBLIC;
 
+-- Takes up to n items in inbox order: open ones and those whose lease has
+-- run out (before the worker's sweep returned them), each of the latter
+-- with its "lease_expired" event first and its old holder fenced.
 CREATE OR REPLACE FUNCTION workqueue.claim(queue text, n int DEFAULT 1, worker text DEFAULT current_user)
     RETURNS SETOF workqueue.item
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 1 AS $$
@@ -296,38 +299,67 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass n between 1 and 10000.';
     END IF;
     PERFORM workqueue._check_actor(claim.worker, 'worker');
-    PERFORM workqueue._expire_leases(q.name);
 
-    -- one statement: take the items, write their events, announce them
+    -- One statement: take the items, fence the holders whose lease ran out,
+    -- write the events, announce them.  Two scans, each in inbox order and
+    -- each locking at most n items (SKIP LOCKED: a claim never waits, so its
+    -- order cannot deadlock): the open items (item_inbox_idx) and the
+    -- claimed ones whose lease has run out (item_lease_idx, usually none);
+    -- the first n of both are taken.  When there are expired ones, an item
+    -- of either scan that is not taken stays locked, and skipped by other
+    -- claims, until this transaction ends.
     RETURN QUERY
-        WITH c AS (
-            SELECT i.queue, i.id FROM workqueue.item i
+        WITH o AS (
+            SELECT i.queue, i.id, i.priority, i.created_at, NULL::text AS old_holder, NULL::timestamptz AS old_lease
+              FROM workqueue.item i
              WHERE i.queue = q.name AND i.status = 'open'
                AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
              ORDER BY i.priority, i.created_at, i.id
              LIMIT claim.n
                FOR UPDATE SKIP LOCKED),
+        x AS (
+            SELECT i.queue, i.id, i.priority, i.created_at, i.claimed_by, i.lease_until
+              FROM workqueue.item i
+             WHERE i.queue = q.name AND i.status = 'in_progress' AND i.lease_until <= now()
+               AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes)
+             ORDER BY i.priority, i.created_at, i.id
+             LIMIT claim.n
+               FOR UPDATE SKIP LOCKED),
+        c AS (
+            SELECT b.* FROM (SELECT * FROM o UNION ALL SELECT * FROM x) b
+             ORDER BY b.priority, b.created_at, b.id
+             LIMIT claim.n),
         u AS (
             UPDATE workqueue.item i
                SET status = 'in_progress', claimed_by = claim.worker,
                    lease_until = now() + q.lease_timeout, updated_at = now()
               FROM c WHERE i.queue = c.queue AND i.id = c.id
-            RETURNING i.*),
-        unfence AS (        -- the worker who claims an item is no longer fenced off it
+            RETURNING i AS it, c.old_holder, c.old_lease),
+        fence AS (          -- the holder whose lease ran out is fenced ...
+            INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)
+            SELECT (u.it).queue, (u.it).id, u.old_holder, u.old_lease FROM u
+             WHERE u.old_holder IS NOT NULL AND u.old_holder <> claim.worker
+            ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until),
+        unfence AS (        -- ... and the worker who claims is no longer
             DELETE FROM workqueue.lease_fence f USING u
-             WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = claim.worker),
-        e AS (
+             WHERE f.queue = (u.it).queue AND f.item_id = (u.it).id AND f.worker = claim.worker),
+        e AS (              -- per item: "lease_expired" (if its lease ran out), then "claimed"
             INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
-            SELECT u.queue, u.id, claim.worker, 'claimed', u.step, u.step,
-                   jsonb_build_object('lease_until', u.lease_until)
-              FROM u
-            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step),
+            SELECT (u.it).queue, (u.it).id, k.actor, k.kind, (u.it).step, (u.it).step, k.payload
+              FROM u CROSS JOIN LATERAL (VALUES
+                       (1, 'workqueue', 'lease_expired',
+                        jsonb_build_object('claimed_by', u.old_holder, 'lease_until', u.old_lease)),
+                       (2, claim.worker, 'claimed', jsonb_build_object('lease_until', (u.it).lease_until)))
+                   AS k(ord, actor, kind, payload)
+             WHERE k.ord = 2 OR u.old_holder IS NOT NULL
+             ORDER BY (u.it).priority, (u.it).created_at, (u.it).id, k.ord
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.kind, item_event.to_step),
         announced AS (
             SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-                       'item', e.item_id, 'queue', e.queue, 'kind', 'claimed', 'event', e.id,
+                       'item', e.item_id, 'queue', e.queue, 'kind', e.kind, 'event', e.id,
                        'step', e.to_step)::text)) AS n
               FROM e)
-        SELECT u.* FROM u, announced ORDER BY u.priority, u.created_at, u.id;
+        SELECT (u.it).* FROM u, announced ORDER BY (u.it).priority, (u.it).created_at, (u.it).id;
 END
 $$;
 

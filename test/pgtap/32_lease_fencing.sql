@@ -3,13 +3,15 @@
 -- transition_many, allowed_transitions, release, extend_lease -- until it
 -- claims the item again, whatever the worker's sweep, other claims and
 -- releases, other actors' moves and an upstream close did in between (the
--- fence ends only when the item is resolved or rejected).  doc/workflows.md,
--- "Fencing"; doc/queue.md, "Claims and leases".
+-- fence ends only when the item is resolved or rejected).  claim() takes
+-- items whose lease ran out itself, in inbox order, writing "lease_expired"
+-- before "claimed", and no longer sweeps the queue.  doc/workflows.md,
+-- "Moving items"; doc/queue.md, "Claims and leases".
 --
 -- Leases run out by setting lease_until in the past.  Every actor is a LOGIN
 -- role entered with SET ROLE.  Runs in one transaction that is rolled back.
 BEGIN;
-SELECT plan(52);
+SELECT plan(72);
 
 CREATE ROLE wq32_alice LOGIN;
 CREATE ROLE wq32_bob LOGIN;
@@ -137,6 +139,85 @@ SELECT results_eq(format($$SELECT kind, actor FROM workqueue.item_event WHERE it
     $$VALUES ('claimed'::text, 'wq32_alice'::text), ('lease_expired', 'workqueue'), ('claimed', 'wq32_bob'),
              ('released', 'wq32_bob'), ('claimed', 'wq32_alice'), ('transition', 'wq32_alice')$$,
     'the audit trail has every claim, the expiry, the release and the move');
+
+------------------------------------------------------------------------------
+-- claim takes an item whose lease ran out itself, in inbox order
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q32_direct', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_direct', '{}', 2) AS e1 \gset
+SELECT workqueue.add('q32_direct', '{}', 2) AS e2 \gset
+SELECT workqueue.add('q32_direct', '{}', 3) AS o1 \gset
+SELECT results_eq($$SELECT id FROM workqueue.claim('q32_direct', 2, 'wq32_alice')$$,
+    format('VALUES (%s::bigint), (%s)', :e1, :e2), 'alice claims the two priority-2 items');
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id IN (:e1, :e2);
+SELECT lease_until AS e1_end FROM workqueue.item WHERE id = :e1 \gset
+SELECT max(id) AS before_claim FROM workqueue.item_event \gset
+SET ROLE wq32_bob;
+SELECT results_eq($$SELECT id, status, claimed_by FROM workqueue.claim('q32_direct')$$,
+    format($$VALUES (%s::bigint, 'in_progress'::text, 'wq32_bob'::text)$$, :e1),
+    'bob''s claim takes the expired priority-2 item before the open priority-3 one, without a sweep');
+RESET ROLE;
+SELECT results_eq(format($$SELECT item_id, kind, actor, payload FROM workqueue.item_event WHERE id > %s ORDER BY id$$, :before_claim),
+    format($$VALUES (%s::bigint, 'lease_expired'::text, 'workqueue'::text,
+                     jsonb_build_object('claimed_by', 'wq32_alice', 'lease_until', %L::timestamptz)),
+                    (%s, 'claimed', 'wq32_bob',
+                     jsonb_build_object('lease_until', (SELECT lease_until FROM workqueue.item WHERE id = %s)))$$,
+           :e1, :'e1_end', :e1, :e1),
+    'it writes "lease_expired" (the old holder and lease, actor workqueue), then "claimed", and nothing else');
+SELECT results_eq(format('SELECT status, claimed_by FROM workqueue.item WHERE id = %s', :e2),
+    $$VALUES ('in_progress'::text, 'wq32_alice'::text)$$,
+    'the other expired item is left to the sweep (claim no longer sweeps the queue)');
+SELECT results_eq(format('SELECT item_id, worker FROM workqueue.lease_fence WHERE queue = %L ORDER BY item_id', 'q32_direct'),
+    format($$VALUES (%s::bigint, 'wq32_alice'::text)$$, :e1), 'the claim fenced alice off the item it took');
+SET ROLE wq32_alice;
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.extend_lease(%s, '1 minute')$$, :e2)),
+    format('55000 lease of "wq32_alice" on item %s has expired', :e2),
+    'alice is refused on the expired item nobody took either');
+SET ROLE wq32_bob;
+SELECT results_eq($$SELECT id FROM workqueue.claim('q32_direct', 5)$$,
+    format('VALUES (%s::bigint), (%s)', :e2, :o1), 'a claim of 5 takes the expired item and the open one, in inbox order');
+RESET ROLE;
+SELECT results_eq(format($$SELECT item_id, kind FROM workqueue.item_event WHERE item_id IN (%s, %s) AND kind IN ('lease_expired', 'claimed')
+                            ORDER BY id DESC LIMIT 3$$, :e2, :o1),
+    format($$VALUES (%s::bigint, 'claimed'::text), (%s, 'claimed'), (%s, 'lease_expired')$$, :o1, :e2, :e2),
+    'only the expired item gets a "lease_expired" event, just before its "claimed"');
+
+-- the old holder may claim its own expired item: no fence, the expiry recorded
+SELECT workqueue.create_queue('q32_self', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_self') AS m1 \gset
+SET ROLE wq32_alice;
+SELECT is((SELECT id FROM workqueue.claim('q32_self')), :m1::bigint, 'alice claims an item');
+RESET ROLE;
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :m1;
+SET ROLE wq32_alice;
+SELECT results_eq($$SELECT id, claimed_by, lease_until > now() FROM workqueue.claim('q32_self')$$,
+    format($$VALUES (%s::bigint, 'wq32_alice'::text, true)$$, :m1), 'her lease runs out and she claims the item again');
+SELECT is((SELECT step FROM workqueue.transition(:m1, 'next')), 'b', 'and may move it');
+RESET ROLE;
+SELECT results_eq(format($$SELECT kind, actor, payload->>'claimed_by' FROM workqueue.item_event WHERE item_id = %s
+                            AND kind IN ('claimed', 'lease_expired') ORDER BY id$$, :m1),
+    $$VALUES ('claimed'::text, 'wq32_alice'::text, NULL::text), ('lease_expired', 'workqueue', 'wq32_alice'),
+             ('claimed', 'wq32_alice', NULL)$$, 'the expiry is still recorded between her two claims');
+SELECT is_empty(format('SELECT 1 FROM workqueue.lease_fence WHERE item_id = %s', :m1), 'and she is not fenced');
+
+-- claim's scope filter holds for expired items too
+SELECT workqueue.create_queue('q32_scope', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_scope') AS sc1 \gset
+SELECT is(workqueue.set_scope(ARRAY[:sc1::bigint], '{s32}'), 1, 'an item is put in a scope bob has no grant for');
+SELECT is((SELECT id FROM workqueue.claim('q32_scope', 1, 'wq32_alice')), :sc1::bigint, 'alice''s claim (by an administrator)');
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :sc1;
+SET ROLE wq32_bob;
+SELECT is_empty($$SELECT * FROM workqueue.claim('q32_scope')$$, 'bob''s claim does not take the expired item outside his scopes');
+RESET ROLE;
+SELECT results_eq(format('SELECT status, claimed_by FROM workqueue.item WHERE id = %s', :sc1),
+    $$VALUES ('in_progress'::text, 'wq32_alice'::text)$$, 'and leaves it as it was');
+SELECT is(workqueue._expire_all_leases(), 1, 'the worker''s sweep returns it');
+SELECT is((SELECT count(*) FROM workqueue.lease_fence WHERE item_id = :sc1), 1::bigint, 'and fences alice off it');
+SET ROLE wq32_bob;
+SELECT is_empty(format('SELECT * FROM workqueue.lease_fence WHERE item_id = %s', :sc1),
+    'a fence is read through row-level security, like its item');
+RESET ROLE;
 
 ------------------------------------------------------------------------------
 -- other actors' moves keep the fence; a terminal step ends it
