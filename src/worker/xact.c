@@ -6,16 +6,21 @@
  * worker's (fetch.c) -- do every piece of work in a transaction of its own,
  * begun and committed here, and hold none across network I/O.  Between
  * transactions they check that the extension still exists and reread the
- * configuration after a SIGHUP.
+ * configuration after a SIGHUP.  A transaction that loses a lock conflict
+ * (a deadlock, a serialization failure) is rolled back and run again
+ * (WorkerTxRetry) rather than recorded as the outcome of the work.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/extension.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
+#include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -69,6 +74,89 @@ WorkerTxCommit(MemoryContext back)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(back);
+}
+
+/*
+ * Is an error with this SQLSTATE a lost lock conflict, which the same work
+ * may well not meet when run again: a deadlock (40P01), a serialization
+ * failure (40001) or a lock that could not be taken (55P03)?
+ */
+bool
+WorkerErrorIsRetryable(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
+/*
+ * One attempt of WorkerTxRetry: NULL if body committed, else the retryable
+ * error it failed with (in memory context back), its transaction rolled back.
+ */
+static ErrorData *
+TryTransaction(const char *activity, WorkerTxBody body, void *arg, MemoryContext back)
+{
+	ErrorData  *volatile failed = NULL;
+
+	PG_TRY();
+	{
+		WorkerTxBegin(activity);
+		body(arg);
+		WorkerTxCommit(back);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(back);
+		edata = CopyErrorData();
+		if (!WorkerErrorIsRetryable(edata->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(back);
+		failed = edata;
+	}
+	PG_END_TRY();
+	return failed;
+}
+
+/*
+ * Runs body(arg) in a transaction of its own (WorkerTxBegin, then
+ * WorkerTxCommit) and returns NULL once it has committed.  When body fails
+ * with a retryable error (WorkerErrorIsRetryable), the transaction is rolled
+ * back -- with every lock it took -- and body runs again in a new one after a
+ * short backoff (10 ms, doubling, with jitter), at most attempts times in
+ * all; after the last, the error is returned (allocated in the caller's
+ * memory context) and nothing of body is left.  Any other error propagates
+ * unchanged.  body must be repeatable: it starts from its arguments each
+ * time, and keeps nothing from an attempt that was rolled back.
+ */
+ErrorData *
+WorkerTxRetry(const char *activity, WorkerTxBody body, void *arg, int attempts)
+{
+	MemoryContext back = CurrentMemoryContext;
+
+	for (int attempt = 1;; attempt++)
+	{
+		ErrorData  *edata = TryTransaction(activity, body, arg, back);
+		long		ms;
+
+		if (edata == NULL || attempt >= attempts)
+			return edata;
+
+		/* the other transaction usually needs a few milliseconds more */
+		ms = 10L << Min(attempt - 1, 6);
+		ms += (long) (pg_prng_double(&pg_global_prng_state) * ms);
+		ereport(LOG,
+				(errmsg("%s: %s; trying again", activity, edata->message),
+				 errdetail("Attempt %d of %d was rolled back; the next one starts in %ld ms.",
+						   attempt, attempts, ms)));
+		FreeErrorData(edata);
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*

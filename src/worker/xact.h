@@ -12,4 +12,10 @@ extern void WorkerTxBegin(const char *activity);
 extern void WorkerTxCommit(MemoryContext back);
 extern void WorkerReloadConfig(void);
 
+/* A transaction body for WorkerTxRetry; runs between WorkerTxBegin and WorkerTxCommit. */
+typedef void (*WorkerTxBody) (void *arg);
+
+extern bool WorkerErrorIsRetryable(int sqlerrcode);
+extern ErrorData *WorkerTxRetry(const char *activity, WorkerTxBody body, void *arg, int attempts);
+
 #endif							/* WORKQUEUE_XACT_H */
