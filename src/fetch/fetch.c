@@ -15,12 +15,32 @@
  *	  and starts them -- so a backlog of any size never puts more than the
  *	  cap in flight, and memory does not grow with the backlog;
  *	- lets transfers progress for up to 50 ms;
- *	- writes the outcome of every finished transfer in one transaction: the
- *	  records mapped onto their items through the source's mapping (one
- *	  upsert_items call per queue and source, fetch_completed events), or a
- *	  retry after exponential backoff with jitter (Retry-After honoured), or,
- *	  after the source's retries, "failed" with the error (a fetch_failed
- *	  event).
+ *	- records the outcome of every finished transfer in one transaction
+ *	  (RecordTurn): the record mapped onto its item through the source's
+ *	  mapping, the fetch completed and a fetch_completed event; or a retry
+ *	  after exponential backoff with jitter (Retry-After honoured); or,
+ *	  after the source's retries, "failed" with the error and a fetch_failed
+ *	  event.
+ *
+ * Recording a turn.  First every item of the turn is locked, in id order
+ * -- the order transition_many, upsert_items and set_scope lock in, so the
+ * worker can wait for them but never deadlock with them -- and read as
+ * locked: its step is the one the events name, its data and priority what
+ * the record is compared with.  Then three statements, prepared once per
+ * backend, write the whole turn: the items whose record changed (with a
+ * "synced" event each), the completed fetches (with a "fetch_completed"
+ * event each), and the failed ones.  Every row is reached by its key
+ * (queue, id) taken from the arrays of the turn, one index probe per row:
+ * a constant "queue = 'q'" would let the planner read a queue its
+ * statistics have not seen yet through the queue's whole index range.
+ *
+ * A turn whose transaction loses a lock conflict -- a deadlock, a
+ * serialization failure -- is rolled back and recorded again from the
+ * start (WorkerTxRetry), never recorded as the fetches' failure; after
+ * RECORD_ATTEMPTS the fetches stay "processing" and are taken again when
+ * the worker next starts.  A batch of completions that fails for another
+ * reason is written again one completion at a time, and only those that
+ * still fail are recorded as failed, with the error.
  *
  * With nothing in flight it sleeps on its latch until the next fetch falls
  * due, a lease runs out, an SLA threshold is reached, or enqueue_fetch()
@@ -42,26 +62,40 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "commands/async.h"
 #include "http/http.h"
 #include "sync/source.h"
 #include "fetch/fetch.h"
 #include "worker/slot.h"
 #include "worker/xact.h"
+#include "core/spi.h"
 #include "core/workqueue.h"
 
 #define LEASE_CHECK_MS 1000
 #define PROGRESS_WAIT_MS 50
+
+/* Times a turn is recorded before its fetches are left for the next start. */
+#define RECORD_ATTEMPTS 5
+
+/*
+ * Above this many synced events of one queue and source in a turn, one
+ * summary notification (as upsert_items sends).
+ */
+#define NOTIFY_PER_ITEM_MAX 1000
 
 /* What a transfer is for; lives in the fetch context with its request. */
 typedef struct FetchTag
 {
 	char	   *queue;
 	int64		id;
+	int64		item_id;
 	char	   *source;
 	char	   *external_id;
 	int			attempts;
@@ -73,6 +107,8 @@ typedef struct SourceEntry
 	char	   *name;
 	SourceDef  *def;
 } SourceEntry;
+
+static SPIPlanPtr source_plan;
 
 static SourceDef *
 LookupSource(List **cache, const char *name)
@@ -88,8 +124,8 @@ LookupSource(List **cache, const char *name)
 	foreach(lc, *cache)
 		if (strcmp(((SourceEntry *) lfirst(lc))->name, name) == 0)
 			return ((SourceEntry *) lfirst(lc))->def;
-	if (SPI_execute_with_args("SELECT queue, ids_url, details_url, options FROM workqueue.source WHERE name = $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(WqPlan(&source_plan, "SELECT queue, ids_url, details_url, options FROM workqueue.source WHERE name = $1",
+								1, types), values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "source \"%s\" does not exist", name);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -116,6 +152,11 @@ OptionsFor(const SourceDef *src)
 	return o;
 }
 
+static SPIPlanPtr claim_plan;
+static SPIPlanPtr lock_plan;
+static SPIPlanPtr complete_plan;
+static SPIPlanPtr fail_plan;
+
 /* Takes due fetches for the free slots and starts them. */
 static int
 StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
@@ -127,9 +168,9 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 	int			n;
 
 	WorkerTxBegin("workqueue: taking due fetches");
-	if (SPI_execute_with_args("SELECT queue, id, source, url, body, attempts, external_id "
-							  "FROM workqueue._claim_fetches($1)", 1, types, values, NULL, false, 0)
-		!= SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&claim_plan, "SELECT queue, id, source, url, body, attempts, external_id, item_id "
+								"FROM workqueue._claim_fetches($1)", 1, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not take due fetches");
 	n = (int) SPI_processed;
 	for (int r = 0; r < n; r++)
@@ -156,6 +197,7 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 		tag->source = pstrdup(source);
 		tag->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 6));
 		tag->external_id = pstrdup(SPI_getvalue(tup, desc, 7));
+		tag->item_id = pg_strtoint64(SPI_getvalue(tup, desc, 8));
 		req = palloc0(sizeof(HttpRequest));
 		req->url = pstrdup(SPI_getvalue(tup, desc, 4));
 		body = SPI_getvalue(tup, desc, 5);
@@ -201,201 +243,579 @@ MapResponse(HttpRequest *req, FetchTag *tag, List **sources)
 	return NULL;
 }
 
-/* Completed fetches of one queue and source, written with one statement. */
-typedef struct DoneGroup
-{
-	char	   *queue;
-	char	   *source;
-	JsonbParseState *items;
-	List	   *fetch_ids;		/* of int64 *, parallel to item order */
-	List	   *statuses;		/* of int (as intptr) */
-	int			n;
-} DoneGroup;
+/*
+ * Locks the items of a turn, given as arrays of their queues and ids in id
+ * order without duplicates, in that order, and returns them as locked:
+ * their latest committed version, whatever the snapshot of a statement
+ * before saw (FOR NO KEY UPDATE waits for a transaction that holds one and
+ * then reads what it committed).
+ */
+static const char *const LOCK_SQL =
+"SELECT i.id, i.step, i.data, i.priority"
+"  FROM unnest($1::text[], $2::int8[]) AS k(queue, id)"
+"  JOIN workqueue.item i ON i.queue = k.queue AND i.id = k.id"
+" ORDER BY i.id"
+"   FOR NO KEY UPDATE OF i";
 
-static DoneGroup *
-GroupFor(List **groups, FetchTag *tag)
+/*
+ * Writes the completed fetches of a turn.  $1-$8: the items whose record
+ * differs from what they hold, in id order -- queue, id, new data, new
+ * priority (NULL: keep), source, old data, old priority, step as locked;
+ * $9-$12: the completed fetches -- queue, fetch id, HTTP status, the step
+ * of the item as locked; $13, $14: the queues and sources whose synced
+ * events are announced by one summary instead (NOTIFY_PER_ITEM_MAX).
+ *
+ * An item's record goes on it as upsert_items writes it (data, priority
+ * when given, source when it had none, last_seen_at, updated_at) with a
+ * "synced" event; each fetch becomes "completed" with a "fetch_completed"
+ * event; each event has its notification, in the order of the events.
+ */
+static const char *const COMPLETE_SQL =
+"WITH upd AS ("
+"  UPDATE workqueue.item i"
+"     SET data = c.data, priority = coalesce(c.priority, i.priority),"
+"         source = coalesce(i.source, c.source), last_seen_at = now(), updated_at = now()"
+"    FROM unnest($1::text[], $2::int8[], $3::jsonb[], $4::int2[], $5::text[])"
+"         AS c(queue, id, data, priority, source)"
+"   WHERE i.queue = c.queue AND i.id = c.id"
+"  RETURNING i.queue, i.id"
+"), done AS ("
+"  UPDATE workqueue.fetch g"
+"     SET status = 'completed', http_status = d.http_status, error = NULL, finished_at = now()"
+"    FROM unnest($9::text[], $10::int8[], $11::int4[], $12::text[]) AS d(queue, id, http_status, step)"
+"   WHERE g.queue = d.queue AND g.id = d.id"
+"  RETURNING g.queue, g.id, g.item_id, g.source, d.http_status, d.step"
+"), ev AS ("
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+"  SELECT s.queue, s.id, s.source, 'synced', s.step, s.step,"
+"         workqueue._sync_payload(s.old_data, s.data, s.old_priority, s.priority)"
+"    FROM unnest($1::text[], $2::int8[], $3::jsonb[], $4::int2[], $5::text[], $6::jsonb[], $7::int2[], $8::text[])"
+"         AS s(queue, id, data, priority, source, old_data, old_priority, step)"
+"   WHERE EXISTS (SELECT FROM upd WHERE upd.queue = s.queue AND upd.id = s.id)"
+"  UNION ALL"
+"  SELECT done.queue, done.item_id, done.source, 'fetch_completed', done.step, done.step,"
+"         pg_catalog.jsonb_build_object('fetch', done.id, 'http_status', done.http_status)"
+"    FROM done"
+"  RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.kind, item_event.to_step,"
+"            item_event.actor"
+")"
+"SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
+"           'item', ev.item_id, 'queue', ev.queue, 'kind', ev.kind, 'event', ev.id, 'step', ev.to_step)::text))"
+"  FROM ev"
+" WHERE ev.kind = 'fetch_completed'"
+"    OR NOT EXISTS (SELECT FROM unnest($13::text[], $14::text[]) AS b(queue, source)"
+"                    WHERE b.queue = ev.queue AND b.source = ev.actor)";
+
+/*
+ * Writes the failed attempts of a turn: $1-$7 their queues, fetch ids, HTTP
+ * statuses (NULL: none), errors, whether the failure is transient, the
+ * delay before another attempt, the step of the item as locked.  A
+ * transient failure with attempts left queues the fetch again; any other
+ * fails it for good, with a "fetch_failed" event and its notification.
+ */
+static const char *const FAIL_SQL =
+"WITH u AS ("
+"  UPDATE workqueue.fetch g"
+"     SET status = CASE WHEN x.retry AND g.attempts < g.max_attempts THEN 'queued' ELSE 'failed' END,"
+"         http_status = x.http_status, error = x.error,"
+"         next_attempt_at = CASE WHEN x.retry AND g.attempts < g.max_attempts"
+"                                THEN now() + make_interval(secs => x.delay_ms / 1000.0)"
+"                                ELSE g.next_attempt_at END,"
+"         finished_at = CASE WHEN x.retry AND g.attempts < g.max_attempts THEN g.finished_at ELSE now() END"
+"    FROM unnest($1::text[], $2::int8[], $3::int4[], $4::text[], $5::bool[], $6::int8[], $7::text[])"
+"         AS x(queue, id, http_status, error, retry, delay_ms, step)"
+"   WHERE g.queue = x.queue AND g.id = x.id"
+"  RETURNING g.queue, g.id, g.item_id, g.source, g.status, g.attempts, x.http_status, x.error, x.step"
+"), e AS ("
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+"  SELECT u.queue, u.item_id, u.source, 'fetch_failed', u.step, u.step,"
+"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('fetch', u.id, 'http_status', u.http_status,"
+"                                                                    'error', u.error, 'attempts', u.attempts))"
+"    FROM u WHERE u.status = 'failed'"
+"  RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step"
+")"
+"SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
+"           'item', e.item_id, 'queue', e.queue, 'kind', 'fetch_failed', 'event', e.id, 'step', e.to_step)::text))"
+"  FROM e";
+
+/* A column of a statement's array arguments, filled row by row. */
+typedef struct ArgColumn
+{
+	Oid			type;			/* of the elements */
+	int			n;
+	Datum	   *values;
+	bool	   *nulls;
+} ArgColumn;
+
+static void
+ColumnInit(ArgColumn *c, Oid type, int capacity)
+{
+	c->type = type;
+	c->n = 0;
+	c->values = palloc(sizeof(Datum) * Max(capacity, 1));
+	c->nulls = palloc(sizeof(bool) * Max(capacity, 1));
+}
+
+static void
+ColumnAdd(ArgColumn *c, Datum value, bool isnull)
+{
+	c->values[c->n] = value;
+	c->nulls[c->n++] = isnull;
+}
+
+/* The column as a one-dimensional array (empty if no row). */
+static Datum
+ColumnArray(ArgColumn *c)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {c->n};
+	int			lbs[1] = {1};
+
+	if (c->n == 0)
+		return PointerGetDatum(construct_empty_array(c->type));
+	get_typlenbyvalalign(c->type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(c->values, c->nulls, 1, dims, lbs, c->type,
+											  typlen, typbyval, typalign));
+}
+
+/* What became of one finished transfer. */
+typedef struct Outcome
+{
+	HttpRequest *req;
+	FetchTag   *tag;
+	JsonbValue *record;			/* completed: the item's mapped record */
+	const char *error;			/* else failed: why */
+	bool		retry;			/* ... whether another attempt may succeed */
+	long		delay_ms;		/* ... and after how long */
+	/* the item as locked (LockItems) */
+	Datum		step;
+	Jsonb	   *data;
+	int16		priority;
+} Outcome;
+
+/* Item id order of outcomes (ids are unique across queues; the queue only keeps the order total). */
+static int
+CompareOutcomes(const void *a, const void *b)
+{
+	const FetchTag *x = ((const Outcome *) a)->tag;
+	const FetchTag *y = ((const Outcome *) b)->tag;
+
+	if (x->item_id != y->item_id)
+		return x->item_id < y->item_id ? -1 : 1;
+	return strcmp(x->queue, y->queue);
+}
+
+static int
+CompareOutcomePointers(const void *a, const void *b)
+{
+	return CompareOutcomes(*(Outcome *const *) a, *(Outcome *const *) b);
+}
+
+/*
+ * Sorts a finished transfer into completed (the response holds the item's
+ * record) or failed.  Mapping touches no table (the source is read first):
+ * catching its errors needs no subtransaction.
+ */
+static void
+MapOutcome(Outcome *o, List **sources)
+{
+	HttpRequest *req = o->req;
+	MemoryContext cxt = CurrentMemoryContext;
+	JsonbValue *volatile record = NULL;
+	const char *volatile why = NULL;
+
+	if (req->error)
+	{
+		o->error = req->error;
+		o->retry = req->retryable;
+		o->delay_ms = req->retry_delay_ms;
+		return;
+	}
+	(void) LookupSource(sources, o->tag->source);
+	PG_TRY();
+	{
+		record = MapResponse(req, o->tag, sources);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (strncmp(edata->message, "invalid JSON", 12) == 0)
+			why = "invalid JSON";
+		else if (strncmp(edata->message, "invalid UTF-8", 13) == 0)
+			why = "invalid UTF-8";
+		else
+			why = pstrdup(edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	o->record = record;
+	o->error = why;
+}
+
+/*
+ * Locks the items of the outcomes (sorted by item id) in id order, and
+ * fills in each outcome its item's step, data and priority as locked.
+ */
+static void
+LockItems(Outcome *o, int n)
+{
+	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+	Datum		args[2];
+	ArgColumn	queues;
+	ArgColumn	ids;
+	int			j = 0;
+
+	ColumnInit(&queues, TEXTOID, n);
+	ColumnInit(&ids, INT8OID, n);
+	for (int i = 0; i < n; i++)
+		if (i == 0 || CompareOutcomes(&o[i - 1], &o[i]) != 0)
+		{
+			ColumnAdd(&queues, CStringGetTextDatum(o[i].tag->queue), false);
+			ColumnAdd(&ids, Int64GetDatum(o[i].tag->item_id), false);
+		}
+	args[0] = ColumnArray(&queues);
+	args[1] = ColumnArray(&ids);
+	if (SPI_execute_plan(WqPlan(&lock_plan, LOCK_SQL, 2, types), args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the items of finished fetches");
+
+	/* the rows come in id order, one per distinct item */
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		Datum		step = SPI_getbinval(tup, desc, 2, &isnull);
+		Jsonb	   *data = DatumGetJsonbP(SPI_getbinval(tup, desc, 3, &isnull));
+		int16		priority = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+
+		for (; j < n && o[j].tag->item_id == id; j++)
+		{
+			o[j].step = step;
+			o[j].data = data;
+			o[j].priority = priority;
+		}
+	}
+	if (j < n)
+		elog(ERROR, "item " INT64_FORMAT " of fetch " INT64_FORMAT " does not exist",
+			 o[j].tag->item_id, o[j].tag->id);
+}
+
+/* The changed items of one queue and source in a turn, for the bulk rule. */
+typedef struct SyncedGroup
+{
+	const char *queue;
+	const char *source;
+	int64		n;
+} SyncedGroup;
+
+/* Counts a changed item of tag's queue and source in *groups. */
+static void
+CountSynced(List **groups, FetchTag *tag)
 {
 	ListCell   *lc;
-	DoneGroup  *g;
+	SyncedGroup *g;
 
 	foreach(lc, *groups)
 	{
 		g = lfirst(lc);
 		if (strcmp(g->queue, tag->queue) == 0 && strcmp(g->source, tag->source) == 0)
-			return g;
+		{
+			g->n++;
+			return;
+		}
 	}
-	g = palloc0(sizeof(DoneGroup));
-	g->queue = pstrdup(tag->queue);
-	g->source = pstrdup(tag->source);
-	pushJsonbValue(&g->items, WJB_BEGIN_ARRAY, NULL);
+	g = palloc(sizeof(SyncedGroup));
+	g->queue = tag->queue;
+	g->source = tag->source;
+	g->n = 1;
 	*groups = lappend(*groups, g);
-	return g;
-}
-
-static void
-WriteGroup(DoneGroup *g)
-{
-	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, INT8ARRAYOID, INT4ARRAYOID};
-	Datum		values[5];
-	Datum	   *ids = palloc(sizeof(Datum) * g->n);
-	Datum	   *sts = palloc(sizeof(Datum) * g->n);
-	ListCell   *a,
-			   *b;
-	int			i = 0;
-
-	forboth(a, g->fetch_ids, b, g->statuses)
-	{
-		ids[i] = Int64GetDatum(*(int64 *) lfirst(a));
-		sts[i++] = Int32GetDatum(lfirst_int(b));
-	}
-	values[0] = CStringGetTextDatum(g->queue);
-	values[1] = CStringGetTextDatum(g->source);
-	values[2] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&g->items, WJB_END_ARRAY, NULL)));
-	values[3] = PointerGetDatum(construct_array(ids, g->n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[4] = PointerGetDatum(construct_array(sts, g->n, INT4OID, 4, true, TYPALIGN_INT));
-	if (SPI_execute_with_args("SELECT workqueue._fetches_completed($1, $2, $3, $4, $5)",
-							  5, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not record completed fetches");
-}
-
-static void
-RecordFailure(FetchTag *tag, long http_status, const char *error, bool retry, long delay_ms)
-{
-	Oid			types[6] = {TEXTOID, INT8OID, INT4OID, TEXTOID, BOOLOID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
-
-	values[0] = CStringGetTextDatum(tag->queue);
-	values[1] = Int64GetDatum(tag->id);
-	values[2] = Int32GetDatum((int32) http_status);
-	if (http_status == 0)
-		nulls[2] = 'n';
-	values[3] = CStringGetTextDatum(error);
-	values[4] = BoolGetDatum(retry);
-	values[5] = Int64GetDatum(delay_ms);
-	if (SPI_execute_with_args("SELECT workqueue._fetch_failed($1, $2, $3, $4, $5, $6)",
-							  6, types, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not record fetch " INT64_FORMAT, tag->id);
 }
 
 /*
- * Writes the outcome of every finished transfer in one transaction: the
- * responses are mapped first (an unusable one fails its fetch only), then
- * the completed fetches of each queue and source are written with one
- * statement -- in a subtransaction, so that a group that cannot be written
- * fails its fetches instead of the worker.
+ * Writes the completed fetches done[0..n-1] (in item id order) with
+ * COMPLETE_SQL: the record of each compared with its item as locked, and
+ * written only where it differs.
+ */
+static void
+WriteCompletions(Outcome **done, int n)
+{
+	Oid			types[14] = {TEXTARRAYOID, INT8ARRAYOID, JSONBARRAYOID, INT2ARRAYOID, TEXTARRAYOID,
+		JSONBARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID};
+	Oid			coltypes[14] = {TEXTOID, INT8OID, JSONBOID, INT2OID, TEXTOID, JSONBOID, INT2OID, TEXTOID,
+	TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
+	ArgColumn	col[14];
+	Datum		args[14];
+	List	   *groups = NIL;
+	ListCell   *lc;
+
+	for (int c = 0; c < 14; c++)
+		ColumnInit(&col[c], coltypes[c], n);
+	for (int i = 0; i < n; i++)
+	{
+		Outcome    *o = done[i];
+		JsonbContainer *rec = o->record->val.binary.data;
+		JsonbValue	v;
+		Jsonb	   *data;
+		bool		has_priority = false;
+		int16		priority = 0;
+
+		if (getKeyJsonValueFromContainer(rec, "priority", 8, &v) && v.type == jbvNumeric)
+		{
+			has_priority = true;
+			priority = DatumGetInt16(DirectFunctionCall1(numeric_int2, NumericGetDatum(v.val.numeric)));
+		}
+		if (getKeyJsonValueFromContainer(rec, "data", 4, &v) && v.type == jbvBinary)
+			data = JsonbValueToJsonb(&v);
+		else
+			data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+
+		/* as upsert_items: an equal record writes nothing but the fetch */
+		if ((has_priority && priority != o->priority) ||
+			compareJsonbContainers(&data->root, &o->data->root) != 0)
+		{
+			ColumnAdd(&col[0], CStringGetTextDatum(o->tag->queue), false);
+			ColumnAdd(&col[1], Int64GetDatum(o->tag->item_id), false);
+			ColumnAdd(&col[2], JsonbPGetDatum(data), false);
+			ColumnAdd(&col[3], Int16GetDatum(priority), !has_priority);
+			ColumnAdd(&col[4], CStringGetTextDatum(o->tag->source), false);
+			ColumnAdd(&col[5], JsonbPGetDatum(o->data), false);
+			ColumnAdd(&col[6], Int16GetDatum(o->priority), false);
+			ColumnAdd(&col[7], o->step, false);
+			CountSynced(&groups, o->tag);
+		}
+		ColumnAdd(&col[8], CStringGetTextDatum(o->tag->queue), false);
+		ColumnAdd(&col[9], Int64GetDatum(o->tag->id), false);
+		ColumnAdd(&col[10], Int32GetDatum((int32) o->req->status), false);
+		ColumnAdd(&col[11], o->step, false);
+	}
+	foreach(lc, groups)
+	{
+		SyncedGroup *g = lfirst(lc);
+
+		if (g->n > NOTIFY_PER_ITEM_MAX)
+		{
+			ColumnAdd(&col[12], CStringGetTextDatum(g->queue), false);
+			ColumnAdd(&col[13], CStringGetTextDatum(g->source), false);
+		}
+	}
+	for (int c = 0; c < 14; c++)
+		args[c] = ColumnArray(&col[c]);
+	if (SPI_execute_plan(WqPlan(&complete_plan, COMPLETE_SQL, 14, types), args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record completed fetches");
+
+	/* the one notification upsert_items sends for a bulk of changes */
+	foreach(lc, groups)
+	{
+		SyncedGroup *g = lfirst(lc);
+		StringInfoData buf;
+
+		if (g->n <= NOTIFY_PER_ITEM_MAX)
+			continue;
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "{\"queue\": ");
+		escape_json(&buf, g->queue);
+		appendStringInfo(&buf, ", \"kind\": \"synced\", \"inserted\": 0, \"updated\": " INT64_FORMAT
+						 ", \"bulk\": true}", g->n);
+		Async_Notify("workqueue", buf.data);
+	}
+}
+
+/*
+ * Writes the completions done[0..n-1] in a subtransaction.  Returns NULL
+ * if they were written; else the error (in the caller's memory context),
+ * with nothing of them written -- unless the error is retryable
+ * (WorkerErrorIsRetryable), which is raised again: the whole turn is
+ * recorded again, not its fetches failed.
+ */
+static ErrorData *
+TryCompletions(Outcome **done, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile failed = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		WriteCompletions(done, n);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (WorkerErrorIsRetryable(edata->sqlerrcode))
+			ReThrowError(edata);
+		failed = edata;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return failed;
+}
+
+/*
+ * Writes the failed attempts fails[0..n-1] (their items locked) with
+ * FAIL_SQL.
+ */
+static void
+WriteFailures(Outcome **fails, int n)
+{
+	Oid			types[7] = {TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, BOOLARRAYOID,
+	INT8ARRAYOID, TEXTARRAYOID};
+	Oid			coltypes[7] = {TEXTOID, INT8OID, INT4OID, TEXTOID, BOOLOID, INT8OID, TEXTOID};
+	ArgColumn	col[7];
+	Datum		args[7];
+
+	for (int c = 0; c < 7; c++)
+		ColumnInit(&col[c], coltypes[c], n);
+	for (int i = 0; i < n; i++)
+	{
+		Outcome    *o = fails[i];
+
+		ColumnAdd(&col[0], CStringGetTextDatum(o->tag->queue), false);
+		ColumnAdd(&col[1], Int64GetDatum(o->tag->id), false);
+		ColumnAdd(&col[2], Int32GetDatum((int32) o->req->status), o->req->status == 0);
+		ColumnAdd(&col[3], CStringGetTextDatum(o->error), false);
+		ColumnAdd(&col[4], BoolGetDatum(o->retry), false);
+		ColumnAdd(&col[5], Int64GetDatum((int64) o->delay_ms), false);
+		ColumnAdd(&col[6], o->step, false);
+	}
+	for (int c = 0; c < 7; c++)
+		args[c] = ColumnArray(&col[c]);
+	if (SPI_execute_plan(WqPlan(&fail_plan, FAIL_SQL, 7, types), args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record failed fetches");
+}
+
+/* A turn's finished transfers, for RecordTurn. */
+typedef struct Turn
+{
+	HttpRequest **reqs;
+	int			n;
+} Turn;
+
+/*
+ * Records the outcome of a turn's finished transfers (a WorkerTxBody: it
+ * runs in a transaction, and again from the start in a new one after a
+ * lost lock conflict).  The responses are mapped, every item of the turn
+ * is locked in id order, then the completions and the failures are
+ * written.  Completions that cannot be written fail, with the error --
+ * all of them in one batch first, and when that fails each alone, so that
+ * one bad record fails its fetch only.
+ */
+static void
+RecordTurn(void *arg)
+{
+	Turn	   *turn = (Turn *) arg;
+	int			n = turn->n;
+	Outcome    *o = palloc0(sizeof(Outcome) * n);
+	Outcome   **done = palloc(sizeof(Outcome *) * n);
+	Outcome   **fails = palloc(sizeof(Outcome *) * n);
+	int			ndone = 0;
+	int			nfails = 0;
+	List	   *sources = NIL;
+
+	for (int i = 0; i < n; i++)
+	{
+		o[i].req = turn->reqs[i];
+		o[i].tag = (FetchTag *) turn->reqs[i]->tag;
+		MapOutcome(&o[i], &sources);
+	}
+	qsort(o, n, sizeof(Outcome), CompareOutcomes);
+	LockItems(o, n);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (o[i].record)
+			done[ndone++] = &o[i];
+		else
+			fails[nfails++] = &o[i];
+	}
+	if (ndone > 0)
+	{
+		ErrorData  *edata = TryCompletions(done, ndone);
+
+		for (int i = 0; edata != NULL && i < ndone; i++)
+		{
+			ErrorData  *one = ndone == 1 ? edata : TryCompletions(&done[i], 1);
+
+			if (one == NULL)
+				continue;
+			done[i]->record = NULL;
+			done[i]->error = one->message;
+			done[i]->retry = false;
+			fails[nfails++] = done[i];
+		}
+	}
+	if (nfails > 0)
+	{
+		/* back in item id order, for the events' ids */
+		qsort(fails, nfails, sizeof(Outcome *), CompareOutcomePointers);
+		WriteFailures(fails, nfails);
+	}
+}
+
+/*
+ * Records the outcome of every finished transfer in one transaction
+ * (RecordTurn), retried after a lost lock conflict; returns how many were
+ * recorded.
  */
 static int
 FinishTransfers(HttpAsync *http)
 {
-	MemoryContext turn = CurrentMemoryContext;
-	ResourceOwner owner;
-	List	   *sources = NIL;
-	List	   *groups = NIL;
-	List	   *volatile finished = NIL;
+	Turn		turn;
 	HttpRequest *req;
-	ListCell   *lc;
-	int			n;
+	ErrorData  *edata;
+	int			cap = 16;
 
-	if ((req = HttpAsyncNextDone(http)) == NULL)
+	turn.n = 0;
+	turn.reqs = palloc(sizeof(HttpRequest *) * cap);
+	while ((req = HttpAsyncNextDone(http)) != NULL)
+	{
+		if (turn.n == cap)
+			turn.reqs = repalloc(turn.reqs, sizeof(HttpRequest *) * (cap *= 2));
+		turn.reqs[turn.n++] = req;
+	}
+	if (turn.n == 0)
 		return 0;
-	WorkerTxBegin("workqueue: recording fetches");
-	owner = CurrentResourceOwner;
-	for (; req != NULL; req = HttpAsyncNextDone(http))
+
+	edata = WorkerTxRetry("workqueue: recording fetches", RecordTurn, &turn, RECORD_ATTEMPTS);
+	if (edata != NULL)
+		ereport(LOG,
+				(errmsg("workqueue fetch worker: could not record %d finished fetch(es) after %d attempts",
+						turn.n, RECORD_ATTEMPTS),
+				 errdetail("The last attempt failed with: %s", edata->message),
+				 errhint("They stay processing and are taken again when the fetch worker next starts.")));
+
+	/* the requests live in the fetch context */
+	for (int i = 0; i < turn.n; i++)
 	{
-		FetchTag   *tag = (FetchTag *) req->tag;
-		MemoryContext cxt = CurrentMemoryContext;
-		JsonbValue *volatile elem = NULL;
-		char	   *volatile why = NULL;
-
-		finished = lappend(finished, req);
-		if (req->error)
-		{
-			RecordFailure(tag, req->status, req->error, req->retryable, req->retry_delay_ms);
-			continue;
-		}
-		/* mapping touches no table: catching its errors needs no subtransaction */
-		PG_TRY();
-		{
-			elem = MapResponse(req, tag, &sources);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			if (strncmp(edata->message, "invalid JSON", 12) == 0)
-				why = "invalid JSON";
-			else if (strncmp(edata->message, "invalid UTF-8", 13) == 0)
-				why = "invalid UTF-8";
-			else
-				why = pstrdup(edata->message);
-		}
-		PG_END_TRY();
-		if (why)
-		{
-			RecordFailure(tag, req->status, why, false, 0);
-			continue;
-		}
-		{
-			DoneGroup  *g = GroupFor(&groups, tag);
-			int64	   *id = palloc(sizeof(int64));
-
-			*id = tag->id;
-			pushJsonbValue(&g->items, WJB_ELEM, elem);
-			g->fetch_ids = lappend(g->fetch_ids, id);
-			g->statuses = lappend_int(g->statuses, (int) req->status);
-			g->n++;
-		}
-	}
-
-	foreach(lc, groups)
-	{
-		DoneGroup  *g = lfirst(lc);
-		MemoryContext cxt = CurrentMemoryContext;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			WriteGroup(g);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-			ListCell   *f;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			foreach(f, finished)
-			{
-				FetchTag   *tag = ((HttpRequest *) lfirst(f))->tag;
-
-				if (strcmp(tag->queue, g->queue) == 0 && strcmp(tag->source, g->source) == 0 &&
-					((HttpRequest *) lfirst(f))->error == NULL)
-					RecordFailure(tag, ((HttpRequest *) lfirst(f))->status, edata->message, false, 0);
-			}
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	n = list_length(finished);
-	/* the requests live in the fetch context; the list in the transaction's */
-	foreach(lc, finished)
-	{
-		HttpRequest *r = lfirst(lc);
+		HttpRequest *r = turn.reqs[i];
 		FetchTag   *tag = r->tag;
 
 		if (r->response)
 			pfree(r->response);
+		if (r->error)
+			pfree(r->error);
+		if (r->next_link)
+			pfree(r->next_link);
+		if (r->body)
+			pfree(r->body);
 		pfree(r->url);
 		pfree(tag->queue);
 		pfree(tag->source);
@@ -403,8 +823,7 @@ FinishTransfers(HttpAsync *http)
 		pfree(tag);
 		pfree(r);
 	}
-	WorkerTxCommit(turn);
-	return n;
+	return edata == NULL ? turn.n : 0;
 }
 
 /*
