@@ -103,6 +103,13 @@ pgmq_available() {
     [[ $(qd postgres "SELECT count(*) FROM pg_available_extension_versions
                        WHERE name = 'pgmq' AND version = '$pgmq_version'") == 1 ]]
 }
+# a checksum of the installed workqueue library and install scripts
+installed_sum() {
+    local pgc
+    pgc=$(find_pg_config) || { echo "?"; return 0; }
+    cat "$("$pgc" --pkglibdir)/workqueue.so" "$("$pgc" --sharedir)"/extension/workqueue--*.sql 2>/dev/null |
+        md5sum | cut -c1-12
+}
 find_pg_config() {
     local c
     for c in "${PG_CONFIG:-}" /usr/lib/postgresql/15/bin/pg_config "$(command -v pg_config || true)"; do
@@ -269,21 +276,25 @@ load() {
     payload_table "$d"
 }
 
-# prepare SIDE N: the database of one measurement, a copy of SIDE's
-# template with N items, loaded the first time it is needed and then
-# vacuumed and analyzed -- except for "fresh", whose tables are never
-# vacuumed or analyzed (its copies have no statistics, as a queue just
-# created and loaded)
-prepare() {
+# template SIDE N: SIDE's template database with N items, loaded unless it
+# exists, then vacuumed and analyzed -- except for "fresh", whose tables are
+# never vacuumed or analyzed (its copies have no statistics, as a queue
+# just created and loaded)
+template() {
     local side=$1 n=$2 tpl="${tpl_prefix}_$1_$2"
-    dropdb --if-exists "$db" >/dev/null 2>&1
     if [[ $(qd postgres "SELECT count(*) FROM pg_database WHERE datname = '$tpl'") == 0 ]]; then
         echo "== loading the $side template ($n items)" >&2
         createdb "$tpl"
         load "$side" "$tpl" "$n"
         [[ $side == fresh ]] || qd "$tpl" "VACUUM ANALYZE" >/dev/null
     fi
-    createdb -S FILE_COPY -T "$tpl" "$db"
+}
+# prepare SIDE N: the database of one measurement, a new copy of SIDE's
+# template with N items
+prepare() {
+    dropdb --if-exists "$db" >/dev/null 2>&1
+    template "$1" "$2"
+    createdb -S FILE_COPY -T "${tpl_prefix}_$1_$2" "$db"
     qd "$db" "CHECKPOINT" >/dev/null
 }
 
@@ -543,6 +554,8 @@ log "$(qd postgres "SELECT 'settings: synchronous_commit=' || current_setting('s
 log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start;" \
     "workqueue $(git -C .. rev-parse --short HEAD 2>/dev/null || echo '?')$(
     git -C .. diff --quiet HEAD -- sql src 2>/dev/null || echo ' (+ uncommitted changes)')"
+installed0=$(installed_sum)
+log "installed workqueue files (library and scripts): md5 $installed0"
 log "peers: $pgmq_note; plain SQL: plain tables and statements, no NOTIFY"
 log "run: ${seconds} s per run, $clients clients (-j $jobs; drain 1 also $many); queues loaded with $items items" \
     "(drain rows: $drain_items); enqueue batches of $bulk, drain batches of $batch"
@@ -555,6 +568,14 @@ cleanup_templates() {
     done
 }
 cleanup_templates       # left by an interrupted run
+# every template first, workqueue's first: CREATE EXTENSION reads the
+# install script when it runs, the server runs the library it loaded at its
+# start, and on a shared machine another build may be installed meanwhile
+sizes=$(for work in $works; do [[ $work == drain* ]] && echo "$drain_items" || echo "$items"; done | sort -nu)
+for side in workqueue fresh plain pgmq; do
+    [[ " $sides " == *" $side "* ]] || continue
+    for n in $sizes; do template "$side" "$n"; done
+done
 for work in $works; do
     case $work in enqueue1|enqueue10k|drain1|drain1many|drain10) ;; *) echo "unknown work $work" >&2; exit 2 ;; esac
     for side in $sides; do
@@ -564,6 +585,11 @@ done
 if [[ -n ${probe_sizes// /} ]]; then
     echo "== probe: claim on never-analyzed queues of $probe_sizes items" >&2
     probe
+fi
+if [[ $(installed_sum) != "$installed0" ]]; then
+    echo "the installed workqueue files changed during the run (another build was installed): the figures" \
+         "may mix builds, and a database created after the change may not match the library the server runs" \
+         >>"$tmp/warnings"
 fi
 
 # ---------------------------------------------------------------------------
@@ -623,7 +649,7 @@ target() {  # target WORK SIDE: the target of WORK and whether SIDE meets it
     fi
     if [[ -s $tmp/warnings ]]; then
         echo
-        echo "WARNINGS (plans that scan; not failures):"
+        echo "WARNINGS (not failures):"
         sed 's/^/  /' "$tmp/warnings"
     fi
 } | tee -a "$tmp/log"
