@@ -32,7 +32,11 @@
  * event each), and the failed ones.  Every row is reached by its key
  * (queue, id) taken from the arrays of the turn, one index probe per row:
  * a constant "queue = 'q'" would let the planner read a queue its
- * statistics have not seen yet through the queue's whole index range.
+ * statistics have not seen yet through the queue's whole index range.  And
+ * they are planned and run with sequential scans, hash and merge joins off
+ * (ExecuteProbing): a plan is kept for the life of the backend, and one
+ * made while a new queue's tables were small -- where reading them whole
+ * is cheapest -- would go on reading them whole once they have grown.
  *
  * A turn whose transaction loses a lock conflict -- a deadlock, a
  * serialization failure -- is rolled back and recorded again from the
@@ -62,6 +66,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -338,6 +343,29 @@ static const char *const FAIL_SQL =
 "           'item', e.item_id, 'queue', e.queue, 'kind', 'fetch_failed', 'event', e.id, 'step', e.to_step)::text))"
 "  FROM e";
 
+/*
+ * Runs a statement of the write path (no argument NULL) with the planner
+ * left nothing but index probes and nested loops: sequential scans, hash
+ * and merge joins are off while it is planned -- the plan is kept and
+ * planned again only when the tables' definitions or statistics change --
+ * and run.  What these statements touch is a few rows per key, which an
+ * index probe finds in any size of table; the choices taken away are the
+ * ones whose cost grows with the table.
+ */
+static int
+ExecuteProbing(SPIPlanPtr plan, Datum *args)
+{
+	int			nest = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	AtEOXact_GUC(true, nest);
+	return rc;
+}
+
 /* A column of a statement's array arguments, filled row by row. */
 typedef struct ArgColumn
 {
@@ -481,7 +509,7 @@ LockItems(Outcome *o, int n)
 		}
 	args[0] = ColumnArray(&queues);
 	args[1] = ColumnArray(&ids);
-	if (SPI_execute_plan(WqPlan(&lock_plan, LOCK_SQL, 2, types), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (ExecuteProbing(WqPlan(&lock_plan, LOCK_SQL, 2, types), args) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the items of finished fetches");
 
 	/* the rows come in id order, one per distinct item */
@@ -608,7 +636,7 @@ WriteCompletions(Outcome **done, int n)
 	}
 	for (int c = 0; c < 14; c++)
 		args[c] = ColumnArray(&col[c]);
-	if (SPI_execute_plan(WqPlan(&complete_plan, COMPLETE_SQL, 14, types), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (ExecuteProbing(WqPlan(&complete_plan, COMPLETE_SQL, 14, types), args) != SPI_OK_SELECT)
 		elog(ERROR, "could not record completed fetches");
 
 	/* the one notification upsert_items sends for a bulk of changes */
@@ -698,7 +726,7 @@ WriteFailures(Outcome **fails, int n)
 	}
 	for (int c = 0; c < 7; c++)
 		args[c] = ColumnArray(&col[c]);
-	if (SPI_execute_plan(WqPlan(&fail_plan, FAIL_SQL, 7, types), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (ExecuteProbing(WqPlan(&fail_plan, FAIL_SQL, 7, types), args) != SPI_OK_SELECT)
 		elog(ERROR, "could not record failed fetches");
 }
 
