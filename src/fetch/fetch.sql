@@ -98,16 +98,30 @@ END
 $$;
 
 -- Worker side ---------------------------------------------------------------
--- Takes up to n due fetches (processing, attempt counted).
+-- Takes up to n due fetches (processing, attempt counted), the longest due
+-- first, in the order of fetch_due_idx and reading it only until n rows are
+-- locked, so that a claim costs the same with 10 or 100,000 fetches queued.
+-- Fetches due at the same instant (a batch enqueued in one transaction) come
+-- in the index's order, the order they were queued in; ordering them by id
+-- as well would sort the whole batch for every claim.  The plan is kept for
+-- the session (PL/pgSQL), so it is made with only index probes and nested
+-- loops to choose from (sorting, sequential scans, hash and merge joins
+-- off): one made while the tables were small -- a queue filled a second
+-- ago, statistics older than it -- must not collect and sort every due
+-- fetch, or read every item, once they have grown.
 CREATE OR REPLACE FUNCTION workqueue._claim_fetches(n int)
     RETURNS TABLE (queue text, id bigint, item_id bigint, source text, url text, body text,
                    attempts int, max_attempts int, external_id text)
-    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    SET enable_sort = off SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH due AS (
         SELECT f.queue, f.id FROM workqueue.fetch f
          WHERE f.status = 'queued' AND f.next_attempt_at <= now()
-         ORDER BY f.next_attempt_at, f.id
-         LIMIT n FOR UPDATE SKIP LOCKED),
+         ORDER BY f.next_attempt_at
+         LIMIT _claim_fetches.n FOR UPDATE SKIP LOCKED),
     taken AS (
         UPDATE workqueue.fetch f
            SET status = 'processing', attempts = f.attempts + 1, started_at = now(),
@@ -115,7 +129,8 @@ CREATE OR REPLACE FUNCTION workqueue._claim_fetches(n int)
           FROM due WHERE f.queue = due.queue AND f.id = due.id
         RETURNING f.queue, f.id, f.item_id, f.source, f.url, f.body, f.attempts, f.max_attempts)
     SELECT t.queue, t.id, t.item_id, t.source, t.url, t.body, t.attempts, t.max_attempts, i.external_id
-      FROM taken t JOIN workqueue.item i ON i.queue = t.queue AND i.id = t.item_id
+      FROM taken t JOIN workqueue.item i ON i.queue = t.queue AND i.id = t.item_id;
+END
 $$;
 
 REVOKE ALL ON FUNCTION workqueue._claim_fetches(int) FROM PUBLIC;
