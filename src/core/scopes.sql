@@ -110,15 +110,21 @@ CREATE POLICY item_by_scope ON workqueue.item FOR SELECT
     USING (scope = '{}' OR coalesce(scope && (SELECT workqueue._caller_scopes()), true));
 DROP POLICY IF EXISTS item_admin ON workqueue.item;
 CREATE POLICY item_admin ON workqueue.item TO workqueue_admin USING (true) WITH CHECK (true);
-ALTER TABLE workqueue.item_event ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS item_event_by_scope ON workqueue.item_event;
-CREATE POLICY item_event_by_scope ON workqueue.item_event FOR SELECT
-    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = item_event.queue AND i.id = item_event.item_id));
-DROP POLICY IF EXISTS item_event_admin ON workqueue.item_event;
-CREATE POLICY item_event_admin ON workqueue.item_event TO workqueue_admin USING (true) WITH CHECK (true);
-ALTER TABLE workqueue.fetch ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS fetch_by_scope ON workqueue.fetch;
-CREATE POLICY fetch_by_scope ON workqueue.fetch FOR SELECT
-    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = "fetch".queue AND i.id = "fetch".item_id));
-DROP POLICY IF EXISTS fetch_admin ON workqueue.fetch;
-CREATE POLICY fetch_admin ON workqueue.fetch TO workqueue_admin USING (true) WITH CHECK (true);
+-- What belongs to an item -- its events, fetches and lease fences
+-- (src/queue/tables.sql) -- is visible exactly when the item is; the same
+-- two policies on each of those tables.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['item_event', 'fetch', 'lease_fence'] LOOP
+        EXECUTE format('ALTER TABLE workqueue.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('DROP POLICY IF EXISTS %I ON workqueue.%I', t || '_by_scope', t);
+        EXECUTE format('CREATE POLICY %I ON workqueue.%I FOR SELECT USING (EXISTS (SELECT 1 FROM workqueue.item i'
+                       ' WHERE i.queue = %I.queue AND i.id = %I.item_id))', t || '_by_scope', t, t, t);
+        EXECUTE format('DROP POLICY IF EXISTS %I ON workqueue.%I', t || '_admin', t);
+        EXECUTE format('CREATE POLICY %I ON workqueue.%I TO workqueue_admin USING (true) WITH CHECK (true)',
+                       t || '_admin', t);
+    END LOOP;
+END
+$$;

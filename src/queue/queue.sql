@@ -578,15 +578,7 @@ BEGIN
 END
 $$;
 
--- Direct reads of fences: those of visible items only, as for item_event
--- (whose policies, with the others, are in src/core/scopes.sql);
--- administrators read and write everything.
-ALTER TABLE workqueue.lease_fence ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS lease_fence_by_scope ON workqueue.lease_fence;
-CREATE POLICY lease_fence_by_scope ON workqueue.lease_fence FOR SELECT
-    USING (EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = lease_fence.queue AND i.id = lease_fence.item_id));
-DROP POLICY IF EXISTS lease_fence_admin ON workqueue.lease_fence;
-CREATE POLICY lease_fence_admin ON workqueue.lease_fence TO workqueue_admin USING (true) WITH CHECK (true);
+-- Direct reads of fences: row-level security as for item_event (src/core/scopes.sql).
 
 -- For the DBA: counts per queue.  breached: the SLA clock has reached the
 -- target (a paused clock has not).

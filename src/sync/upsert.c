@@ -277,7 +277,9 @@ Priority(JsonbValue *v, int pos, SyncItem *item)
 	char	   *text;
 	bool		quoted;
 
-	switch (PriorityParse(v, &item->priority, &text, &quoted))
+	PriorityStatus status = PriorityParse(v, &item->priority, &text, &quoted);
+
+	switch (status)
 	{
 		case PRIORITY_OK:
 			item->has_priority = true;
@@ -299,19 +301,17 @@ Priority(JsonbValue *v, int pos, SyncItem *item)
 					 errhint("Pass an integer from 1 to 5, as a number or a numeric string.")));
 			break;
 		case PRIORITY_NOT_INTEGER:
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg(quoted ? "priority \"%s\" of element %d is not an integer"
-							: "priority %s of element %d is not an integer", text, pos),
-					 errdetail("Priorities run from 1 (highest) to 5 (lowest).")));
-			break;
 		case PRIORITY_OUT_OF_RANGE:
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg(quoted ? "priority \"%s\" of element %d is out of range"
-							: "priority %s of element %d is out of range", text, pos),
-					 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
-					 errhint("Pass a priority between 1 and 5, or leave it out to keep the item's priority.")));
+			{
+				bool		range = status == PRIORITY_OUT_OF_RANGE;
+
+				ereport(ERROR,
+						(errcode(range ? ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE : ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg(quoted ? "priority \"%s\" of element %d is %s" : "priority %s of element %d is %s",
+								text, pos, range ? "out of range" : "not an integer"),
+						 errdetail("Priorities run from 1 (highest) to 5 (lowest)."),
+						 range ? errhint("Pass a priority between 1 and 5, or leave it out to keep the item's priority.") : 0));
+			}
 			break;
 	}
 }
