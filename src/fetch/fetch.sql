@@ -157,7 +157,10 @@ $$;
 REVOKE ALL ON FUNCTION workqueue._requeue_fetches() FROM PUBLIC;
 
 -- Completed fetches of one queue and source: their records upserted with one
--- call, the fetches marked, a fetch_completed event each.
+-- call, the fetches marked, a fetch_completed event each.  No longer called:
+-- the fetch worker writes a turn with its own statements (fetch.c), which
+-- lock the turn's items in id order first and name the step as locked.
+-- Kept, like _fetch_failed, until an upgrade step drops both.
 CREATE OR REPLACE FUNCTION workqueue._fetches_completed(queue text, source text, items jsonb, fetch_ids bigint[],
                                              http_statuses int[])
     RETURNS void
@@ -190,7 +193,8 @@ $$;
 
 REVOKE ALL ON FUNCTION workqueue._fetches_completed(text, text, jsonb, bigint[], int[]) FROM PUBLIC;
 
--- A failed attempt: queued again after delay_ms, or failed for good.
+-- A failed attempt: queued again after delay_ms, or failed for good.  No
+-- longer called (see _fetches_completed).
 CREATE OR REPLACE FUNCTION workqueue._fetch_failed(queue text, id bigint, http_status int, error text, retry boolean,
                                         delay_ms bigint)
     RETURNS void
