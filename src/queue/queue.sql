@@ -367,14 +367,16 @@ $$;
 -- holds a live lease on the item (an administrator acting as itself may act
 -- on any claim).  A worker fenced off the item (its lease ran out and it has
 -- not claimed the item since, workqueue.lease_fence) is told that its lease
--- has expired, unless someone else holds a live lease on the item.
+-- has expired, unless someone else holds a live lease on the item or the
+-- item is resolved or rejected (no claim is held or taken there).
 CREATE OR REPLACE FUNCTION workqueue._check_holder(it workqueue.item, worker text) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ended timestamptz;          -- when the worker's lease ran out, if that is why it is refused
 BEGIN
     PERFORM workqueue._check_actor(worker, 'worker');
-    IF it.claimed_by IS DISTINCT FROM worker AND NOT (it.status = 'in_progress' AND it.lease_until > now()) THEN
+    IF it.claimed_by IS DISTINCT FROM worker AND it.status NOT IN ('resolved', 'rejected')
+       AND NOT (it.status = 'in_progress' AND it.lease_until > now()) THEN
         SELECT f.lease_until INTO ended FROM workqueue.lease_fence f
          WHERE f.queue = it.queue AND f.item_id = it.id AND f.worker = _check_holder.worker;
         IF ended IS NOT NULL AND workqueue._actor_is_admin(worker) THEN

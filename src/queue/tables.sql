@@ -92,10 +92,10 @@ CREATE INDEX item_event_item_idx ON workqueue.item_event (queue, item_id, id);
 -- Fencing (doc/workflows.md, "Moving items"): a worker whose claim on an
 -- item ended with its lease run out -- swept by the worker, taken over by
 -- claim(), or ended by someone else's transition or release or by an
--- upstream close -- may not act on the item until it claims it again.  One
--- row per such worker and item, until then (or until the item is resolved
--- or rejected).  A table of its own: fences are rare, an item may fence
--- several workers, and the item row stays as it is.
+-- upstream close -- may not act on the item until it claims it again
+-- (while the item is resolved or rejected the fence does not apply).  One
+-- row per such worker and item, until then.  A table of its own: fences are
+-- rare, an item may fence several workers, and the item row stays as it is.
 CREATE TABLE workqueue.lease_fence (
     queue       text NOT NULL,
     item_id     bigint NOT NULL,

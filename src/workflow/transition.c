@@ -13,7 +13,8 @@
  *	2. while the item is claimed with a live lease, only the holder may move
  *	   it; a holder whose lease has expired is refused (fencing), and so is
  *	   a former holder the lease ran out on, whatever happened since, until
- *	   it claims the item again (workqueue.lease_fence);
+ *	   it claims the item again (workqueue.lease_fence) -- except while the
+ *	   item is resolved or rejected, where nobody holds a claim;
  *	3. the transition exists and leaves the current step;
  *	4. the actor is an active member of the current step's role or the
  *	   item's assignee (steps without a role are open to anyone);
@@ -26,9 +27,8 @@
  * is the session's outer role.
  *
  * A move that ends a claim whose lease has run out fences its holder (a row
- * in workqueue.lease_fence); a move into a terminal step ends the item's
- * fences.  Items are locked in (queue, id) order, the order of every
- * statement that waits to lock several items.
+ * in workqueue.lease_fence).  Items are locked in (queue, id) order, the
+ * order of every statement that waits to lock several items.
  */
 #include "postgres.h"
 
@@ -74,25 +74,15 @@ typedef struct ItemState
 /*
  * Moves a batch: $1-$4 the items' queues, ids, new steps and statuses, $5
  * the payload, $6-$9 their old steps, statuses, claimants and assignees,
- * $10 the actor, $11 the transition, $12 whether each keeps its assignee,
- * $13 the end of the lease that ran out of a claim the move ends (NULL if
- * none, or if the item leaves for a terminal step).  Writes the steps and an
- * event per item, each with its notification, fences the holders of claims
- * that ran out and ends the fences of items that reach a terminal step;
+ * $10 the actor, $11 the transition, $12 whether each keeps its assignee.
+ * Writes the steps and an event per item, each with its notification;
  * returns the number of events.
  */
 static const char *const MOVE_SQL =
 "WITH m AS ("
 "  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
-"                       $8::text[], $9::text[], $12::bool[], $13::timestamptz[])"
-"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep, fence)),"
-" f AS ("
-"  INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"
-"  SELECT m.queue, m.id, m.old_claimed, m.fence FROM m WHERE m.fence IS NOT NULL"
-"  ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until),"
-" g AS ("
-"  DELETE FROM workqueue.lease_fence x USING m"
-"   WHERE x.queue = m.queue AND x.item_id = m.id AND m.status IN ('resolved', 'rejected')),"
+"                       $8::text[], $9::text[], $12::bool[])"
+"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep)),"
 " u AS ("
 "  UPDATE workqueue.item i SET step = m.step, status = m.status,"
 "         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END,"
@@ -114,11 +104,23 @@ static const char *const MOVE_SQL =
 "         'item', item_id, 'queue', queue, 'kind', 'transition', 'event', id, 'step', to_step)::text))"
 "   FROM e";
 
+/*
+ * Fences the holders of claims whose lease ran out that a batch ends (a
+ * statement of its own, run only when there are some): $1-$4 the items'
+ * queues, ids, holders and the ends of their leases.
+ */
+static const char *const FENCE_SQL =
+"INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"
+" SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::timestamptz[])"
+" ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until";
+
 static SPIPlanPtr lock_plan;
+static SPIPlanPtr lock_one_plan;
 static SPIPlanPtr fence_plan;
 static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
 static SPIPlanPtr move_plan;
+static SPIPlanPtr fence_insert_plan;
 static SPIPlanPtr result_plan;
 static SPIPlanPtr on_enter_plan;
 static SPIPlanPtr after_enter_plan;
@@ -177,6 +179,13 @@ NoSuchItem(int64 id)
 			 errhint("Look items up with workqueue.list_items() or workqueue.get_items_by_external().")));
 }
 
+/* Resolved or rejected: no claim is held or taken there. */
+static bool
+IsDone(const ItemState *it)
+{
+	return strcmp(it->status, "resolved") == 0 || strcmp(it->status, "rejected") == 0;
+}
+
 static Datum
 TextArrayOf(char **values, int n, bool *nulls)
 {
@@ -192,10 +201,10 @@ TextArrayOf(char **values, int n, bool *nulls)
 }
 
 /*
- * Reads the actor's fences (workqueue.lease_fence) on the items nobody holds
- * a live lease on (on the others rule 2 does not need them), into
- * fenced_until.  For locked items it runs after the lock was taken, so that
- * it sees the fence of a sweep that the lock waited for.
+ * Reads the actor's fences (workqueue.lease_fence) into fenced_until, for
+ * the items rule 2 needs them for: those nobody holds a live lease on and
+ * that are not resolved or rejected.  For locked items it runs after the
+ * lock was taken, so that it sees the fence of a sweep the lock waited for.
  */
 static void
 ReadFences(ItemState *items, int n, const char *actor, bool read_only)
@@ -208,7 +217,7 @@ ReadFences(ItemState *items, int n, const char *actor, bool read_only)
 	Datum		args[3];
 
 	for (int i = 0; i < n; i++)
-		if (!items[i].lease_live)
+		if (!items[i].lease_live && !IsDone(&items[i]))
 		{
 			queues[m] = items[i].queue;
 			ids[m] = Int64GetDatum(items[i].id);
@@ -287,8 +296,10 @@ LockItems(int64 *ids, int n)
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY queue, id FOR UPDATE",
-								1, types), args, NULL, false, 0) != SPI_OK_SELECT)
+	/* (one item needs no order, and a sort of one row is not free) */
+	if (SPI_execute_plan(n == 1 ? WqPlan(&lock_one_plan, ITEM_COLUMNS " WHERE id = ANY ($1) FOR UPDATE", 1, types)
+						 : WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY queue, id FOR UPDATE",
+								  1, types), args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
 	found = (int) SPI_processed;
 	for (int r = 0; r < found; r++)
@@ -330,7 +341,8 @@ IsActiveMember(const char *role, const char *member)
  * claims are concerned, else raises (or returns false when quiet).  Someone
  * else's live lease is named first; then the actor's own lease that has run
  * out, whether the item is still claimed in its name or its fence is all
- * that is left of the claim.
+ * that is left of the claim (ReadFences reads no fence of a resolved or
+ * rejected item).
  */
 static bool
 CheckLease(const ItemState *it, const char *actor, bool quiet)
@@ -529,8 +541,11 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	bool	   *keep_assignee = palloc(sizeof(bool) * n);
 	Datum	   *enter_items = palloc(sizeof(Datum) * n);
 	int			nenter = 0;
-	Datum	   *fences = palloc(sizeof(Datum) * n);
-	bool	   *fence_nulls = palloc(sizeof(bool) * n);
+	char	  **fence_queues = palloc(sizeof(char *) * n);
+	Datum	   *fence_ids = palloc(sizeof(Datum) * n);
+	char	  **fence_holders = palloc(sizeof(char *) * n);
+	Datum	   *fence_ends = palloc(sizeof(Datum) * n);
+	int			nfence = 0;
 
 	if (!admin)
 		ReadFences(items, n, actor, false);
@@ -556,9 +571,14 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		claimed_nulls[i] = it->claimed_by == NULL;
 		assignee_nulls[i] = it->assignee == NULL;
 		id_elems[i] = Int64GetDatum(it->id);
-		/* a claim whose lease ran out ends here: its holder is fenced, unless the item is done */
-		fence_nulls[i] = !(it->claimed_by != NULL && !it->lease_live && to->kind == WF_WORK);
-		fences[i] = fence_nulls[i] ? (Datum) 0 : TimestampTzGetDatum(it->lease_end);
+		/* a claim whose lease ran out ends here: its holder is fenced */
+		if (it->claimed_by != NULL && !it->lease_live)
+		{
+			fence_queues[nfence] = it->queue;
+			fence_ids[nfence] = Int64GetDatum(it->id);
+			fence_holders[nfence] = it->claimed_by;
+			fence_ends[nfence++] = TimestampTzGetDatum(it->lease_end);
+		}
 		/* a step with a role keeps an assignee who is a member of it (see _assign_items) */
 		keep_assignee[i] = to->kind == WF_WORK && to->role != NULL;
 		if (it->has_sla || keep_assignee[i])
@@ -571,12 +591,9 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	}
 
 	{
-		Oid			types[13] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
-			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID,
-		TIMESTAMPTZARRAYOID};
-		Datum		args[13];
-		int			dims[1] = {n};
-		int			lbs[1] = {1};
+		Oid			types[12] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID};
+		Datum		args[12];
 		bool		isnull;
 		Datum	   *keep = palloc(sizeof(Datum) * n);
 
@@ -595,12 +612,24 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[9] = CStringGetTextDatum(actor);
 		args[10] = CStringGetTextDatum(tname);
 		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-		args[12] = PointerGetDatum(construct_md_array(fences, fence_nulls, 1, dims, lbs, TIMESTAMPTZOID,
-													  sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_plan(WqPlan(&move_plan, MOVE_SQL, 13, types), args, NULL, false, 0) != SPI_OK_SELECT ||
+		if (SPI_execute_plan(WqPlan(&move_plan, MOVE_SQL, 12, types), args, NULL, false, 0) != SPI_OK_SELECT ||
 			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 			elog(ERROR, "could not move %d items", n);
 		SPI_freetuptable(SPI_tuptable);
+	}
+
+	if (nfence > 0)
+	{
+		Oid			types[4] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+		Datum		args[4];
+
+		args[0] = TextArrayOf(fence_queues, nfence, NULL);
+		args[1] = PointerGetDatum(construct_array(fence_ids, nfence, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = TextArrayOf(fence_holders, nfence, NULL);
+		args[3] = PointerGetDatum(construct_array(fence_ends, nfence, TIMESTAMPTZOID, sizeof(TimestampTz),
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(WqPlan(&fence_insert_plan, FENCE_SQL, 4, types), args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not fence the holders of %d expired claims", nfence);
 	}
 
 	/* the SLA clocks and assignments of the items that need them */

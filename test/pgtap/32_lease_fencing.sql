@@ -3,7 +3,7 @@
 -- transition_many, allowed_transitions, release, extend_lease -- until it
 -- claims the item again, whatever the worker's sweep, other claims and
 -- releases, other actors' moves and an upstream close did in between (the
--- fence ends only when the item is resolved or rejected).  claim() takes
+-- fence does not apply while the item is resolved or rejected).  claim() takes
 -- items whose lease ran out itself, in inbox order, writing "lease_expired"
 -- before "claimed", and no longer sweeps the queue.  doc/workflows.md,
 -- "Moving items"; doc/queue.md, "Claims and leases".
@@ -11,7 +11,7 @@
 -- Leases run out by setting lease_until in the past.  Every actor is a LOGIN
 -- role entered with SET ROLE.  Runs in one transaction that is rolled back.
 BEGIN;
-SELECT plan(72);
+SELECT plan(75);
 
 CREATE ROLE wq32_alice LOGIN;
 CREATE ROLE wq32_bob LOGIN;
@@ -220,7 +220,7 @@ SELECT is_empty(format('SELECT * FROM workqueue.lease_fence WHERE item_id = %s',
 RESET ROLE;
 
 ------------------------------------------------------------------------------
--- other actors' moves keep the fence; a terminal step ends it
+-- other actors' moves keep the fence; it does not apply at a terminal step
 ------------------------------------------------------------------------------
 
 SELECT workqueue.create_queue('q32_move', 'wq32_flow') AS _ \gset
@@ -245,9 +245,15 @@ SET ROLE wq32_bob;
 SELECT is((SELECT status FROM workqueue.transition(:v1, 'finish')), 'resolved', 'bob resolves the item');
 SET ROLE wq32_alice;
 SELECT results_eq(format('SELECT * FROM workqueue.allowed_transitions(%s)', :v1), $$VALUES ('reopen'::text)$$,
-    'a resolved item fences nobody: alice may reopen it, as anyone may');
+    'a resolved item fences nobody: alice is offered reopen, as anyone is');
+SELECT results_eq(format($$SELECT step, status FROM workqueue.transition(%s, 'reopen')$$, :v1),
+    $$VALUES ('a'::text, 'open'::text)$$, 'and reopens it');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.transition(%s, 'next')$$, :v1)),
+    format('55000 lease of "wq32_alice" on item %s has expired', :v1),
+    'back at a working step, her fence applies again');
+SELECT is((SELECT id FROM workqueue.claim('q32_move')), :v1::bigint, 'she claims the item');
+SELECT is((SELECT step FROM workqueue.transition(:v1, 'next')), 'b', 'and may move it');
 RESET ROLE;
-SELECT is_empty(format('SELECT 1 FROM workqueue.lease_fence WHERE item_id = %s', :v1), 'its fences are gone');
 
 ------------------------------------------------------------------------------
 -- administrators; an upstream close and reopen
