@@ -233,7 +233,7 @@ END
 $$;
 
 -- Returns items whose lease has passed to the queue ("lease_expired") and
--- fences their holders (workqueue.lease_fence).  Locks in (queue, id) order.
+-- fences their holders (workqueue.lease_fence).  Locks in id order.
 CREATE OR REPLACE FUNCTION workqueue._expire_leases(queue text) RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column

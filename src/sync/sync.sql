@@ -228,8 +228,9 @@ $$;
 REVOKE ALL ON FUNCTION workqueue._fail_run(bigint, text) FROM PUBLIC;
 
 -- Listed again: closed items of the source go back to "open" at their step.
--- Locks them in (queue, id) order, as every statement that waits to lock
--- several items does (transition_many too), so that they cannot deadlock.
+-- Locks them in id order (one queue: (queue, id) order), as every statement
+-- that waits to lock several items does (transition_many, the fetch
+-- worker's recording), so that they cannot deadlock.
 CREATE OR REPLACE FUNCTION workqueue._reopen_listed(queue text, source text, ids text[]) RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -263,10 +264,11 @@ REVOKE ALL ON FUNCTION workqueue._reopen_listed(text, text, text[]) FROM PUBLIC;
 
 -- Closes the source's open items that the listing did not name (and that
 -- the details endpoint did not confirm as open: "keep").  Locks them in
--- (queue, id) order, as every statement that waits to lock several items
--- does (transition_many too), so that they cannot deadlock.  A claim whose
--- lease had run out fences its holder (workqueue.lease_fence), as the
--- worker's sweep would have.
+-- id order (one queue: (queue, id) order), as every statement that waits
+-- to lock several items does (transition_many, the fetch worker's
+-- recording), so that they cannot deadlock.  A claim whose lease had run
+-- out fences its holder (workqueue.lease_fence), as the worker's sweep
+-- would have.
 CREATE OR REPLACE FUNCTION workqueue._close_unlisted(queue text, source text, listed text[], keep text[] DEFAULT '{}')
     RETURNS int
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

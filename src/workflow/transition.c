@@ -27,8 +27,8 @@
  * is the session's outer role.
  *
  * A move that ends a claim whose lease has run out fences its holder (a row
- * in workqueue.lease_fence).  Items are locked in (queue, id) order, the
- * order of every statement that waits to lock several items.
+ * in workqueue.lease_fence).  Items are locked in id order, the order of
+ * every statement that waits to lock several items.
  */
 #include "postgres.h"
 
@@ -115,7 +115,6 @@ static const char *const FENCE_SQL =
 " ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until";
 
 static SPIPlanPtr lock_plan;
-static SPIPlanPtr lock_one_plan;
 static SPIPlanPtr fence_plan;
 static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
@@ -260,28 +259,13 @@ ReadItem(int64 id, ItemState *it)
 	SPI_freetuptable(SPI_tuptable);
 }
 
-static int
-CompareInt64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/* Orders ItemState pointers by item id. */
-static int
-CompareItemId(const void *a, const void *b)
-{
-	return CompareInt64(&(*(ItemState *const *) a)->id, &(*(ItemState *const *) b)->id);
-}
-
 /*
- * Locks the items of a sorted, duplicate-free id array in (queue, id) order
- * -- the order of every statement that waits to lock several items, so that
- * concurrent batches, and a batch and a sync's close or reopen, cannot
- * deadlock -- and reads them in that order; raises for the first id (in id
- * order) that does not exist.
+ * Locks the items of a sorted, duplicate-free id array in id order -- the
+ * order of every statement that waits to lock several items (within one
+ * queue that is (queue, id) order), so that concurrent batches, a batch and
+ * a sync's close or reopen, and a batch and the fetch worker's recording
+ * cannot deadlock -- and reads them; raises for the first id that does not
+ * exist.
  */
 static ItemState *
 LockItems(int64 *ids, int n)
@@ -290,33 +274,23 @@ LockItems(int64 *ids, int n)
 	Datum	   *elems = palloc(sizeof(Datum) * n);
 	Datum		args[1];
 	ItemState  *items = palloc0(sizeof(ItemState) * n);
-	ItemState **by_id = palloc(sizeof(ItemState *) * n);
-	int			found;
 
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	/* (one item needs no order, and a sort of one row is not free) */
-	if (SPI_execute_plan(n == 1 ? WqPlan(&lock_one_plan, ITEM_COLUMNS " WHERE id = ANY ($1) FOR UPDATE", 1, types)
-						 : WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY queue, id FOR UPDATE",
-								  1, types), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+								1, types), args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
-	found = (int) SPI_processed;
-	for (int r = 0; r < found; r++)
-	{
-		FillItem(&items[r], r);
-		by_id[r] = &items[r];
-	}
-	SPI_freetuptable(SPI_tuptable);
-
-	/* the first id, in id order, that is missing or outside the caller's scopes */
-	qsort(by_id, found, sizeof(ItemState *), CompareItemId);
 	for (int i = 0, r = 0; i < n; i++)
 	{
-		if (r >= found || by_id[r]->id != ids[i] || !by_id[r]->visible)
+		if (r >= (int) SPI_processed || pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[r],
+																	SPI_tuptable->tupdesc, 1)) != ids[i])
 			NoSuchItem(ids[i]);
-		r++;
+		FillItem(&items[i], r++);
+		if (!items[i].visible)
+			NoSuchItem(ids[i]); /* outside the caller's scopes */
 	}
+	SPI_freetuptable(SPI_tuptable);
 	return items;
 }
 
@@ -698,6 +672,15 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_finish();
 	PG_RETURN_HEAPTUPLEHEADER(result);
+}
+
+static int
+CompareInt64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
 }
 
 PG_FUNCTION_INFO_V1(workqueue_transition_many);
