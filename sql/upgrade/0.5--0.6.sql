@@ -17,6 +17,7 @@ CREATE TABLE workqueue.lease_fence (
     PRIMARY KEY (queue, item_id, worker),
     FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
 );
+CREATE INDEX lease_fence_worker_idx ON workqueue.lease_fence (queue, worker);
 SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
 REVOKE ALL ON workqueue.lease_fence FROM PUBLIC;
 GRANT SELECT ON workqueue.lease_fence TO PUBLIC;

@@ -104,6 +104,8 @@ CREATE TABLE workqueue.lease_fence (
     PRIMARY KEY (queue, item_id, worker),
     FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
 );
+-- the fences of a worker in a queue, which its claim ends
+CREATE INDEX lease_fence_worker_idx ON workqueue.lease_fence (queue, worker);
 
 SELECT pg_catalog.pg_extension_config_dump('workqueue.queue', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item', '');

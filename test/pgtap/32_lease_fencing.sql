@@ -11,7 +11,7 @@
 -- Leases run out by setting lease_until in the past.  Every actor is a LOGIN
 -- role entered with SET ROLE.  Runs in one transaction that is rolled back.
 BEGIN;
-SELECT plan(75);
+SELECT plan(80);
 
 CREATE ROLE wq32_alice LOGIN;
 CREATE ROLE wq32_bob LOGIN;
@@ -200,6 +200,22 @@ SELECT results_eq(format($$SELECT kind, actor, payload->>'claimed_by' FROM workq
     $$VALUES ('claimed'::text, 'wq32_alice'::text, NULL::text), ('lease_expired', 'workqueue', 'wq32_alice'),
              ('claimed', 'wq32_alice', NULL)$$, 'the expiry is still recorded between her two claims');
 SELECT is_empty(format('SELECT 1 FROM workqueue.lease_fence WHERE item_id = %s', :m1), 'and she is not fenced');
+
+-- a claim that takes both kinds at once ends the claimer's fence and fences the other holder
+SELECT workqueue.create_queue('q32_both', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_both') AS f1, workqueue.add('q32_both') AS f2 \gset
+SELECT is((SELECT id FROM workqueue.claim('q32_both', 1, 'wq32_bob')), :f1::bigint, 'bob claims an item');
+SELECT is((SELECT id FROM workqueue.claim('q32_both', 1, 'wq32_alice')), :f2::bigint, 'alice claims the other');
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :f2;
+SELECT is(workqueue._expire_all_leases(), 1, 'her lease runs out and the sweep returns her item, fencing her');
+UPDATE workqueue.item SET lease_until = now() - interval '5 seconds' WHERE id = :f1;
+SET ROLE wq32_alice;
+SELECT results_eq($$SELECT id, claimed_by FROM workqueue.claim('q32_both', 2)$$,
+    format($$VALUES (%s::bigint, 'wq32_alice'::text), (%s, 'wq32_alice')$$, :f1, :f2),
+    'bob''s lease runs out too; alice''s claim of 2 takes his expired item and the open one');
+RESET ROLE;
+SELECT results_eq(format('SELECT item_id, worker FROM workqueue.lease_fence WHERE queue = %L', 'q32_both'),
+    format($$VALUES (%s::bigint, 'wq32_bob'::text)$$, :f1), 'her fence on the open item ended, bob is fenced off his');
 
 -- claim's scope filter holds for expired items too
 SELECT workqueue.create_queue('q32_scope', 'wq32_flow') AS _ \gset
