@@ -110,21 +110,22 @@ worker_type() {     # worker_type KIND: prints the backend_type of that kind
     case ${1:-} in
     fetch) echo 'workqueue fetch worker' ;;
     sync) echo 'workqueue sync worker' ;;
+    announce) echo 'workqueue announce worker' ;;
     launcher) echo 'workqueue launcher' ;;
-    *) echo "worker_type: unknown kind '${1:-}' (fetch, sync or launcher)" >&2; return 1 ;;
+    *) echo "worker_type: unknown kind '${1:-}' (fetch, sync, announce or launcher)" >&2; return 1 ;;
     esac
 }
 
 worker_types_sql() {    # worker_types_sql [KIND...]: the backend types, quoted for an SQL IN (...) list (default: all kinds)
     local kind list=""
-    [[ $# -gt 0 ]] || set -- fetch sync launcher
+    [[ $# -gt 0 ]] || set -- fetch sync announce launcher
     for kind in "$@"; do list+="${list:+, }'$(worker_type "$kind")'"; done
     echo "$list"
 }
 
 worker_kind_sql() {     # worker_kind_sql [COLUMN]: SQL naming the kind of a backend type (NULL for other backends)
     echo "CASE ${1:-backend_type} WHEN '$(worker_type fetch)' THEN 'fetch' WHEN '$(worker_type sync)' THEN 'sync'" \
-         "WHEN '$(worker_type launcher)' THEN 'launcher' END"
+         "WHEN '$(worker_type announce)' THEN 'announce' WHEN '$(worker_type launcher)' THEN 'launcher' END"
 }
 
 # worker_pid [KIND]: the pid of the worker of that kind (default fetch) of
@@ -142,15 +143,15 @@ worker_pid() {
 
 worker_running() { [[ -n $(worker_pid "$@") ]]; }     # worker_running [KIND]: worker_pid prints a pid
 
-# workers_running [OLD-PID...]: a fetch and a sync worker serve the current
-# database, neither of them one of OLD-PID (quiet: false while the server
+# workers_running [OLD-PID...]: a fetch, a sync and an announce worker serve
+# the current database, none of them one of OLD-PID (quiet: false while the server
 # restarts; pg_catalog.count as hostile_conditions.sh shadows count(text))
 workers_running() {
     local old
     old=$(IFS=,; echo "${*:-0}")
     [[ $(q "SELECT pg_catalog.count(DISTINCT backend_type) FROM pg_stat_activity
-             WHERE backend_type IN ($(worker_types_sql fetch sync)) AND datname = current_database()
-               AND pid NOT IN ($old)" 2>/dev/null) == 2 ]]
+             WHERE backend_type IN ($(worker_types_sql fetch sync announce)) AND datname = current_database()
+               AND pid NOT IN ($old)" 2>/dev/null) == 3 ]]
 }
 
 # wait_workers [SECONDS [OLD-PID...]]: until workers_running OLD-PID...
@@ -158,7 +159,7 @@ workers_running() {
 wait_workers() {
     local seconds=${1:-20}
     shift $(( $# > 0 ))
-    wait_until "$seconds" "a fetch and a sync worker of this database${*:+ other than pids $*}" workers_running "$@"
+    wait_until "$seconds" "a fetch, a sync and an announce worker of this database${*:+ other than pids $*}" workers_running "$@"
 }
 
 # wait_fetches QUEUE [SECONDS]: until no fetch of the queue is queued or
@@ -168,11 +169,56 @@ wait_fetches() {
         quiet q_is "SELECT count(*) FROM workqueue.fetch WHERE queue = '$1' AND status IN ('queued', 'processing')" 0
 }
 
-# workers_reloaded: both workers of the current database have published a
+# workers_reloaded: the workers of the current database have published a
 # loop turn (worker_status.last_loop_at) since the postmaster last read the
 # configuration files -- a new session's pg_conf_load_time() is the
 # postmaster's; the SIGHUP it sent then wakes the workers, and their turn
 # begins by rereading the files
 workers_reloaded() {
-    q_is "SELECT count(*) FROM workqueue.worker_status WHERE last_loop_at > pg_conf_load_time()" 2
+    q_is "SELECT count(*) FROM workqueue.worker_status WHERE last_loop_at > pg_conf_load_time()" 3
 }
+
+########################################################################
+# Announcements (NOTIFY workqueue) come from the announce worker of a
+# database served by the workers (workqueue.databases), after the commit.
+#
+# serve_database DB: adds DB to workqueue.databases (ALTER SYSTEM, reload)
+# and waits for its announce worker; unserve_database DB takes it out again.
+serve_database() {
+    local dbs
+    dbs=$(q "SELECT coalesce(nullif(current_setting('workqueue.databases'), ''), current_setting('workqueue.database_name'))")
+    [[ ", $dbs, " == *", $1, "* ]] ||
+        { q "ALTER SYSTEM SET workqueue.databases = '$dbs, $1'" && q "SELECT pg_reload_conf()"; } >/dev/null
+    wait_until 20 "the announce worker of database $1" \
+        q_any "SELECT 1 FROM pg_stat_activity WHERE datname = '$1' AND backend_type = '$(worker_type announce)'"
+}
+unserve_database() {
+    local dbs
+    dbs=$(q "SELECT array_to_string(array_remove(string_to_array(replace(current_setting('workqueue.databases'), ' ', ''), ','), '$1'), ', ')")
+    { q "ALTER SYSTEM SET workqueue.databases = '$dbs'" && q "SELECT pg_reload_conf()"; } >/dev/null
+}
+
+# listen_start FILE [DB]: a session LISTENs on "workqueue" (in DB, default
+# the current one) and prints what it receives to FILE, for up to 120 s or
+# until listen_stop; returns once it listens.  One listener at a time.
+listen_start() {
+    local app="wq_listener_$$"
+    {
+        echo "SET application_name = '$app';"
+        echo "LISTEN workqueue;"
+        for _ in $(seq 2400); do echo "SELECT pg_sleep(0.05);"; done
+    } | psql -X -q -At ${2:+-d "$2"} >"$1" 2>&1 &
+    T_LISTENER=$!
+    wait_until 10 "the listener to LISTEN" \
+        q_any "SELECT 1 FROM pg_stat_activity WHERE application_name = '$app' AND query LIKE '%pg_sleep%'"
+}
+listen_stop() {
+    if [[ -n ${T_LISTENER:-} ]]; then kill "$T_LISTENER" 2>/dev/null; wait "$T_LISTENER" 2>/dev/null || true; fi
+    T_LISTENER=
+}
+# listen_payloads FILE: the payloads received, one per line, in order
+listen_payloads() {
+    sed -n 's/^Asynchronous notification "workqueue" with payload "\(.*\)" received from server process with PID [0-9]*\.$/\1/p' "$1"
+}
+# listen_heard FILE N [GREP-PATTERN]: FILE holds at least N payloads (matching)
+listen_heard() { [[ $(listen_payloads "$1" | grep -c -- "${3:-.}") -ge $2 ]]; }

@@ -7,6 +7,11 @@
 DROP FUNCTION IF EXISTS workqueue._sla_start(bigint[], bigint[], text[]);
 DROP FUNCTION IF EXISTS workqueue._sla_move(bigint[], bigint[], text[]);
 
+-- The fetch worker writes a turn with its own statements (src/fetch/fetch.c);
+-- the SQL helpers it used before are gone.
+DROP FUNCTION IF EXISTS workqueue._fetches_completed(text, text, jsonb, bigint[], int[]);
+DROP FUNCTION IF EXISTS workqueue._fetch_failed(text, bigint, int, text, boolean, bigint);
+
 -- Fencing that outlasts the sweep: the workers whose lease on an item ran
 -- out and who have not claimed it since (src/queue/tables.sql).
 CREATE TABLE workqueue.lease_fence (
@@ -22,3 +27,29 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
 REVOKE ALL ON workqueue.lease_fence FROM PUBLIC;
 GRANT SELECT ON workqueue.lease_fence TO PUBLIC;
 GRANT ALL ON workqueue.lease_fence TO workqueue_admin;
+
+-- Announcements sent by the announce worker, not by writers
+-- (src/queue/announce.c): each event records its transaction; events
+-- written before the update have none and are not announced again.
+ALTER TABLE workqueue.item_event ADD COLUMN tx xid8;
+CREATE INDEX item_event_tx_idx ON workqueue.item_event (tx);
+CREATE TABLE workqueue.announce_state (
+    one          bool PRIMARY KEY DEFAULT true CHECK (one),
+    since        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    snapshot     pg_snapshot NOT NULL DEFAULT pg_current_snapshot(),
+    pending      pg_snapshot,
+    after_id     bigint NOT NULL DEFAULT 0,
+    announced_at timestamptz,
+    events       bigint NOT NULL DEFAULT 0
+);
+INSERT INTO workqueue.announce_state DEFAULT VALUES;
+REVOKE ALL ON workqueue.announce_state FROM PUBLIC;
+GRANT SELECT ON workqueue.announce_state TO PUBLIC;
+
+-- extend_lease() writes an event now (it announced without one before).
+ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_kind_check;
+ALTER TABLE workqueue.item_event ADD CONSTRAINT item_event_kind_check
+    CHECK (kind IN ('created', 'synced', 'claimed', 'released', 'lease_expired',
+                    'transition', 'comment', 'field_update', 'assigned', 'sla_warning', 'sla_breach',
+                    'escalated', 'upstream_closed', 'upstream_reopened', 'fetch_completed', 'fetch_failed',
+                    'sla_recomputed', 'lease_extended'));

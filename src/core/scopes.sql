@@ -92,9 +92,7 @@ BEGIN
                                   'new', jsonb_build_object('scope', set_scope.scope))
           FROM u
         RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
-    SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-               'item', e.item_id, 'queue', e.queue, 'kind', 'field_update', 'event', e.id, 'step', e.to_step)::text))
-      INTO n FROM e;
+    SELECT count(*) INTO n FROM e;
     RETURN n;
 END
 $$;

@@ -74,7 +74,6 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "commands/async.h"
 #include "http/http.h"
 #include "sync/source.h"
 #include "fetch/fetch.h"
@@ -88,12 +87,6 @@
 
 /* Times a turn is recorded before its fetches are left for the next start. */
 #define RECORD_ATTEMPTS 5
-
-/*
- * Above this many synced events of one queue and source in a turn, one
- * summary notification (as upsert_items sends).
- */
-#define NOTIFY_PER_ITEM_MAX 1000
 
 /* What a transfer is for; lives in the fetch context with its request. */
 typedef struct FetchTag
@@ -267,13 +260,12 @@ static const char *const LOCK_SQL =
  * differs from what they hold, in id order -- queue, id, new data, new
  * priority (NULL: keep), source, old data, old priority, step as locked;
  * $9-$12: the completed fetches -- queue, fetch id, HTTP status, the step
- * of the item as locked; $13, $14: the queues and sources whose synced
- * events are announced by one summary instead (NOTIFY_PER_ITEM_MAX).
+ * of the item as locked.
  *
  * An item's record goes on it as upsert_items writes it (data, priority
  * when given, source when it had none, last_seen_at, updated_at) with a
  * "synced" event; each fetch becomes "completed" with a "fetch_completed"
- * event; each event has its notification, in the order of the events.
+ * event (the announce worker announces them: src/queue/announce.c).
  */
 static const char *const COMPLETE_SQL =
 "WITH upd AS ("
@@ -304,19 +296,14 @@ static const char *const COMPLETE_SQL =
 "  RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.kind, item_event.to_step,"
 "            item_event.actor"
 ")"
-"SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
-"           'item', ev.item_id, 'queue', ev.queue, 'kind', ev.kind, 'event', ev.id, 'step', ev.to_step)::text))"
-"  FROM ev"
-" WHERE ev.kind = 'fetch_completed'"
-"    OR NOT EXISTS (SELECT FROM unnest($13::text[], $14::text[]) AS b(queue, source)"
-"                    WHERE b.queue = ev.queue AND b.source = ev.actor)";
+"SELECT count(*) FROM ev";
 
 /*
  * Writes the failed attempts of a turn: $1-$7 their queues, fetch ids, HTTP
  * statuses (NULL: none), errors, whether the failure is transient, the
  * delay before another attempt, the step of the item as locked.  A
  * transient failure with attempts left queues the fetch again; any other
- * fails it for good, with a "fetch_failed" event and its notification.
+ * fails it for good, with a "fetch_failed" event.
  */
 static const char *const FAIL_SQL =
 "WITH u AS ("
@@ -339,9 +326,7 @@ static const char *const FAIL_SQL =
 "    FROM u WHERE u.status = 'failed'"
 "  RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step"
 ")"
-"SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
-"           'item', e.item_id, 'queue', e.queue, 'kind', 'fetch_failed', 'event', e.id, 'step', e.to_step)::text))"
-"  FROM e";
+"SELECT count(*) FROM e";
 
 /*
  * Runs a statement of the write path (no argument NULL) with the planner
@@ -535,37 +520,6 @@ LockItems(Outcome *o, int n)
 			 o[j].tag->item_id, o[j].tag->id);
 }
 
-/* The changed items of one queue and source in a turn, for the bulk rule. */
-typedef struct SyncedGroup
-{
-	const char *queue;
-	const char *source;
-	int64		n;
-} SyncedGroup;
-
-/* Counts a changed item of tag's queue and source in *groups. */
-static void
-CountSynced(List **groups, FetchTag *tag)
-{
-	ListCell   *lc;
-	SyncedGroup *g;
-
-	foreach(lc, *groups)
-	{
-		g = lfirst(lc);
-		if (strcmp(g->queue, tag->queue) == 0 && strcmp(g->source, tag->source) == 0)
-		{
-			g->n++;
-			return;
-		}
-	}
-	g = palloc(sizeof(SyncedGroup));
-	g->queue = tag->queue;
-	g->source = tag->source;
-	g->n = 1;
-	*groups = lappend(*groups, g);
-}
-
 /*
  * Writes the completed fetches done[0..n-1] (in item id order) with
  * COMPLETE_SQL: the record of each compared with its item as locked, and
@@ -574,17 +528,14 @@ CountSynced(List **groups, FetchTag *tag)
 static void
 WriteCompletions(Outcome **done, int n)
 {
-	Oid			types[14] = {TEXTARRAYOID, INT8ARRAYOID, JSONBARRAYOID, INT2ARRAYOID, TEXTARRAYOID,
-		JSONBARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID};
-	Oid			coltypes[14] = {TEXTOID, INT8OID, JSONBOID, INT2OID, TEXTOID, JSONBOID, INT2OID, TEXTOID,
-	TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
-	ArgColumn	col[14];
-	Datum		args[14];
-	List	   *groups = NIL;
-	ListCell   *lc;
+	Oid			types[12] = {TEXTARRAYOID, INT8ARRAYOID, JSONBARRAYOID, INT2ARRAYOID, TEXTARRAYOID,
+		JSONBARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Oid			coltypes[12] = {TEXTOID, INT8OID, JSONBOID, INT2OID, TEXTOID, JSONBOID, INT2OID, TEXTOID,
+	TEXTOID, INT8OID, INT4OID, TEXTOID};
+	ArgColumn	col[12];
+	Datum		args[12];
 
-	for (int c = 0; c < 14; c++)
+	for (int c = 0; c < 12; c++)
 		ColumnInit(&col[c], coltypes[c], n);
 	for (int i = 0; i < n; i++)
 	{
@@ -617,43 +568,16 @@ WriteCompletions(Outcome **done, int n)
 			ColumnAdd(&col[5], JsonbPGetDatum(o->data), false);
 			ColumnAdd(&col[6], Int16GetDatum(o->priority), false);
 			ColumnAdd(&col[7], o->step, false);
-			CountSynced(&groups, o->tag);
 		}
 		ColumnAdd(&col[8], CStringGetTextDatum(o->tag->queue), false);
 		ColumnAdd(&col[9], Int64GetDatum(o->tag->id), false);
 		ColumnAdd(&col[10], Int32GetDatum((int32) o->req->status), false);
 		ColumnAdd(&col[11], o->step, false);
 	}
-	foreach(lc, groups)
-	{
-		SyncedGroup *g = lfirst(lc);
-
-		if (g->n > NOTIFY_PER_ITEM_MAX)
-		{
-			ColumnAdd(&col[12], CStringGetTextDatum(g->queue), false);
-			ColumnAdd(&col[13], CStringGetTextDatum(g->source), false);
-		}
-	}
-	for (int c = 0; c < 14; c++)
+	for (int c = 0; c < 12; c++)
 		args[c] = ColumnArray(&col[c]);
-	if (ExecuteProbing(WqPlan(&complete_plan, COMPLETE_SQL, 14, types), args) != SPI_OK_SELECT)
+	if (ExecuteProbing(WqPlan(&complete_plan, COMPLETE_SQL, 12, types), args) != SPI_OK_SELECT)
 		elog(ERROR, "could not record completed fetches");
-
-	/* the one notification upsert_items sends for a bulk of changes */
-	foreach(lc, groups)
-	{
-		SyncedGroup *g = lfirst(lc);
-		StringInfoData buf;
-
-		if (g->n <= NOTIFY_PER_ITEM_MAX)
-			continue;
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, "{\"queue\": ");
-		escape_json(&buf, g->queue);
-		appendStringInfo(&buf, ", \"kind\": \"synced\", \"inserted\": 0, \"updated\": " INT64_FORMAT
-						 ", \"bulk\": true}", g->n);
-		Async_Notify("workqueue", buf.data);
-	}
 }
 
 /*

@@ -1,8 +1,19 @@
 -- The work queue: queues, items, claims with leases, actions and the audit
--- trail (every event is a row of item_event and a NOTIFY on "workqueue").
+-- trail (every event is a row of item_event; the announce worker sends a
+-- NOTIFY on "workqueue" for it after it commits: src/queue/announce.c).
 -- Rules: doc/queue.md.
 
--- Appends one audit event and announces it on channel "workqueue".
+-- The transaction writing an event (the default of item_event.tx); asks for
+-- the announce worker to be woken when it commits (src/queue/announce.c).
+CREATE OR REPLACE FUNCTION workqueue._event_tx() RETURNS xid8
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'workqueue_event_tx';
+
+REVOKE ALL ON FUNCTION workqueue._event_tx() FROM PUBLIC;
+
+ALTER TABLE workqueue.item_event ALTER COLUMN tx SET DEFAULT workqueue._event_tx();
+
+-- Appends one audit event; the announce worker sends NOTIFY workqueue for it
+-- once it commits.
 CREATE OR REPLACE FUNCTION workqueue._event(queue text, item bigint, actor text, kind text,
                                  from_step text, to_step text, payload jsonb DEFAULT '{}')
     RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -12,8 +23,6 @@ BEGIN
     INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
     VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '{}'))
     RETURNING id INTO event_id;
-    PERFORM pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-        'item', $2, 'queue', $1, 'kind', $4, 'event', event_id, 'step', $6)::text);
     RETURN event_id;
 END
 $$;
@@ -300,8 +309,7 @@ BEGIN
     END IF;
     PERFORM workqueue._check_actor(claim.worker, 'worker');
 
-    -- Each statement takes the items, writes their events and announces
-    -- them.  Usually no lease of the queue has run out (item_lease_idx says
+    -- Each statement takes the items and writes their events.  Usually no lease of the queue has run out (item_lease_idx says
     -- so at once) and open items are all there is to take: the first
     -- statement, the shape of every claim before leases were taken over
     -- here.  (The planner plans a claim's statement anew on every call; one
@@ -327,13 +335,8 @@ BEGIN
                 SELECT u.queue, u.id, claim.worker, 'claimed', u.step, u.step,
                        jsonb_build_object('lease_until', u.lease_until)
                   FROM u
-                RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step),
-            announced AS (
-                SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-                           'item', e.item_id, 'queue', e.queue, 'kind', 'claimed', 'event', e.id,
-                           'step', e.to_step)::text)) AS n
-                  FROM e)
-            SELECT u.* FROM u, announced ORDER BY u.priority, u.created_at, u.id;
+                RETURNING item_event.id)
+            SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id;
     ELSE
         -- Some lease has run out: two scans, each in inbox order and each
         -- locking at most n items (SKIP LOCKED: a claim never waits, so its
@@ -387,13 +390,8 @@ BEGIN
                        AS k(ord, actor, kind, payload)
                  WHERE k.ord = 2 OR c.old_holder IS NOT NULL
                  ORDER BY u.priority, u.created_at, u.id, k.ord
-                RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.kind, item_event.to_step),
-            announced AS (
-                SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-                           'item', e.item_id, 'queue', e.queue, 'kind', e.kind, 'event', e.id,
-                           'step', e.to_step)::text)) AS n
-                  FROM e)
-            SELECT u.* FROM u, announced ORDER BY u.priority, u.created_at, u.id;
+                RETURNING item_event.id)
+            SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id;
     END IF;
 
     -- The worker's fences on the items it now holds end.  (A statement of
@@ -490,9 +488,9 @@ BEGIN
     PERFORM workqueue._check_holder(it, extend_lease.worker);
     UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
      WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
-    -- a heartbeat: announced, but not written to the audit trail
-    PERFORM pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-        'item', it.id, 'queue', it.queue, 'kind', 'lease_extended', 'lease_until', it.lease_until)::text);
+    -- the new end of the lease is in the audit trail (fencing is judged by it)
+    PERFORM workqueue._event(it.queue, it.id, extend_lease.worker, 'lease_extended', it.step, it.step,
+                             jsonb_build_object('lease_until', it.lease_until));
     RETURN it;
 END
 $$;

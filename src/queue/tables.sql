@@ -80,14 +80,38 @@ CREATE TABLE workqueue.item_event (
     kind      text NOT NULL CHECK (kind IN ('created', 'synced', 'claimed', 'released', 'lease_expired',
                     'transition', 'comment', 'field_update', 'assigned', 'sla_warning', 'sla_breach',
                     'escalated', 'upstream_closed', 'upstream_reopened', 'fetch_completed', 'fetch_failed',
-                    'sla_recomputed')),
+                    'sla_recomputed', 'lease_extended')),
     from_step text,
     to_step   text,
     payload   jsonb NOT NULL DEFAULT '{}',
+    -- the transaction that wrote it; the default, workqueue._event_tx()
+    -- (src/queue/queue.sql), also wakes the announce worker at its commit
+    tx        xid8,
     PRIMARY KEY (queue, id),
     FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
 );
 CREATE INDEX item_event_item_idx ON workqueue.item_event (queue, item_id, id);
+-- the events of the transactions that committed since the last announcement
+CREATE INDEX item_event_tx_idx ON workqueue.item_event (tx);
+
+-- Announcements (src/queue/announce.c): the snapshot up to which the
+-- announce worker has sent NOTIFY workqueue for the events, and a batch in
+-- progress (the snapshot it is announcing up to and the last event id sent).
+-- One row.  Not part of a dump: a restored database starts afresh (its
+-- transaction ids are not the dumped cluster's, so the events the dump
+-- brings, written before "since", are never announced).
+CREATE TABLE workqueue.announce_state (
+    one          bool PRIMARY KEY DEFAULT true CHECK (one),
+    since        timestamptz NOT NULL DEFAULT clock_timestamp(),  -- events written before are not announced
+    snapshot     pg_snapshot NOT NULL DEFAULT pg_current_snapshot(),
+    pending      pg_snapshot,
+    after_id     bigint NOT NULL DEFAULT 0,
+    announced_at timestamptz,
+    events       bigint NOT NULL DEFAULT 0      -- announced since the row was made
+);
+INSERT INTO workqueue.announce_state DEFAULT VALUES;
+REVOKE ALL ON workqueue.announce_state FROM PUBLIC;
+GRANT SELECT ON workqueue.announce_state TO PUBLIC;
 
 -- Fencing (doc/workflows.md, "Moving items"): a worker whose claim on an
 -- item ended with its lease run out -- swept by the worker, taken over by

@@ -327,7 +327,7 @@ DECLARE
     esc_roles text[];
     g record;
     pick record;
-    notified bigint;
+    written bigint;
 BEGIN
     WITH due AS MATERIALIZED (
         SELECT i.queue, i.id, i.step, i.due_at, i.sla_target AS target, i.sla_elapsed, i.sla_clock_from,
@@ -380,12 +380,10 @@ BEGIN
                                             'elapsed', f.elapsed) END
           FROM f ORDER BY f.id, f.ord
         RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.kind, item_event.to_step)
-    SELECT (SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-                       'item', e.item_id, 'queue', e.queue, 'kind', e.kind, 'event', e.id, 'step', e.to_step)::text))
-              FROM e) + (SELECT count(*) FROM u),
+    SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM u),
            array_agg(f.id ORDER BY f.id) FILTER (WHERE f.pct = 100 AND f.escalate_to IS NOT NULL),
            array_agg(f.escalate_to ORDER BY f.id) FILTER (WHERE f.pct = 100 AND f.escalate_to IS NOT NULL)
-      INTO notified, esc_ids, esc_roles
+      INTO written, esc_ids, esc_roles
       FROM f;
 
     -- escalation of the breached items, per role
@@ -408,9 +406,7 @@ BEGIN
                    jsonb_build_object('role', g.role, 'from', old.assignee, 'to', old.member, 'strategy', pick.strategy)
               FROM old ORDER BY old.id
             RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
-        SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-                   'item', e.item_id, 'queue', e.queue, 'kind', 'escalated', 'event', e.id, 'step', e.to_step)::text))
-          INTO notified FROM e;
+        SELECT count(*) INTO written FROM e;
     END LOOP;
     RETURN (SELECT min(i.sla_next_at) FROM workqueue.item i WHERE i.sla_next_at IS NOT NULL);
 END

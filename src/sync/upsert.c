@@ -32,8 +32,8 @@
  *	   - inserts the new ones, in external-id order, at the start step of
  *	     the current version of the queue's workflow, each with a "created"
  *	     event;
- *	   - sends one NOTIFY per event when the call writes at most
- *	     NOTIFY_PER_ITEM_MAX events; above that, C sends one summary.
+ *	   The announce worker announces the events after the commit
+ *	   (src/queue/announce.c; one summary for a bulk of them).
  *	   The statement is re-planned for every call (CURSOR_OPT_CUSTOM_PLAN):
  *	   a generic plan guesses ten array elements.
  *
@@ -60,7 +60,6 @@
 #include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -81,9 +80,6 @@
 #include "core/srf.h"
 #include "queue/priority.h"
 #include "sync/sync_db.h"
-
-/* Above this many changed items a call sends one summary notification. */
-#define NOTIFY_PER_ITEM_MAX		1000
 
 /*
  * Most records one call takes: 10 times the benchmark's 100,000, and far
@@ -135,19 +131,17 @@ typedef struct PassResult
 	Datum		inserted_ids;	/* int8[] of the new items, or 0 */
 } PassResult;
 
-#define UPSERT_NARGS 14
+#define UPSERT_NARGS 13
 
 /*
  * $1 queue, $2-$4 the new items (external ids, priorities, data) in
  * external-id order, $5 source, $6 actor, $7 workflow, $8 its version,
- * $9 start step, $10 most events to announce one by one, $11-$13 the
- * changed items (item ids, priorities, data) in id order, $14 whether to
- * return the ids of the inserted items.
+ * $9 start step, $10-$12 the changed items (item ids, priorities, data)
+ * in id order, $13 whether to return the ids of the inserted items.
  *
- * Returns the counts of inserted items, updated items, events and
- * notifications, the 1-based positions in $2 of new items another
+ * Returns the counts of inserted items, updated items and events, the 1-based positions in $2 of new items another
  * transaction inserted first (NULL if none), and the ids of the inserted
- * items if $14.  The arrays are read with
+ * items if $13.  The arrays are read with
  * unnest() in the target list, which streams them in order (unnest() in
  * FROM would first copy them into a tuplestore).
  */
@@ -155,8 +149,8 @@ static const char *const UPSERT_SQL =
 "WITH lk AS ("
 "    SELECT i.id, i.step, i.data AS old_data, i.priority AS old_priority,"
 "           c.data AS new_data, c.priority AS new_priority"
-"      FROM (SELECT unnest($11::int8[]) AS id, unnest($12::int2[]) AS priority,"
-"                   unnest($13::jsonb[]) AS data) AS c"
+"      FROM (SELECT unnest($10::int8[]) AS id, unnest($11::int2[]) AS priority,"
+"                   unnest($12::jsonb[]) AS data) AS c"
 "      JOIN workqueue.item i ON i.queue = $1 AND i.id = c.id"
 "     ORDER BY i.id"
 "       FOR NO KEY UPDATE OF i"
@@ -190,19 +184,14 @@ static const char *const UPSERT_SQL =
 "    SELECT $1, upd.id, $6, 'synced', upd.step, upd.step,"
 "           workqueue._sync_payload(upd.old_data, upd.new_data, upd.old_priority, upd.new_priority)"
 "      FROM upd"
-"    RETURNING id, item_id, kind, to_step"
-"), cnt AS ("
-"    SELECT count(*) AS events FROM ev"
+"    RETURNING id"
 ")"
-"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT events FROM cnt),"
-"       (SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
-"                   'item', ev.item_id, 'queue', $1, 'kind', ev.kind, 'event', ev.id, 'step', ev.to_step)::text))"
-"          FROM ev WHERE (SELECT events FROM cnt) <= $10),"
+"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT count(*) FROM ev),"
 "       CASE WHEN (SELECT count(*) FROM ins) < pg_catalog.cardinality($2) THEN"
 "            ARRAY(SELECT n.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS n(external_id, ord)"
 "                   WHERE NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)"
 "                   ORDER BY n.ord) END,"
-"       CASE WHEN $14 THEN ARRAY(SELECT ins.id FROM ins) END";
+"       CASE WHEN $13 THEN ARRAY(SELECT ins.id FROM ins) END";
 
 /*
  * The queue's workflow, its current version and start step, and whether new
@@ -220,9 +209,9 @@ static const char *const QUEUE_SQL =
 "    ON s.workflow = v.workflow AND s.version = v.version AND s.name = v.start_step"
 " WHERE q.name = $1";
 
-/* the types of $1 to $14 of UPSERT_SQL */
+/* the types of $1 to $13 of UPSERT_SQL */
 static Oid	upsert_types[UPSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JSONBARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID,
+	TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID,
 INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID, BOOLOID};
 
 static SPIPlanPtr queue_plan;
@@ -656,8 +645,7 @@ PriorityArray(SyncItem *items, int *pos, int n)
  * Runs the statement for what ClassifyRecords found and fills *res.
  */
 static void
-RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_max,
-		PassResult *res)
+RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, PassResult *res)
 {
 	bool		isnull;
 	HeapTuple	row;
@@ -668,13 +656,12 @@ RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_m
 	args[1] = VarlenaArray(items, c->newpos, c->nnew, false);
 	args[2] = PriorityArray(items, c->newpos, c->nnew);
 	args[3] = VarlenaArray(items, c->newpos, c->nnew, true);
-	args[9] = Int64GetDatum(notify_max);
 	for (int i = 0; i < c->nch; i++)
 		ids[i] = Int64GetDatum(c->chid[i]);
-	args[10] = PointerGetDatum(c->nch == 0 ? construct_empty_array(INT8OID)
+	args[9] = PointerGetDatum(c->nch == 0 ? construct_empty_array(INT8OID)
 							   : construct_array(ids, c->nch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[11] = PriorityArray(items, c->chpos, c->nch);
-	args[12] = VarlenaArray(items, c->chpos, c->nch, true);
+	args[10] = PriorityArray(items, c->chpos, c->nch);
+	args[11] = VarlenaArray(items, c->chpos, c->nch, true);
 
 	if (SPI_execute_plan(WqPlanCursor(&upsert_plan, UPSERT_SQL, UPSERT_NARGS, upsert_types, CURSOR_OPT_CUSTOM_PLAN),
 						 args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
@@ -686,7 +673,7 @@ RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_m
 	res->updated = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
 	res->events = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
 	res->nskipped = 0;
-	d = SPI_getbinval(row, desc, 5, &isnull);
+	d = SPI_getbinval(row, desc, 4, &isnull);
 	if (!isnull)
 	{
 		Datum	   *elems;
@@ -699,7 +686,7 @@ RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, int64 notify_m
 			res->skipped[i] = c->newpos[DatumGetInt32(elems[i]) - 1];
 		res->nskipped = n;
 	}
-	res->inserted_ids = SPI_getbinval(row, desc, 6, &isnull);
+	res->inserted_ids = SPI_getbinval(row, desc, 5, &isnull);
 	if (isnull || res->inserted == 0)
 		res->inserted_ids = (Datum) 0;
 	else
@@ -725,8 +712,7 @@ AfterEnter(Datum ids, Datum actor)
 
 /*
  * Classifies and writes the items, then again the new items another
- * transaction inserted first.  Adds up the counts; sends the summary
- * notification of a bulk call.
+ * transaction inserted first.  Adds up the counts.
  */
 static void
 WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
@@ -737,7 +723,6 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 	char		nulls[UPSERT_NARGS + 1];
 	int		   *pos = palloc(sizeof(int) * Max(n, 1));
 	int			npos = n;
-	int64		events = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	memset(nulls, ' ', UPSERT_NARGS);
@@ -756,7 +741,7 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 	args[6] = CStringGetTextDatum(q.workflow);
 	args[7] = Int32GetDatum(q.version);
 	args[8] = CStringGetTextDatum(q.start_step);
-	args[13] = BoolGetDatum(q.after_enter);
+	args[12] = BoolGetDatum(q.after_enter);
 
 	for (int pass = 1; npos > 0; pass++)
 	{
@@ -783,30 +768,17 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 			MemoryContextSwitchTo(oldcxt);
 			break;				/* all equal: nothing to write */
 		}
-		RunPass(items, &c, args, nulls, Max(NOTIFY_PER_ITEM_MAX - events, 0), &res);
+		RunPass(items, &c, args, nulls, &res);
 		if (res.inserted_ids != (Datum) 0)
 			AfterEnter(res.inserted_ids, args[5]);
 		MemoryContextSwitchTo(oldcxt);
 
 		*inserted += res.inserted;
 		*updated += res.updated;
-		events += res.events;
 		pos = res.skipped;
 		npos = res.nskipped;
 	}
 	SPI_finish();
-
-	if (events > NOTIFY_PER_ITEM_MAX)
-	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, "{\"queue\": ");
-		escape_json(&buf, text_to_cstring(queue));
-		appendStringInfo(&buf, ", \"kind\": \"synced\", \"inserted\": " INT64_FORMAT
-						 ", \"updated\": " INT64_FORMAT ", \"bulk\": true}", *inserted, *updated);
-		Async_Notify("workqueue", buf.data);
-	}
 }
 
 PG_FUNCTION_INFO_V1(workqueue_upsert_items);

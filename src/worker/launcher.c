@@ -131,6 +131,8 @@ WorkqueueWakeWorker(Oid dboid, WorkerKind kind)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
+const char *const WorkerKindNames[WORKER_KINDS] = {"sync", "fetch", "announce"};
+
 static bool wake_pending[WORKER_KINDS];
 static bool wake_callback_registered = false;
 
@@ -152,8 +154,8 @@ WakeAtCommit(XactEvent event, void *arg)
 }
 
 /* Wakes this database's worker of a kind when the transaction commits. */
-static void
-WakeAtCommitOf(WorkerKind kind)
+void
+WorkqueueWakeAtCommit(WorkerKind kind)
 {
 	if (!wake_callback_registered)
 	{
@@ -189,7 +191,7 @@ workqueue_workers(PG_FUNCTION_ARGS)
 		if (copy[i].pid == 0)
 			continue;
 		values[0] = CStringGetTextDatum(copy[i].dbname);
-		values[1] = CStringGetTextDatum(copy[i].kind == WORKER_SYNC ? "sync" : "fetch");
+		values[1] = CStringGetTextDatum(WorkerKindNames[copy[i].kind]);
 		values[2] = Int32GetDatum(copy[i].pid);
 		values[3] = TimestampTzGetDatum(copy[i].started_at);
 		values[4] = TimestampTzGetDatum(copy[i].last_loop_at);
@@ -210,7 +212,7 @@ PG_FUNCTION_INFO_V1(workqueue_wake);
 Datum
 workqueue_wake(PG_FUNCTION_ARGS)
 {
-	WakeAtCommitOf(WORKER_SYNC);
+	WorkqueueWakeAtCommit(WORKER_SYNC);
 	PG_RETURN_VOID();
 }
 
@@ -220,7 +222,7 @@ PG_FUNCTION_INFO_V1(workqueue_wake_fetch);
 Datum
 workqueue_wake_fetch(PG_FUNCTION_ARGS)
 {
-	WakeAtCommitOf(WORKER_FETCH);
+	WorkqueueWakeAtCommit(WORKER_FETCH);
 	PG_RETURN_VOID();
 }
 
@@ -308,7 +310,7 @@ LookupDatabases(char **names, int n, Oid *oids, bool *busy)
 static BackgroundWorkerHandle *
 StartDatabaseWorker(int slotno, const char *dbname)
 {
-	const char *kind = slotno % WORKER_KINDS == WORKER_SYNC ? "sync worker" : "fetch worker";
+	const char *kind = WorkerKindNames[slotno % WORKER_KINDS];
 
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
@@ -319,8 +321,8 @@ StartDatabaseWorker(int slotno, const char *dbname)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "workqueue");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "WorkqueueWorkerMain");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "workqueue %s for database %s", kind, dbname);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "workqueue %s", kind);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "workqueue %s worker for database %s", kind, dbname);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "workqueue %s worker", kind);
 	bgw.bgw_main_arg = Int32GetDatum(slotno);
 	strlcpy(bgw.bgw_extra, dbname, BGW_EXTRALEN);
 	bgw.bgw_notify_pid = MyProcPid;

@@ -13,13 +13,17 @@
 
 #define WQ_MAX_DATABASES 32
 
-/* Each database gets two workers, one of each kind. */
+/* Each database gets three workers, one of each kind. */
 typedef enum WorkerKind
 {
 	WORKER_SYNC = 0,			/* executes sync runs */
 	WORKER_FETCH = 1,			/* fetch queue, lease expiry, timers */
-	WORKER_KINDS = 2
+	WORKER_ANNOUNCE = 2,		/* NOTIFY workqueue for committed events */
+	WORKER_KINDS = 3
 } WorkerKind;
+
+/* "sync", "fetch" or "announce" */
+extern const char *const WorkerKindNames[WORKER_KINDS];
 
 #define WQ_MAX_SLOTS (WQ_MAX_DATABASES * WORKER_KINDS)
 
@@ -48,6 +52,7 @@ extern WorkqueueShared *WqShared;
 extern void WorkqueueShmemInit(void);
 extern void WorkqueueRegisterLauncher(void);
 extern void WorkqueueWakeWorker(Oid dboid, WorkerKind kind);
+extern void WorkqueueWakeAtCommit(WorkerKind kind);
 PGDLLEXPORT void WorkqueueLauncherMain(Datum arg);
 
 #endif							/* WORKQUEUE_LAUNCHER_H */

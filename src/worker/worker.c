@@ -36,6 +36,7 @@
 #include "utils/memutils.h"
 
 #include "fetch/fetch.h"
+#include "queue/announce.h"
 #include "sync/sync.h"
 #include "worker/launcher.h"
 #include "worker/slot.h"
@@ -111,9 +112,11 @@ WorkqueueWorkerMain(Datum arg)
 	WorkerSlotAttach(slot, dbname);
 
 	ereport(LOG, (errmsg("workqueue %s worker started for database \"%s\"",
-						 kind == WORKER_SYNC ? "sync" : "fetch", dbname)));
+						 WorkerKindNames[kind], dbname)));
 	if (kind == WORKER_FETCH)
 		FetchWorkerLoop();		/* never returns */
+	if (kind == WORKER_ANNOUNCE)
+		AnnounceWorkerLoop();	/* never returns */
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "workqueue worker loop", ALLOCSET_DEFAULT_SIZES);
 	for (;;)

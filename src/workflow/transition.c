@@ -75,7 +75,7 @@ typedef struct ItemState
  * Moves a batch: $1-$4 the items' queues, ids, new steps and statuses, $5
  * the payload, $6-$9 their old steps, statuses, claimants and assignees,
  * $10 the actor, $11 the transition, $12 whether each keeps its assignee.
- * Writes the steps and an event per item, each with its notification;
+ * Writes the steps and an event per item;
  * returns the number of events.
  */
 static const char *const MOVE_SQL =
@@ -99,10 +99,8 @@ static const char *const MOVE_SQL =
 "                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee),"
 "         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))"
 "    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id"
-"  RETURNING queue, item_id, id, to_step)"
-" SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object("
-"         'item', item_id, 'queue', queue, 'kind', 'transition', 'event', id, 'step', to_step)::text))"
-"   FROM e";
+"  RETURNING id)"
+" SELECT count(*) FROM e";
 
 /*
  * Fences the holders of claims whose lease ran out that a batch ends (a
@@ -488,7 +486,7 @@ CheckMove(const ItemState *it, const Workflow *wf, const char *tname, Jsonb *pay
 
 /*
  * Moves a batch of items: locks them, checks every move, then writes all
- * steps, events and notifications with one statement.  All or nothing: the
+ * steps and events with one statement.  All or nothing: the
  * first refusal raises.  ids must be sorted and free of duplicates.
  */
 static void

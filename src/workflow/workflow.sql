@@ -160,7 +160,7 @@ DECLARE
     a_roles text[];
     a_strategies text[];
     done bigint[];
-    notified bigint;
+    written bigint;
 BEGIN
     SELECT array_agg(a.id ORDER BY a.id), array_agg(a.member ORDER BY a.id),
            array_agg(a.role ORDER BY a.id), array_agg(a.strategy ORDER BY a.id)
@@ -184,9 +184,7 @@ BEGIN
           JOIN workqueue.item i ON i.id = a.id
          WHERE a.member IS NOT NULL
         RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
-    SELECT count(pg_catalog.pg_notify('workqueue', pg_catalog.json_build_object(
-               'item', e.item_id, 'queue', e.queue, 'kind', 'assigned', 'event', e.id, 'step', e.to_step)::text))
-      INTO notified FROM e;
+    SELECT count(*) INTO written FROM e;
 END
 $$;
 

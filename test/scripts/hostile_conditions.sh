@@ -162,20 +162,21 @@ q2_is() { PGDATABASE=$db2 q_is "$@"; }
 workers2() { q "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db2' AND backend_type IN ($(worker_types_sql))"; }
 workers2_are() { [[ $(workers2) == "$1" ]]; }
 q2 "CREATE EXTENSION workqueue" >/dev/null
-wait_until 10 "two workers in $db2" workers2_are 2
-is "$(workers2)" 2 "after ALTER SYSTEM SET workqueue.databases and a reload, two workers serve $db2"
+wait_until 10 "three workers in $db2" workers2_are 3
+is "$(workers2)" 3 "after ALTER SYSTEM SET workqueue.databases and a reload, three workers (fetch, sync, announce) serve $db2"
 
 # reordering the list moves workers between slots without doubling any; a database left out loses its workers
 per_kind() {
     q "SELECT string_agg(datname || ' ' || backend_type || ' ' || n, ', ' ORDER BY datname, $(worker_kind_sql))
          FROM (SELECT datname, backend_type, count(*) n FROM pg_stat_activity
-                WHERE backend_type IN ($(worker_types_sql fetch sync)) GROUP BY 1, 2) x"
+                WHERE backend_type IN ($(worker_types_sql fetch sync announce)) GROUP BY 1, 2) x"
 }
-want="$db $(worker_type fetch) 1, $db $(worker_type sync) 1, $db2 $(worker_type fetch) 1, $db2 $(worker_type sync) 1"
+want="$db $(worker_type announce) 1, $db $(worker_type fetch) 1, $db $(worker_type sync) 1"
+want+=", $db2 $(worker_type announce) 1, $db2 $(worker_type fetch) 1, $db2 $(worker_type sync) 1"
 per_kind_is_want() { [[ $(per_kind) == "$want" ]]; }
 # moved: one worker of each kind per database, none of them one of before (the
 # order of the list decides the slots: every worker is replaced)
-old_workers=$(q "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type IN ($(worker_types_sql fetch sync))")
+old_workers=$(q "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type IN ($(worker_types_sql fetch sync announce))")
 moved() { per_kind_is_want && q_is "SELECT count(*) FROM pg_stat_activity WHERE pid IN (${old_workers:-0})" 0; }
 psql -XAtq -c "ALTER SYSTEM SET workqueue.databases = '$db2, $db'" -c "SELECT pg_reload_conf()" >/dev/null
 wait_until 15 "the workers to move to their new slots, one of each kind per database" moved
@@ -204,7 +205,7 @@ busy2_now() {
        $(q2 "SELECT count(*) FROM workqueue.sync_run WHERE status = 'running'") == 1 ]]
 }
 starts2() { log_since "$1" | grep -c "worker started for database \"$db2\""; }
-exits2() { log_since "$1" | grep -cE "background worker \"($(worker_type fetch)|$(worker_type sync))\" \\(PID [0-9]+\\) exited with exit code 1"; }
+exits2() { log_since "$1" | grep -cE "background worker \"($(worker_type fetch)|$(worker_type sync)|$(worker_type announce))\" \\(PID [0-9]+\\) exited with exit code 1"; }
 
 # DROP EXTENSION under a busy worker; it idles, then picks up after CREATE EXTENSION
 busy2 hd
@@ -219,10 +220,10 @@ is "$err" "" "DROP EXTENSION workqueue while its workers are busy succeeds ($ms 
 # worker started or exited for 3 s, at most 20 s -- a worker that loops on
 # errors never settles
 last=-1; same=0
-settled() {         # looked at every 0.5 s: true at the 6th look in a row that finds the same and both workers
+settled() {         # looked at every 0.5 s: true at the 6th look in a row that finds the same and all three workers
     local cur
     cur="$(exits2 "$mark")/$(starts2 "$mark")/$(workers2)"
-    if [[ $cur == "$last" && $(workers2) == 2 ]]; then same=$((same + 1)); else same=0; last=$cur; fi
+    if [[ $cur == "$last" && $(workers2) == 3 ]]; then same=$((same + 1)); else same=0; last=$cur; fi
     [[ $same -ge 6 ]]
 }
 wait_until -i 0.5 20 "the workers of $db2 to settle (no start or exit for 3 s)" settled
@@ -230,7 +231,7 @@ n_exits=$(exits2 "$mark"); n_starts=$(starts2 "$mark")
 ok $([[ $n_exits -le 2 && $n_starts -le 2 ]]; echo $?) "the workers do not loop on errors ($n_exits error exits, $n_starts restarts until they settled)"
 mark=$(log_size)
 sleep 3     # not a wait: the workers must stay idle over these 3 s
-is "$(exits2 "$mark")|$(starts2 "$mark")|$(workers2)" "0|0|2" "... and then idle: no exit, no restart in 3 s, both still there"
+is "$(exits2 "$mark")|$(starts2 "$mark")|$(workers2)" "0|0|3" "... and then idle: no exit, no restart in 3 s, all three still there"
 control '{"reset": true}'
 q2 "CREATE EXTENSION workqueue" >/dev/null
 q2 "SELECT workqueue.create_queue('he');
@@ -257,8 +258,8 @@ is "$(log_since "$mark" | grep -c "database \"$db2\" does not exist")" 0 "... an
 # recreated under the same name it is served again; DROP DATABASE ... WITH (FORCE) works too
 q "CREATE DATABASE $db2" >/dev/null
 q2 "CREATE EXTENSION workqueue" >/dev/null
-wait_until 10 "two workers in the new $db2" workers2_are 2
-is "$(workers2)" 2 "a database created again under that name gets its workers"
+wait_until 10 "three workers in the new $db2" workers2_are 3
+is "$(workers2)" 3 "a database created again under that name gets its workers"
 busy2 hx
 mark=$(log_size)
 is "$(qerr "DROP DATABASE $db2 WITH (FORCE)")" "" "DROP DATABASE ... WITH (FORCE) under busy workers succeeds"

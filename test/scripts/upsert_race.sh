@@ -29,6 +29,10 @@ pids=()
 
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    listen_stop
+    unserve_database "$db" || true
+    wait_until 20 "the workers of $db to stop" \
+        q_is "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND backend_type LIKE 'workqueue%'" 0 || true
     dropdb --if-exists "$db" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
@@ -140,25 +144,31 @@ is "$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'rr'")" "1" "and crea
 
 # ---------------------------------------------------------------------------
 echo "# 4. notifications"
-notes=$(psql -X -q -At -d "$db" 2>&1 <<'SQL'
-LISTEN workqueue;
+# announced by the announce worker of a database the workers serve
+serve_database "$db"
+listen_start "$tmp/listen.out" "$db"
+psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL'
 SELECT 'call' FROM workqueue.upsert_items('note', '[{"external_id": "N-1"}, {"external_id": "N-2"}, {"external_id": "N-3"}]', 's');
 SELECT 'call' FROM workqueue.upsert_items('note', '[{"external_id": "N-1"}, {"external_id": "N-2", "data": {"v": 1}}]', 's');
 SQL
-)
+wait_until 10 "four notifications" listen_heard "$tmp/listen.out" 4 || true
+notes=$(listen_payloads "$tmp/listen.out")
 echo "$notes" | sed 's/^/# /'
 is "$(echo "$notes" | grep -c '"kind" : "created"')" "3" "three new items: three 'created' notifications"
 is "$(echo "$notes" | grep -c '"kind" : "synced"')" "1" "one changed and one unchanged item: one 'synced' notification"
 ok "$(echo "$notes" | grep '"kind" : "synced"' | grep -q '"queue" : "note"' && echo 0 || echo 1)" \
    "a notification names the queue"
-notes=$(psql -X -q -At -d "$db" 2>&1 <<'SQL'
-LISTEN workqueue;
+listen_stop
+listen_start "$tmp/listen.out" "$db"
+psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL'
 SELECT 'call' FROM workqueue.upsert_items('note', (SELECT jsonb_agg(jsonb_build_object('external_id', 'M-' || g)) FROM generate_series(1, 1000) g));
 SELECT 'call' FROM workqueue.upsert_items('note', (SELECT jsonb_agg(jsonb_build_object('external_id', 'M-' || g, 'data', jsonb_build_object('g', g))) FROM generate_series(501, 1501) g));
 SQL
-)
+wait_until 10 "1001 notifications" listen_heard "$tmp/listen.out" 1001 || true
+notes=$(listen_payloads "$tmp/listen.out")
+listen_stop
 is "$(echo "$notes" | grep -c '"kind" : "created"')" "1000" "1000 new items: 1000 notifications"
-is "$(echo "$notes" | grep -c 'Asynchronous notification' )" "1001" \
+is "$(echo "$notes" | wc -l)" "1001" \
    "1001 changed items: one notification for the second call"
 is "$(echo "$notes" | grep -c '{"queue": "note", "kind": "synced", "inserted": 501, "updated": 500, "bulk": true}')" "1" \
    "it is the summary: {\"queue\": ..., \"kind\": \"synced\", \"inserted\": 501, \"updated\": 500, \"bulk\": true}"
