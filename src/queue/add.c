@@ -309,7 +309,7 @@ WriteItems(text *queue, const NewItemsQueue *q, const NewItem *items, int n, boo
 	for (int i = 0; i < n; i++)
 		pos[i] = i;
 	oldcxt = MemoryContextSwitchTo(cxt);
-	NewItemsInsert(queue, q, NULL, CStringGetTextDatum(WorkqueueCallerName()), false,
+	NewItemsInsert(queue, q, NULL, CStringGetTextDatum(WorkqueueCallerName()), false, single,
 				   items, pos, n, &res);
 	MemoryContextSwitchTo(oldcxt);
 	if (res.nskipped > 0)

@@ -46,14 +46,16 @@
 /* Above this many items a batch is planned for its own values. */
 #define INSERT_GENERIC_MAX		100
 
-#define INSERT_NARGS 13
+#define INSERT_NARGS 14
 
 /*
  * $1 queue, $2-$4 the items (external ids, NULL for none; priorities; data)
  * in the order to insert them, $5 source, $6 actor, $7 workflow, $8 its
  * version, $9 start step, $10 the assignees (NULL: the start step has no
  * role; a NULL element: nobody), $11 the role and $12 the strategy that
- * picked them, $13 whether to set last_seen_at (upsert_items).
+ * picked them, $13 whether to set last_seen_at (upsert_items), $14
+ * whether to look for existing external ids first (add(): so that an
+ * external id that exists draws no id from the sequence, as before).
  *
  * Returns the count of items inserted, of events, the 1-based positions of
  * items skipped for an existing external id (NULL if none) and the ids of
@@ -116,6 +118,8 @@ static const char *const INSERT_SQL =
 "                           unnest($4::jsonb[]) AS data, unnest($10::text[]) AS member) x) y"
 "      LEFT JOIN LATERAL (SELECT * FROM sla WHERE sla.priority = y.priority AND sla.cal = y.cal LIMIT 1) z"
 "        ON true"
+"     WHERE NOT $14 OR y.external_id IS NULL"
+"        OR NOT EXISTS (SELECT FROM workqueue.item e WHERE e.queue = $1 AND e.external_id = y.external_id)"
 "        ON CONFLICT (queue, external_id) DO NOTHING"
 "    RETURNING i.id, i.external_id, i.priority, i.assignee"
 "), ev AS ("
@@ -156,7 +160,7 @@ static const char *const QUEUE_SQL =
 " WHERE q.name = $1";
 
 static Oid	insert_types[INSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JSONBARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLOID};
+	TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID};
 
 static SPIPlanPtr queue_plan;
 static SPIPlanPtr insert_plan;
@@ -305,12 +309,13 @@ PickMembers(const char *role, int n, Datum *members, Datum *strategy, bool *stra
  * Inserts items[pos[0..n-1]] (n > 0) into the queue, in that order, with
  * their events, and fills *res.  source (or NULL) is recorded on the items
  * and in their "created" events, actor is the events' actor, seen sets
- * last_seen_at.  Must be connected to SPI; what *res points to is allocated
+ * last_seen_at, precheck skips items whose external id exists before they
+ * draw an id.  Must be connected to SPI; what *res points to is allocated
  * in CurrentMemoryContext.
  */
 void
 NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, bool seen,
-			   const NewItem *items, const int *pos, int n, NewItemsResult *res)
+			   bool precheck, const NewItem *items, const int *pos, int n, NewItemsResult *res)
 {
 	Datum		args[INSERT_NARGS];
 	char		nulls[INSERT_NARGS + 1];
@@ -334,6 +339,7 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 	args[7] = Int32GetDatum(q->version);
 	args[8] = CStringGetTextDatum(q->start_step);
 	args[12] = BoolGetDatum(seen);
+	args[13] = BoolGetDatum(precheck);
 	if (q->role != NULL)
 	{
 		bool		strategy_null;

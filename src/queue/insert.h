@@ -41,7 +41,7 @@ typedef struct NewItemsResult
 
 extern void NewItemsReadQueue(text *queue, NewItemsQueue *q);
 extern void NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor,
-						   bool seen, const NewItem *items, const int *pos, int n,
+						   bool seen, bool precheck, const NewItem *items, const int *pos, int n,
 						   NewItemsResult *res);
 
 #endif							/* WORKQUEUE_INSERT_H */

@@ -615,7 +615,7 @@ RunPass(SyncItem *items, const NewItem *newitems, Classified *c, text *queue, co
 	{
 		NewItemsResult ins;
 
-		NewItemsInsert(queue, q, source, args[2], true, newitems, c->newpos, c->nnew, &ins);
+		NewItemsInsert(queue, q, source, args[2], true, false, newitems, c->newpos, c->nnew, &ins);
 		res->inserted = ins.inserted;
 		res->events += ins.events;
 		if (ins.nskipped > 0)
