@@ -595,7 +595,8 @@ RunPass(SyncItem *items, const NewItem *newitems, Classified *c, text *queue, co
 		Datum	   *ids = palloc(sizeof(Datum) * c->nch);
 		bool		isnull;
 
-		args[3] = Int64GetDatum(notify_max);
+		/* the new items' events count too: past the limit, only the summary */
+		args[3] = Int64GetDatum(notify_max - c->nnew);
 		for (int i = 0; i < c->nch; i++)
 			ids[i] = Int64GetDatum(c->chid[i]);
 		args[4] = PointerGetDatum(construct_array(ids, c->nch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
