@@ -71,79 +71,90 @@
  * created_at or, in a step that pauses the SLA, is paused from then.  No
  * target for the priority (or no policy): no SLA.
  */
-static const char *const INSERT_SQL =
-"WITH p AS MATERIALIZED ("
-"    SELECT x.name, x.version, x.calendar, x.calendar_by, x.targets, (x.warn_at || 100)[1] AS first_pct"
-"      FROM workqueue.queue q"
-"      JOIN LATERAL (SELECT * FROM workqueue.sla_policy y WHERE y.name = q.sla_policy"
-"                     ORDER BY y.version DESC LIMIT 1) x ON true"
-"     WHERE q.name = $1"
-"), st AS MATERIALIZED ("
-"    SELECT s.pauses_sla,"
-"           CASE WHEN s.kind = 'work' AND NOT s.pauses_sla"
-"                THEN s.weight / nullif((SELECT sum(w.weight) FROM workqueue.workflow_step w"
-"                                         WHERE w.workflow = $7 AND w.version = $8"
-"                                           AND w.kind = 'work' AND NOT w.pauses_sla), 0) END AS share"
-"      FROM workqueue.workflow_step s"
-"     WHERE s.workflow = $7 AND s.version = $8 AND s.name = $9"
-"), sla AS MATERIALIZED ("
-"    SELECT d.priority, d.cal, p.name, p.version, c.version AS calv, t.target,"
-"           workqueue.business_add(now(), t.target, d.cal, c.version) AS due_at,"
-"           CASE WHEN st.pauses_sla THEN NULL ELSE now() END AS clock_from,"
-"           CASE WHEN st.pauses_sla THEN now() END AS paused_at,"
-"           CASE WHEN NOT st.pauses_sla THEN"
-"                workqueue._sla_next_at(now(), t.target, interval '0', p.first_pct, d.cal, c.version) END AS next_at,"
-"           CASE WHEN NOT st.pauses_sla THEN"
-"                workqueue.business_add(now(), t.target * st.share, d.cal, c.version) END AS step_due_at"
-"      FROM p CROSS JOIN st"
-"     CROSS JOIN LATERAL (SELECT DISTINCT x.priority,"
-"                                workqueue._sla_calendar(p.calendar_by, x.data, p.calendar) AS cal"
-"                           FROM (SELECT unnest($3::int2[]) AS priority, unnest($4::jsonb[]) AS data) x) d"
-"     CROSS JOIN LATERAL (SELECT (p.targets->>d.priority::text)::interval AS target) t"
-"     CROSS JOIN LATERAL (SELECT max(v.version) AS version FROM workqueue.calendar v WHERE v.name = d.cal) c"
-"     WHERE t.target IS NOT NULL AND c.version IS NOT NULL"
-"), ins AS ("
-"    INSERT INTO workqueue.item AS i (queue, external_id, source, step, status, priority, data, workflow,"
-"                                     workflow_version, last_seen_at, scope, assignee,"
-"                                     sla_policy, sla_policy_version, sla_calendar, sla_calendar_version,"
-"                                     sla_target, due_at, sla_clock_from, sla_paused_at, sla_next_at,"
-"                                     step_due_at)"
-"    SELECT $1, y.external_id, $5, $9, 'open', y.priority, y.data, $7, $8, CASE WHEN $13 THEN now() END,"
-"           (SELECT q.scope FROM workqueue.queue q WHERE q.name = $1), y.member,"
-"           z.name, z.version, z.cal, z.calv, z.target, z.due_at, z.clock_from, z.paused_at, z.next_at,"
-"           z.step_due_at"
-"      FROM (SELECT x.*, workqueue._sla_calendar((SELECT p.calendar_by FROM p), x.data,"
-"                                                (SELECT p.calendar FROM p)) AS cal"
-"              FROM (SELECT unnest($2::text[]) AS external_id, unnest($3::int2[]) AS priority,"
-"                           unnest($4::jsonb[]) AS data, unnest($10::text[]) AS member) x) y"
-"      LEFT JOIN LATERAL (SELECT * FROM sla WHERE sla.priority = y.priority AND sla.cal = y.cal LIMIT 1) z"
-"        ON true"
-"     WHERE NOT $14 OR y.external_id IS NULL"
+#define INSERT_SQL_HEAD \
+"WITH p AS MATERIALIZED (" \
+"    SELECT x.name, x.version, x.calendar, x.calendar_by, x.targets, (x.warn_at || 100)[1] AS first_pct" \
+"      FROM workqueue.queue q" \
+"      JOIN LATERAL (SELECT * FROM workqueue.sla_policy y WHERE y.name = q.sla_policy" \
+"                     ORDER BY y.version DESC LIMIT 1) x ON true" \
+"     WHERE q.name = $1" \
+"), st AS MATERIALIZED (" \
+"    SELECT s.pauses_sla," \
+"           CASE WHEN s.kind = 'work' AND NOT s.pauses_sla" \
+"                THEN s.weight / nullif((SELECT sum(w.weight) FROM workqueue.workflow_step w" \
+"                                         WHERE w.workflow = $7 AND w.version = $8" \
+"                                           AND w.kind = 'work' AND NOT w.pauses_sla), 0) END AS share" \
+"      FROM workqueue.workflow_step s" \
+"     WHERE s.workflow = $7 AND s.version = $8 AND s.name = $9" \
+"), sla AS MATERIALIZED (" \
+"    SELECT d.priority, d.cal, p.name, p.version, c.version AS calv, t.target," \
+"           workqueue.business_add(now(), t.target, d.cal, c.version) AS due_at," \
+"           CASE WHEN st.pauses_sla THEN NULL ELSE now() END AS clock_from," \
+"           CASE WHEN st.pauses_sla THEN now() END AS paused_at," \
+"           CASE WHEN NOT st.pauses_sla THEN" \
+"                workqueue._sla_next_at(now(), t.target, interval '0', p.first_pct, d.cal, c.version) END AS next_at," \
+"           CASE WHEN NOT st.pauses_sla THEN" \
+"                workqueue.business_add(now(), t.target * st.share, d.cal, c.version) END AS step_due_at" \
+"      FROM p CROSS JOIN st" \
+"     CROSS JOIN LATERAL (SELECT DISTINCT x.priority," \
+"                                workqueue._sla_calendar(p.calendar_by, x.data, p.calendar) AS cal" \
+"                           FROM (SELECT unnest($3::int2[]) AS priority, unnest($4::jsonb[]) AS data) x) d" \
+"     CROSS JOIN LATERAL (SELECT (p.targets->>d.priority::text)::interval AS target) t" \
+"     CROSS JOIN LATERAL (SELECT max(v.version) AS version FROM workqueue.calendar v WHERE v.name = d.cal) c" \
+"     WHERE t.target IS NOT NULL AND c.version IS NOT NULL" \
+"), ins AS (" \
+"    INSERT INTO workqueue.item AS i (queue, external_id, source, step, status, priority, data, workflow," \
+"                                     workflow_version, last_seen_at, scope, assignee," \
+"                                     sla_policy, sla_policy_version, sla_calendar, sla_calendar_version," \
+"                                     sla_target, due_at, sla_clock_from, sla_paused_at, sla_next_at," \
+"                                     step_due_at)" \
+"    SELECT $1, y.external_id, $5, $9, 'open', y.priority, y.data, $7, $8, CASE WHEN $13 THEN now() END," \
+"           (SELECT q.scope FROM workqueue.queue q WHERE q.name = $1), y.member," \
+"           z.name, z.version, z.cal, z.calv, z.target, z.due_at, z.clock_from, z.paused_at, z.next_at," \
+"           z.step_due_at" \
+"      FROM (SELECT x.*, workqueue._sla_calendar((SELECT p.calendar_by FROM p), x.data," \
+"                                                (SELECT p.calendar FROM p)) AS cal" \
+"              FROM (SELECT unnest($2::text[]) AS external_id, unnest($3::int2[]) AS priority," \
+"                           unnest($4::jsonb[]) AS data, unnest($10::text[]) AS member) x) y" \
+"      LEFT JOIN LATERAL (SELECT * FROM sla WHERE sla.priority = y.priority AND sla.cal = y.cal LIMIT 1) z" \
+"        ON true" \
+"     WHERE NOT $14 OR y.external_id IS NULL" \
 "        OR NOT EXISTS (SELECT FROM workqueue.item e WHERE e.queue = $1 AND e.external_id = y.external_id)"
+
+#define INSERT_SQL_TAIL \
+"    RETURNING i.id, i.external_id, i.priority, i.assignee" \
+"), ev AS (" \
+"    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)" \
+"    SELECT $1, ins.id, $6, 'created', NULL, $9," \
+"           CASE WHEN $5 IS NULL" \
+"                THEN pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id," \
+"                                                   'workflow', $7, 'workflow_version', $8)" \
+"                ELSE pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id," \
+"                                                   'workflow', $7, 'workflow_version', $8, 'source', $5) END" \
+"      FROM ins" \
+"    UNION ALL" \
+"    SELECT $1, ins.id, $6, 'assigned', $9, $9," \
+"           pg_catalog.jsonb_build_object('assignee', ins.assignee, 'role', $11, 'strategy', $12)" \
+"      FROM ins WHERE ins.assignee IS NOT NULL" \
+"    RETURNING 1" \
+")" \
+"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM ev)," \
+"       CASE WHEN (SELECT count(*) FROM ins) < pg_catalog.cardinality($4::jsonb[]) THEN" \
+"            ARRAY(SELECT n.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS n(external_id, ord)" \
+"                   WHERE n.external_id IS NOT NULL" \
+"                     AND NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)" \
+"                   ORDER BY n.ord) END," \
+"       ARRAY(SELECT ins.id FROM ins ORDER BY ins.id)"
+
+static const char *const INSERT_SQL =
+INSERT_SQL_HEAD
 "        ON CONFLICT (queue, external_id) DO NOTHING"
-"    RETURNING i.id, i.external_id, i.priority, i.assignee"
-"), ev AS ("
-"    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
-"    SELECT $1, ins.id, $6, 'created', NULL, $9,"
-"           CASE WHEN $5 IS NULL"
-"                THEN pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id,"
-"                                                   'workflow', $7, 'workflow_version', $8)"
-"                ELSE pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id,"
-"                                                   'workflow', $7, 'workflow_version', $8, 'source', $5) END"
-"      FROM ins"
-"    UNION ALL"
-"    SELECT $1, ins.id, $6, 'assigned', $9, $9,"
-"           pg_catalog.jsonb_build_object('assignee', ins.assignee, 'role', $11, 'strategy', $12)"
-"      FROM ins WHERE ins.assignee IS NOT NULL"
-"    RETURNING 1"
-")"
-"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM ev),"
-"       CASE WHEN (SELECT count(*) FROM ins) < pg_catalog.cardinality($4::jsonb[]) THEN"
-"            ARRAY(SELECT n.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS n(external_id, ord)"
-"                   WHERE n.external_id IS NOT NULL"
-"                     AND NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)"
-"                   ORDER BY n.ord) END,"
-"       ARRAY(SELECT ins.id FROM ins ORDER BY ins.id)";
+INSERT_SQL_TAIL;
+
+/* The same for a batch without external ids: no speculative insertion. */
+static const char *const INSERT_NOKEY_SQL =
+INSERT_SQL_HEAD
+INSERT_SQL_TAIL;
 
 /*
  * The queue's workflow, its current version and start step, and the start
@@ -165,6 +176,8 @@ static Oid	insert_types[INSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JS
 static SPIPlanPtr queue_plan;
 static SPIPlanPtr insert_plan;
 static SPIPlanPtr insert_custom_plan;
+static SPIPlanPtr nokey_plan;
+static SPIPlanPtr nokey_custom_plan;
 static SPIPlanPtr pick_plan;
 
 /*
@@ -320,6 +333,7 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 	Datum		args[INSERT_NARGS];
 	char		nulls[INSERT_NARGS + 1];
 	SPIPlanPtr	plan;
+	bool		keyed = false;
 	HeapTuple	row;
 	TupleDesc	desc;
 	bool		isnull;
@@ -354,9 +368,16 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 		nulls[9] = nulls[10] = nulls[11] = 'n';
 	}
 
-	plan = n <= INSERT_GENERIC_MAX
-		? WqPlan(&insert_plan, INSERT_SQL, INSERT_NARGS, insert_types)
-		: WqPlanCursor(&insert_custom_plan, INSERT_SQL, INSERT_NARGS, insert_types, CURSOR_OPT_CUSTOM_PLAN);
+	for (int i = 0; i < n && !keyed; i++)
+		keyed = items[pos[i]].external_id != NULL;
+	if (keyed)
+		plan = n <= INSERT_GENERIC_MAX
+			? WqPlan(&insert_plan, INSERT_SQL, INSERT_NARGS, insert_types)
+			: WqPlanCursor(&insert_custom_plan, INSERT_SQL, INSERT_NARGS, insert_types, CURSOR_OPT_CUSTOM_PLAN);
+	else
+		plan = n <= INSERT_GENERIC_MAX
+			? WqPlan(&nokey_plan, INSERT_NOKEY_SQL, INSERT_NARGS, insert_types)
+			: WqPlanCursor(&nokey_custom_plan, INSERT_NOKEY_SQL, INSERT_NARGS, insert_types, CURSOR_OPT_CUSTOM_PLAN);
 	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not insert items");
 
