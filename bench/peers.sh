@@ -20,7 +20,8 @@
 # pgbench.  The drain rows load BENCH_DRAIN_ITEMS instead (default: 25,000
 # per second of run, at least BENCH_ITEMS; 250k at 10 s), so that no side
 # runs dry: a single-item claim that finds nothing fails its \gset.
-#   workqueue        workqueue.add / upsert_items / claim / transition(_many)
+#   workqueue        workqueue.add / upsert_items / add_many / claim /
+#                    transition(_many)
 #   plain SQL        a table with lease columns and an audit table (one event
 #                    row per action, a foreign key), written by plain SQL
 #                    statements: INSERT, a FOR UPDATE SKIP LOCKED claim that
@@ -36,6 +37,8 @@
 # Work (pgbench -n -T BENCH_SECONDS -c BENCH_CLIENTS -j BENCH_JOBS):
 #   enqueue1   one item per call                                  jobs/s
 #   enqueue10k calls of BENCH_BULK (10k) records, distinct ids    items/s
+#              (workqueue: upsert_items)
+#   enqueue10k_many  the same calls, workqueue through add_many   items/s
 #   drain1     BEGIN; claim 1; resolve it; COMMIT, with BENCH_CLIENTS and
 #              with BENCH_MANY_CLIENTS (16)                        items/s
 #   drain10    BEGIN; claim 10; resolve them; COMMIT               items/s
@@ -65,7 +68,7 @@ bulk=${BENCH_BULK:-10000}
 # the drain rows take up to ~20k items/s here: their queues must not run dry
 drain_items=${BENCH_DRAIN_ITEMS:-$((items > 25000 * seconds ? items : 25000 * seconds))}
 batch=10
-works=${BENCH_WORKS:-enqueue1 enqueue10k drain1 drain1many drain10}
+works=${BENCH_WORKS:-enqueue1 enqueue10k enqueue10k_many drain1 drain1many drain10}
 # shellcheck disable=SC2086  # (a list of sizes)
 probe_sizes=$(printf '%s\n' ${BENCH_PROBE_SIZES-1000 10000 50000 $items} | sort -nu | tr '\n' ' ')
 pgmq_tarball=${PGMQ_TARBALL:-/work/shared/vendor/pgmq-a589028.tar.gz}
@@ -386,9 +389,11 @@ INSERT INTO plain.events (item_id, actor, kind, to_step, payload)
 SELECT id, current_user, 'created', step, jsonb_build_object('priority', priority, 'external_id', NULL) FROM i;" ;;
     enqueue10k,workqueue)
         echo "SELECT inserted FROM workqueue.upsert_items('bench', $(payload jsonb jsonb));" ;;
-    enqueue10k,pgmq)
+    enqueue10k_many,workqueue)
+        echo "SELECT count(*) FROM workqueue.add_many('bench', $(payload jsonb jsonb));" ;;
+    enqueue10k,pgmq|enqueue10k_many,pgmq)
         echo "SELECT count(*) FROM pgmq.send_batch('bench', $(payload 'jsonb[]' 'jsonb[]'));" ;;
-    enqueue10k,plain)
+    enqueue10k,plain|enqueue10k_many,plain)
         echo "WITH i AS (
     INSERT INTO plain.items (queue, external_id, step, priority, data)
     SELECT 'bench', r->>'external_id', 'review', (r->>'priority')::smallint, r->'data'
@@ -496,7 +501,8 @@ count() {
 label_of() {
     case $1 in
     enqueue1)   echo "enqueue, 1 per call (jobs/s)" ;;
-    enqueue10k) echo "enqueue, $((bulk / 1000))k per call (items/s)" ;;
+    enqueue10k) echo "enqueue, $((bulk / 1000))k per call, upsert (items/s)" ;;
+    enqueue10k_many) echo "enqueue, $((bulk / 1000))k per call, add_many (items/s)" ;;
     drain1)     echo "drain 1 + complete, $clients cl (items/s)" ;;
     drain1many) echo "drain 1 + complete, $many cl (items/s)" ;;
     drain10)    echo "drain $batch + complete, $clients cl (items/s)" ;;
@@ -577,7 +583,7 @@ for side in workqueue fresh plain pgmq; do
     for n in $sizes; do template "$side" "$n"; done
 done
 for work in $works; do
-    case $work in enqueue1|enqueue10k|drain1|drain1many|drain10) ;; *) echo "unknown work $work" >&2; exit 2 ;; esac
+    case $work in enqueue1|enqueue10k|enqueue10k_many|drain1|drain1many|drain10) ;; *) echo "unknown work $work" >&2; exit 2 ;; esac
     for side in $sides; do
         run "$work" "$side"
     done
@@ -613,7 +619,7 @@ target() {  # target WORK SIDE: the target of WORK and whether SIDE meets it
     case $work in
     enqueue1)
         echo ">= 1.0x pgmq: $($has_pgmq && verdict "ge $wg 1.0" || echo "-")" ;;
-    enqueue10k)
+    enqueue10k|enqueue10k_many)
         echo ">= 150k/s, >= 0.5x pgmq: $(verdict "ge $(r "$work" "$s") 150000" "$has_pgmq && ge $wg 0.5 || ! $has_pgmq")$nog" ;;
     drain1)
         echo ">= 1.3x plain and pgmq: $(verdict "ge $wp 1.3" "$has_pgmq && ge $wg 1.3 || ! $has_pgmq")$nog" ;;

@@ -182,64 +182,24 @@ BEGIN
 END
 $$;
 
+-- Adds one item at the start step of the queue's workflow and returns its
+-- id: add_many() of one item (C, src/queue/add.c), with add()'s arguments.
 CREATE OR REPLACE FUNCTION workqueue.add(queue text, data jsonb DEFAULT '{}', priority int DEFAULT 3,
                                          external_id text DEFAULT NULL)
     RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    q workqueue.queue := workqueue._queue(add.queue);
-    wv workqueue.workflow_version;
-    start_role text;
-    new_id bigint;
-    existing bigint;
-BEGIN
-    IF add.priority IS NULL OR add.priority NOT BETWEEN 1 AND 5 THEN
-        RAISE EXCEPTION 'priority % is out of range', coalesce(add.priority::text, 'NULL')
-            USING ERRCODE = 'numeric_value_out_of_range',
-                  DETAIL = 'Priorities run from 1 (highest) to 5 (lowest).',
-                  HINT = 'Pass a priority between 1 and 5.';
-    END IF;
-    IF add.data IS NULL OR jsonb_typeof(add.data) <> 'object' THEN
-        PERFORM workqueue._raise_not_object('item data', add.data, 'Wrap the value in an object, e.g. {"value": ...}.');
-    END IF;
-    PERFORM workqueue._check_external_id(add.external_id);
-    IF add.external_id IS NOT NULL THEN
-        SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
-        IF FOUND THEN
-            RAISE EXCEPTION 'external id "%" already exists in queue "%"', add.external_id, q.name
-                USING ERRCODE = 'unique_violation',
-                      DETAIL = format('It belongs to item %s.', existing),
-                      HINT = 'Use workqueue.upsert_items() to insert-or-update by external id.';
-        END IF;
-    END IF;
-    SELECT v.* INTO wv FROM workqueue.workflow w
-      JOIN workqueue.workflow_version v ON v.workflow = w.name AND v.version = w.current_version
-     WHERE w.name = q.workflow;
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'workqueue_add';
 
-    -- ON CONFLICT: two racing calls with one external id get this error, not a raw unique violation
-    INSERT INTO workqueue.item (queue, external_id, step, status, priority, data, workflow, workflow_version, scope)
-    VALUES (q.name, add.external_id, wv.start_step, 'open', add.priority, add.data, wv.workflow, wv.version, q.scope)
-        ON CONFLICT (queue, external_id) DO NOTHING
-    RETURNING id INTO new_id;
-    IF new_id IS NULL THEN
-        SELECT id INTO existing FROM workqueue.item WHERE queue = q.name AND external_id = add.external_id;
-        RAISE EXCEPTION 'external id "%" already exists in queue "%"', add.external_id, q.name
-            USING ERRCODE = 'unique_violation',
-                  DETAIL = format('It belongs to item %s.', existing),
-                  HINT = 'Use workqueue.upsert_items() to insert-or-update by external id.';
-    END IF;
-    PERFORM workqueue._event(q.name, new_id, workqueue._caller(), 'created', NULL, wv.start_step,
-                             jsonb_build_object('priority', add.priority, 'external_id', add.external_id,
-                                                'workflow', wv.workflow, 'workflow_version', wv.version));
-    SELECT s.role INTO start_role FROM workqueue.workflow_step s
-     WHERE s.workflow = wv.workflow AND s.version = wv.version AND s.name = wv.start_step;
-    IF q.sla_policy IS NOT NULL OR start_role IS NOT NULL THEN
-        PERFORM workqueue._after_enter(ARRAY[new_id], workqueue._caller(), true);
-    END IF;
-    RETURN new_id;
-END
-$$;
+-- Adds a batch of items from a JSON array of {"data": {...}, "priority": 1-5,
+-- "external_id": "..."} (every key may be left out) and returns their ids in
+-- the order given; all of them or, on any error, none (C, src/queue/add.c;
+-- doc/queue.md, "Adding many items").
+CREATE OR REPLACE FUNCTION workqueue.add_many(queue text, items jsonb)
+    RETURNS SETOF bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    ROWS 1000
+    AS 'MODULE_PATHNAME', 'workqueue_add_many';
 
 -- Returns items whose lease has passed to the queue ("lease_expired") and
 -- fences their holders (workqueue.lease_fence).  Locks in id order.

@@ -22,20 +22,20 @@
  *	   records writes no WAL.  The queue is read and the source checked
  *	   (workqueue._check_actor: it becomes the events' actor) here too.
  *
- *	3. Writing: one SQL statement (UPSERT_SQL), prepared once per backend,
- *	   run through SPI with the new and the changed records as arrays.  It
- *	   - locks the changed items in id order (FOR NO KEY UPDATE, which reads
- *	     their latest version) and updates those that still differ: data,
- *	     priority when given, last_seen_at, updated_at, and source when it
- *	     was NULL; each gets a "synced" event with the old and new values of
- *	     what changed (workqueue._sync_payload);
- *	   - inserts the new ones, in external-id order, at the start step of
- *	     the current version of the queue's workflow, each with a "created"
- *	     event;
- *	   The announce worker announces the events after the commit
- *	   (src/queue/announce.c; one summary for a bulk of them).
- *	   The statement is re-planned for every call (CURSOR_OPT_CUSTOM_PLAN):
- *	   a generic plan guesses ten array elements.
+ *	3. Writing.  First the changed records: one SQL statement (UPDATE_SQL),
+ *	   prepared once per backend, run through SPI with them as arrays, that
+ *	   locks the changed items in id order (FOR NO KEY UPDATE, which reads
+ *	   their latest version) and updates those that still differ: data,
+ *	   priority when given, last_seen_at, updated_at, and source when it was
+ *	   NULL; each gets a "synced" event with the old and new values of what
+ *	   changed (workqueue._sync_payload).  Then the new records, in external-id order, through the one
+ *	   insert path for new items (src/queue/insert.c): at the start step of
+ *	   the current version of the queue's workflow, with their SLA and
+ *	   assignee in the same write, a "created" event each and an "assigned"
+ *	   event for each assignee.  Both statements are re-planned for every
+ *	   big call (CURSOR_OPT_CUSTOM_PLAN): a generic plan guesses ten array
+ *	   elements.  The announce worker announces the events after the
+ *	   commit (src/queue/announce.c; one summary for a bulk of them).
  *
  * Concurrency.  Inserts use ON CONFLICT (queue, external_id) DO NOTHING:
  * when another transaction inserts the same new external id first, our row
@@ -44,9 +44,10 @@
  * and the call classifies and writes just those once more, with a new
  * snapshot in which they exist (under REPEATABLE READ the conflict is a
  * serialization failure instead, as for any write-write conflict).  Rows
- * are locked in a fixed order -- existing items by id, new external ids in
+ * are locked in a fixed order -- existing items by id, then the role of the
+ * start step (the insert path picks assignees), then new external ids in
  * byte order -- so that concurrent upserts of overlapping batches cannot
- * deadlock.
+ * deadlock, nor an upsert with a transition (items, then the role).
  *
  * The ownership rule holds by construction: the statement writes no other
  * column of an existing item than the upstream-owned ones above.
@@ -78,8 +79,10 @@
 #include "core/jsonutil.h"
 #include "core/spi.h"
 #include "core/srf.h"
+#include "queue/insert.h"
 #include "queue/priority.h"
 #include "sync/sync_db.h"
+
 
 /*
  * Most records one call takes: 10 times the benchmark's 100,000, and far
@@ -101,15 +104,6 @@ typedef struct SyncItem
 	uint32		datalen;
 } SyncItem;
 
-/* The queue's workflow and where new items start. */
-typedef struct SyncQueue
-{
-	char	   *workflow;
-	int32		version;
-	char	   *start_step;
-	bool		after_enter;	/* new items need an SLA or an assignee */
-} SyncQueue;
-
 /* What ClassifyRecords found for a set of positions of the input. */
 typedef struct Classified
 {
@@ -128,96 +122,50 @@ typedef struct PassResult
 	int64		events;
 	int		   *skipped;		/* positions of new items lost to a race */
 	int			nskipped;
-	Datum		inserted_ids;	/* int8[] of the new items, or 0 */
 } PassResult;
 
-#define UPSERT_NARGS 13
+#define UPDATE_NARGS 6
 
 /*
- * $1 queue, $2-$4 the new items (external ids, priorities, data) in
- * external-id order, $5 source, $6 actor, $7 workflow, $8 its version,
- * $9 start step, $10-$12 the changed items (item ids, priorities, data)
- * in id order, $13 whether to return the ids of the inserted items.
+ * $1 queue, $2 source, $3 actor, $4-$6 the changed items (item ids,
+ * priorities, data) in id order.
  *
- * Returns the counts of inserted items, updated items and events, the 1-based positions in $2 of new items another
- * transaction inserted first (NULL if none), and the ids of the inserted
- * items if $13.  The arrays are read with
- * unnest() in the target list, which streams them in order (unnest() in
- * FROM would first copy them into a tuplestore).
+ * Returns the counts of updated items and of events.  The arrays are read
+ * with unnest() in the target list, which streams them in order (unnest()
+ * in FROM would first copy them into a tuplestore).
  */
-static const char *const UPSERT_SQL =
+static const char *const UPDATE_SQL =
 "WITH lk AS ("
 "    SELECT i.id, i.step, i.data AS old_data, i.priority AS old_priority,"
 "           c.data AS new_data, c.priority AS new_priority"
-"      FROM (SELECT unnest($10::int8[]) AS id, unnest($11::int2[]) AS priority,"
-"                   unnest($12::jsonb[]) AS data) AS c"
+"      FROM (SELECT unnest($4::int8[]) AS id, unnest($5::int2[]) AS priority,"
+"                   unnest($6::jsonb[]) AS data) AS c"
 "      JOIN workqueue.item i ON i.queue = $1 AND i.id = c.id"
 "     ORDER BY i.id"
 "       FOR NO KEY UPDATE OF i"
 "), upd AS ("
 "    UPDATE workqueue.item i"
 "       SET data = lk.new_data, priority = coalesce(lk.new_priority, i.priority),"
-"           source = coalesce(i.source, $5), last_seen_at = now(), updated_at = now()"
+"           source = coalesce(i.source, $2), last_seen_at = now(), updated_at = now()"
 "      FROM lk"
 "     WHERE i.queue = $1 AND i.id = lk.id"
 "       AND (lk.old_data <> lk.new_data OR coalesce(lk.old_priority <> lk.new_priority, false))"
 "    RETURNING i.id, i.step, lk.old_data, lk.new_data, lk.old_priority, lk.new_priority"
-"), ins AS ("
-"    INSERT INTO workqueue.item AS i (queue, external_id, source, step, status, priority, data,"
-"                                     workflow, workflow_version, last_seen_at, scope)"
-"    SELECT $1, n.external_id, $5, $9, 'open', coalesce(n.priority, 3), n.data, $7, $8, now(),"
-"           (SELECT q.scope FROM workqueue.queue q WHERE q.name = $1)"
-"      FROM (SELECT unnest($2::text[]) AS external_id, unnest($3::int2[]) AS priority,"
-"                   unnest($4::jsonb[]) AS data) AS n"
-"        ON CONFLICT (queue, external_id) DO NOTHING"
-"    RETURNING i.id, i.external_id, i.priority"
 "), ev AS ("
 "    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
-"    SELECT $1, ins.id, $6, 'created', NULL, $9,"
-"           CASE WHEN $5 IS NULL"
-"                THEN pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id,"
-"                                                   'workflow', $7, 'workflow_version', $8)"
-"                ELSE pg_catalog.jsonb_build_object('priority', ins.priority, 'external_id', ins.external_id,"
-"                                                   'workflow', $7, 'workflow_version', $8, 'source', $5) END"
-"      FROM ins"
-"    UNION ALL"
-"    SELECT $1, upd.id, $6, 'synced', upd.step, upd.step,"
+"    SELECT $1, upd.id, $3, 'synced', upd.step, upd.step,"
 "           workqueue._sync_payload(upd.old_data, upd.new_data, upd.old_priority, upd.new_priority)"
 "      FROM upd"
 "    RETURNING id"
 ")"
-"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT count(*) FROM ev),"
-"       CASE WHEN (SELECT count(*) FROM ins) < pg_catalog.cardinality($2) THEN"
-"            ARRAY(SELECT n.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS n(external_id, ord)"
-"                   WHERE NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)"
-"                   ORDER BY n.ord) END,"
-"       CASE WHEN $13 THEN ARRAY(SELECT ins.id FROM ins) END";
+"SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev)";
 
-/*
- * The queue's workflow, its current version and start step, and whether new
- * items need workqueue._after_enter (the queue has an SLA policy, or the
- * start step a role).
- */
-static const char *const QUEUE_SQL =
-"SELECT q.workflow, v.version, v.start_step,"
-"       q.sla_policy IS NOT NULL OR s.role IS NOT NULL"
-"  FROM workqueue.queue q"
-"  JOIN workqueue.workflow w ON w.name = q.workflow"
-"  JOIN workqueue.workflow_version v"
-"    ON v.workflow = w.name AND v.version = w.current_version"
-"  JOIN workqueue.workflow_step s"
-"    ON s.workflow = v.workflow AND s.version = v.version AND s.name = v.start_step"
-" WHERE q.name = $1";
+/* the types of $1 to $6 of UPDATE_SQL */
+static Oid	update_types[UPDATE_NARGS] = {TEXTOID, TEXTOID, TEXTOID,
+INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID};
 
-/* the types of $1 to $13 of UPSERT_SQL */
-static Oid	upsert_types[UPSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JSONBARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID,
-INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID, BOOLOID};
-
-static SPIPlanPtr queue_plan;
 static SPIPlanPtr actor_plan;
-static SPIPlanPtr upsert_plan;
-static SPIPlanPtr after_enter_plan;
+static SPIPlanPtr update_plan;
 
 /*
  * external_id of element pos: a string as it is, a number in its text form.
@@ -429,29 +377,6 @@ ParseItems(Jsonb *items, int *n, SyncIdSet **set)
 }
 
 /*
- * Looks up the queue's workflow version and start step; raises the error
- * of workqueue._queue() if there is no such queue.  Must be connected to
- * SPI.
- */
-static void
-ReadQueue(text *name, SyncQueue *q)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		args[1] = {PointerGetDatum(name)};
-	bool		isnull;
-
-	if (SPI_execute_plan(WqPlan(&queue_plan, QUEUE_SQL, 1, types), args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read workqueue.queue");
-	if (SPI_processed == 0)
-		SYNC_QUEUE_NOT_FOUND(text_to_cstring(name));
-	q->workflow = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	q->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	q->start_step = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-	q->after_enter = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-	SPI_freetuptable(SPI_tuptable);
-}
-
-/*
  * The source becomes the actor of the events: it must not be empty, and
  * naming someone other than the caller needs the rights of
  * workqueue._check_actor() (an administrator or workqueue_agent).  Must be
@@ -642,72 +567,55 @@ PriorityArray(SyncItem *items, int *pos, int n)
 }
 
 /*
- * Runs the statement for what ClassifyRecords found and fills *res.
+ * Writes what ClassifyRecords found -- the changed items (UPDATE_SQL), then
+ * the new ones (the insert path) -- and fills *res.  args holds $1-$3 of
+ * UPDATE_SQL; newitems are the items as the insert path reads them.
  */
 static void
-RunPass(SyncItem *items, Classified *c, Datum *args, char *nulls, PassResult *res)
+RunPass(SyncItem *items, const NewItem *newitems, Classified *c, text *queue, const NewItemsQueue *q,
+		text *source, Datum *args, char *nulls, PassResult *res)
 {
-	bool		isnull;
-	HeapTuple	row;
-	TupleDesc	desc;
-	Datum		d;
-	Datum	   *ids = palloc(sizeof(Datum) * Max(c->nch, 1));
-
-	args[1] = VarlenaArray(items, c->newpos, c->nnew, false);
-	args[2] = PriorityArray(items, c->newpos, c->nnew);
-	args[3] = VarlenaArray(items, c->newpos, c->nnew, true);
-	for (int i = 0; i < c->nch; i++)
-		ids[i] = Int64GetDatum(c->chid[i]);
-	args[9] = PointerGetDatum(c->nch == 0 ? construct_empty_array(INT8OID)
-							   : construct_array(ids, c->nch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[10] = PriorityArray(items, c->chpos, c->nch);
-	args[11] = VarlenaArray(items, c->chpos, c->nch, true);
-
-	if (SPI_execute_plan(WqPlanCursor(&upsert_plan, UPSERT_SQL, UPSERT_NARGS, upsert_types, CURSOR_OPT_CUSTOM_PLAN),
-						 args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not upsert items");
-
-	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	res->inserted = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-	res->updated = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-	res->events = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	res->inserted = 0;
+	res->updated = 0;
+	res->events = 0;
+	res->skipped = NULL;
 	res->nskipped = 0;
-	d = SPI_getbinval(row, desc, 4, &isnull);
-	if (!isnull)
+
+	if (c->nch > 0)
 	{
-		Datum	   *elems;
-		bool	   *enulls;
-		int			n;
+		Datum	   *ids = palloc(sizeof(Datum) * c->nch);
+		bool		isnull;
 
-		deconstruct_array(DatumGetArrayTypeP(d), INT4OID, 4, true, TYPALIGN_INT, &elems, &enulls, &n);
-		res->skipped = palloc(sizeof(int) * Max(n, 1));
-		for (int i = 0; i < n; i++)
-			res->skipped[i] = c->newpos[DatumGetInt32(elems[i]) - 1];
-		res->nskipped = n;
+		for (int i = 0; i < c->nch; i++)
+			ids[i] = Int64GetDatum(c->chid[i]);
+		args[3] = PointerGetDatum(construct_array(ids, c->nch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = PriorityArray(items, c->chpos, c->nch);
+		args[5] = VarlenaArray(items, c->chpos, c->nch, true);
+		if (SPI_execute_plan(WqPlanCursor(&update_plan, UPDATE_SQL, UPDATE_NARGS, update_types,
+										  CURSOR_OPT_CUSTOM_PLAN),
+							 args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not update items");
+		res->updated = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		res->events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		SPI_freetuptable(SPI_tuptable);
+		pfree(ids);
 	}
-	res->inserted_ids = SPI_getbinval(row, desc, 5, &isnull);
-	if (isnull || res->inserted == 0)
-		res->inserted_ids = (Datum) 0;
-	else
-		res->inserted_ids = PointerGetDatum(DatumGetArrayTypePCopy(res->inserted_ids));
-	SPI_freetuptable(SPI_tuptable);
-	pfree(ids);
-}
 
-/*
- * Starts the SLA of new items and assigns them (workqueue._after_enter).
- */
-static void
-AfterEnter(Datum ids, Datum actor)
-{
-	Oid			types[2] = {INT8ARRAYOID, TEXTOID};
-	Datum		args[2] = {ids, actor};
+	if (c->nnew > 0)
+	{
+		NewItemsResult ins;
 
-	if (SPI_execute_plan(WqPlan(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, true)", 2, types),
-						 args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not start the SLA of new items");
-	SPI_freetuptable(SPI_tuptable);
+		NewItemsInsert(queue, q, source, args[2], true, false, newitems, c->newpos, c->nnew, &ins);
+		res->inserted = ins.inserted;
+		res->events += ins.events;
+		if (ins.nskipped > 0)
+		{
+			res->skipped = palloc(sizeof(int) * ins.nskipped);
+			for (int i = 0; i < ins.nskipped; i++)
+				res->skipped[i] = c->newpos[ins.skipped[i]];
+			res->nskipped = ins.nskipped;
+		}
+	}
 }
 
 /*
@@ -718,40 +626,43 @@ static void
 WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 		   int64 *inserted, int64 *updated)
 {
-	SyncQueue	q;
-	Datum		args[UPSERT_NARGS];
-	char		nulls[UPSERT_NARGS + 1];
+	NewItemsQueue q;
+	NewItem    *newitems = palloc(sizeof(NewItem) * Max(n, 1));
+	Datum		args[UPDATE_NARGS];
+	char		nulls[UPDATE_NARGS + 1];
 	int		   *pos = palloc(sizeof(int) * Max(n, 1));
 	int			npos = n;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	memset(nulls, ' ', UPSERT_NARGS);
-	nulls[UPSERT_NARGS] = '\0';
+	memset(nulls, ' ', UPDATE_NARGS);
+	nulls[UPDATE_NARGS] = '\0';
 	for (int i = 0; i < n; i++)
+	{
 		pos[i] = i;
+		newitems[i].external_id = items[i].id.s;
+		newitems[i].external_id_len = items[i].id.len;
+		newitems[i].priority = items[i].has_priority ? items[i].priority : 3;
+		newitems[i].data = items[i].data;
+		newitems[i].datalen = items[i].datalen;
+	}
 
 	SPI_connect();
-	ReadQueue(queue, &q);
+	MemoryContextSwitchTo(cxt);
+	NewItemsReadQueue(queue, &q);
 	if (source)
 		CheckSource(source);
 	args[0] = PointerGetDatum(queue);
-	args[4] = PointerGetDatum(source);
-	nulls[4] = source ? ' ' : 'n';
-	args[5] = source ? PointerGetDatum(source) : CStringGetTextDatum(WorkqueueCallerName());
-	args[6] = CStringGetTextDatum(q.workflow);
-	args[7] = Int32GetDatum(q.version);
-	args[8] = CStringGetTextDatum(q.start_step);
-	args[12] = BoolGetDatum(q.after_enter);
+	args[1] = PointerGetDatum(source);
+	nulls[1] = source ? ' ' : 'n';
+	args[2] = source ? PointerGetDatum(source) : CStringGetTextDatum(WorkqueueCallerName());
 
 	for (int pass = 1; npos > 0; pass++)
 	{
 		Classified	c;
 		PassResult	res;
-		MemoryContext oldcxt;
 
 		if (pass > UPSERT_MAX_PASSES)
 			elog(ERROR, "could not upsert %d items after %d attempts", npos, UPSERT_MAX_PASSES);
-		oldcxt = MemoryContextSwitchTo(cxt);
 		if (pass > 1)
 		{
 			SyncId	   *ids = palloc(sizeof(SyncId) * npos);
@@ -764,14 +675,8 @@ WriteItems(text *queue, SyncItem *items, int n, SyncIdSet *set, text *source,
 		}
 		ClassifyRecords(queue, items, pos, npos, set, &c);
 		if (c.nnew + c.nch == 0)
-		{
-			MemoryContextSwitchTo(oldcxt);
 			break;				/* all equal: nothing to write */
-		}
-		RunPass(items, &c, args, nulls, &res);
-		if (res.inserted_ids != (Datum) 0)
-			AfterEnter(res.inserted_ids, args[5]);
-		MemoryContextSwitchTo(oldcxt);
+		RunPass(items, newitems, &c, queue, &q, source, args, nulls, &res);
 
 		*inserted += res.inserted;
 		*updated += res.updated;

@@ -3,7 +3,7 @@
 -- refused every definition function with 42501 and a hint naming the role
 -- to grant.  Runs in one transaction that is rolled back.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 CREATE ROLE wq85_plain LOGIN;
 
@@ -30,6 +30,13 @@ SELECT is_empty($$SELECT p.oid::regprocedure::text FROM pg_proc p
                                        '_after_enter', '_fire_sla_timers')
                      AND has_function_privilege('wq85_plain', p.oid, 'EXECUTE')$$,
     'internal functions that write or wake the workers are not executable by a plain role');
+SELECT is_empty($$SELECT p.oid::regprocedure::text FROM pg_proc p
+                   WHERE p.oid IN ('workqueue.add(text, jsonb, integer, text)'::regprocedure,
+                                   'workqueue.add_many(text, jsonb)'::regprocedure,
+                                   'workqueue.upsert_items(text, jsonb, text)'::regprocedure)
+                     AND NOT (p.prosecdef AND p.provolatile = 'v'
+                              AND has_function_privilege('wq85_plain', p.oid, 'EXECUTE'))$$,
+    'the functions that add items (add, add_many, upsert_items) are volatile SECURITY DEFINER, callable by a plain role');
 SELECT ok(EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'workqueue_admin' AND NOT rolcanlogin), 'role workqueue_admin exists, NOLOGIN');
 SELECT ok(EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'workqueue_agent' AND NOT rolcanlogin), 'role workqueue_agent exists, NOLOGIN');
 SELECT ok((SELECT relrowsecurity FROM pg_class WHERE oid = 'workqueue.item'::regclass), 'row-level security is on for item');
