@@ -26,7 +26,10 @@
  * once, as generic plans, and again whenever the tables change) with
  * sequential and bitmap scans, sorts, hash and merge joins off, so that the
  * only plan left reads item_inbox_idx in order and stops after n rows -- on
- * a queue created and filled a second ago as on an analyzed one.  Nothing
+ * a queue created and filled a second ago as on an analyzed one.  (The
+ * final sort of the n rows taken stays, at the planner's penalty cost for
+ * a disabled node, which would make the plan JIT-compiled: JIT is off for
+ * them too.)  Nothing
  * here sends a NOTIFY: the events are the announcement (the background
  * announcer sends them).
  */
@@ -179,7 +182,7 @@ RunClaim(SPIPlanPtr *slot, const char *sql, Datum *args)
 {
 	static Oid	types[5] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID};
 	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan", "enable_sort",
-	"enable_hashjoin", "enable_mergejoin"};
+	"enable_hashjoin", "enable_mergejoin", "jit"};
 	SPIPlanPtr	plan = WqPlanCursor(slot, sql, 5, types, CURSOR_OPT_GENERIC_PLAN);
 	int			nest = NewGUCNestLevel();
 	int			rc;
