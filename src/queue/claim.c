@@ -40,7 +40,6 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 
 #include "core/spi.h"
 #include "core/srf.h"
@@ -181,16 +180,8 @@ static uint64
 RunClaim(SPIPlanPtr *slot, const char *sql, Datum *args)
 {
 	static Oid	types[5] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID};
-	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan", "enable_sort",
-	"enable_hashjoin", "enable_mergejoin", "jit"};
-	SPIPlanPtr	plan = WqPlanCursor(slot, sql, 5, types, CURSOR_OPT_GENERIC_PLAN);
-	int			nest = NewGUCNestLevel();
-	int			rc;
+	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, 5, types), args, false, 0, true);
 
-	for (int i = 0; i < (int) lengthof(off); i++)
-		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_plan(plan, args, NULL, false, 0);
-	AtEOXact_GUC(true, nest);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim items: %s", SPI_result_code_string(rc));
 	return SPI_processed;

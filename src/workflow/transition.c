@@ -307,8 +307,8 @@ LockItems(int64 *ids, int n)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	VisibleArgs(types, args);
-	if (SPI_execute_plan(WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
-								3, types), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+									   3, types), args, false, 0, false) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
 	for (int i = 0, r = 0; i < n; i++)
 	{
@@ -622,7 +622,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		if (moved != NULL)
 		{
 			Assert(n == 1);
-			if (SPI_execute_plan(WqPlan(&move_one_plan, MOVE_ONE_SQL, 12, types), args, NULL, false, 0) != SPI_OK_SELECT ||
+			if (WqExecuteIndexed(WqPlanGeneric(&move_one_plan, MOVE_ONE_SQL, 12, types), args, false, 0, false) != SPI_OK_SELECT ||
 				SPI_processed != 1)
 				elog(ERROR, "could not move item " INT64_FORMAT, ids[0]);
 			/* kept (SPI frees it at SPI_finish) unless the item changes below */
@@ -630,7 +630,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		}
 		else
 		{
-			if (SPI_execute_plan(WqPlan(&move_plan, MOVE_SQL, 12, types), args, NULL, false, 0) != SPI_OK_SELECT ||
+			if (WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 12, types), args, false, 0, false) != SPI_OK_SELECT ||
 				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 				elog(ERROR, "could not move %d items", n);
 			SPI_freetuptable(SPI_tuptable);
