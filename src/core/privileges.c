@@ -56,6 +56,25 @@ WorkqueueActorIsAdmin(const char *actor)
  * name may be (limits.c), and naming someone other than the caller only if the caller is an administrator or a member
  * of workqueue_agent (an application acting for its users).
  */
+/*
+ * Would WorkqueueCheckActor pass?  (Without raising: a caller that does
+ * other checks first, and must report their errors before this one, asks
+ * here and raises only when one fails.)
+ */
+bool
+WorkqueueActorAcceptable(const char *actor)
+{
+	Oid			caller = GetOuterUserId();
+	Oid			agent;
+
+	if (actor == NULL || actor[0] == '\0' || strlen(actor) > WQ_NAME_MAX_BYTES)
+		return false;
+	if (strcmp(actor, GetUserNameFromId(caller, false)) == 0 || RoleIsAdmin(caller))
+		return true;
+	agent = get_role_oid("workqueue_agent", true);
+	return OidIsValid(agent) && is_member_of_role(caller, agent);
+}
+
 void
 WorkqueueCheckActor(const char *actor, const char *what)
 {

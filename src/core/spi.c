@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include "utils/guc.h"
+
 #include "core/spi.h"
 
 /*
@@ -28,4 +30,29 @@ WqPlanCursor(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int cu
 		*slot = plan;
 	}
 	return *slot;
+}
+
+/*
+ * Runs a plan of the write path (prepared with CURSOR_OPT_GENERIC_PLAN:
+ * planned once, and again only when the tables change) with the planner
+ * left index scans and nested loops: sequential and bitmap scans, hash and
+ * merge joins (and, with no_sort, sorts) are off while it runs -- and is
+ * planned, if it must be -- so that its plan does not depend on statistics
+ * (a table filled a second ago, never analyzed, or grown since).  JIT is off
+ * too: a disabled node's penalty cost would otherwise make the plan look
+ * expensive enough to compile.  Returns SPI_execute_plan's result.
+ */
+int
+WqExecuteIndexed(SPIPlanPtr plan, Datum *args, bool read_only, long tcount, bool no_sort)
+{
+	static const char *const off[] = {"enable_seqscan", "enable_bitmapscan", "enable_hashjoin",
+	"enable_mergejoin", "jit", "enable_sort"};
+	int			nest = NewGUCNestLevel();
+	int			rc;
+
+	for (int i = 0; i < (int) lengthof(off) - (no_sort ? 0 : 1); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(plan, args, NULL, read_only, tcount);
+	AtEOXact_GUC(true, nest);
+	return rc;
 }

@@ -11,6 +11,7 @@
 
 extern SPIPlanPtr WqPlanCursor(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 							   int cursor_options);
+extern int	WqExecuteIndexed(SPIPlanPtr plan, Datum *args, bool read_only, long tcount, bool no_sort);
 
 /*
  * The plan of sql kept in *slot (a static of the caller), prepared and
@@ -20,6 +21,13 @@ static inline SPIPlanPtr
 WqPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
 	return WqPlanCursor(slot, sql, nargs, argtypes, 0);
+}
+
+/* A generic plan, kept: for WqExecuteIndexed. */
+static inline SPIPlanPtr
+WqPlanGeneric(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	return WqPlanCursor(slot, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 }
 
 #endif							/* WORKQUEUE_SPI_H */

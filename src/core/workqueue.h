@@ -32,5 +32,6 @@ extern char *WorkqueueClip(const char *s, Size len);
 extern bool WorkqueueIsAdmin(const char *role);
 extern bool WorkqueueActorIsAdmin(const char *actor);
 extern void WorkqueueCheckActor(const char *actor, const char *what);
+extern bool WorkqueueActorAcceptable(const char *actor);
 
 #endif							/* WORKQUEUE_H */

@@ -5,8 +5,11 @@
  *
  * A transition locks the item row (FOR UPDATE), checks it against the
  * item's pinned, compiled workflow version, the lease and the actor's role,
- * then moves the step and writes a "transition" event (which also sends the
- * NOTIFY).  Rules, in the order they are checked:
+ * then moves the step and writes a "transition" event (the announcement of
+ * the move: the writer sends no NOTIFY).  The usual single move is two
+ * statements, the lock and the move, both prepared once per backend; SQL
+ * functions run only for the SLA, assignment and on_enter steps of items
+ * that have them.  Rules, in the order they are checked:
  *
  *	1. the item exists, is in the caller's scopes (else it does not exist
  *	   for the caller) and is not closed upstream;
@@ -36,6 +39,7 @@
 #include "funcapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -75,32 +79,37 @@ typedef struct ItemState
  * Moves a batch: $1-$4 the items' queues, ids, new steps and statuses, $5
  * the payload, $6-$9 their old steps, statuses, claimants and assignees,
  * $10 the actor, $11 the transition, $12 whether each keeps its assignee.
- * Writes the steps and an event per item;
- * returns the number of events.
+ * Writes the steps and an event per item (the event is the announcement:
+ * no NOTIFY here); MOVE_SQL returns the number of events, MOVE_ONE_SQL the
+ * moved item's row (transition() returns it, unless something changes the
+ * item after the move).
  */
-static const char *const MOVE_SQL =
-"WITH m AS ("
-"  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[],"
-"                       $8::text[], $9::text[], $12::bool[])"
-"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep)),"
-" u AS ("
-"  UPDATE workqueue.item i SET step = m.step, status = m.status,"
-"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END,"
-"         claimed_by = NULL, lease_until = NULL,"
-"         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5,"
-"         updated_at = now()"
-"    FROM m WHERE i.queue = m.queue AND i.id = m.id"
-"  RETURNING i.queue, i.id, i.step, i.status, i.resolved_at),"
-" e AS ("
-"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
-"  SELECT u.queue, u.id, $10, 'transition', m.old_step, u.step, jsonb_build_object("
-"         'transition', $11, 'payload', $5,"
-"         'old', jsonb_build_object('step', m.old_step, 'status', m.old_status,"
-"                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee),"
-"         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))"
-"    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id"
+#define MOVE_WITH(returning) \
+"WITH m AS (" \
+"  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[]," \
+"                       $8::text[], $9::text[], $12::bool[])" \
+"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep))," \
+" u AS (" \
+"  UPDATE workqueue.item i SET step = m.step, status = m.status," \
+"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END," \
+"         claimed_by = NULL, lease_until = NULL," \
+"         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5," \
+"         updated_at = now()" \
+"    FROM m WHERE i.queue = m.queue AND i.id = m.id" \
+"  RETURNING " returning ")," \
+" e AS (" \
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)" \
+"  SELECT u.queue, u.id, $10, 'transition', m.old_step, u.step, jsonb_build_object(" \
+"         'transition', $11, 'payload', $5," \
+"         'old', jsonb_build_object('step', m.old_step, 'status', m.old_status," \
+"                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee)," \
+"         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))" \
+"    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id" \
 "  RETURNING id)"
-" SELECT count(*) FROM e";
+
+static const char *const MOVE_SQL =
+MOVE_WITH("i.queue, i.id, i.step, i.status, i.resolved_at") " SELECT count(*) FROM e";
+static const char *const MOVE_ONE_SQL = MOVE_WITH("i.*") " SELECT u.* FROM u";
 
 /*
  * Fences the holders of claims whose lease ran out that a batch ends (a
@@ -117,14 +126,34 @@ static SPIPlanPtr fence_plan;
 static SPIPlanPtr peek_plan;
 static SPIPlanPtr member_plan;
 static SPIPlanPtr move_plan;
+static SPIPlanPtr move_one_plan;
 static SPIPlanPtr fence_insert_plan;
 static SPIPlanPtr result_plan;
 static SPIPlanPtr on_enter_plan;
 static SPIPlanPtr after_enter_plan;
 
+/*
+ * The columns FillItem reads.  The last one is workqueue._visible(scope),
+ * written out ($2 the caller is an administrator, $3 the caller's role
+ * OID), so that no SQL function runs per item; the caller's scope grants
+ * are read only for an item that has a scope.
+ */
 #define ITEM_COLUMNS \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
-	"workflow, workflow_version, sla_target IS NOT NULL, workqueue._visible(scope) FROM workqueue.item"
+	"workflow, workflow_version, sla_target IS NOT NULL, " \
+	"(scope = '{}' OR $2 OR scope && (SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g " \
+	"  JOIN pg_catalog.pg_roles r ON r.rolname = g.role WHERE pg_catalog.pg_has_role($3, r.oid, 'MEMBER'))) " \
+	"FROM workqueue.item"
+
+/* $2 and $3 of ITEM_COLUMNS */
+static void
+VisibleArgs(Oid *types, Datum *args)
+{
+	types[1] = BOOLOID;
+	types[2] = OIDOID;
+	args[1] = BoolGetDatum(WorkqueueIsAdmin(NULL));
+	args[2] = ObjectIdGetDatum(GetOuterUserId());
+}
 
 /*
  * Checks the actor argument (see WorkqueueCheckActor) and tells whether the
@@ -243,10 +272,11 @@ ReadFences(ItemState *items, int n, const char *actor, bool read_only)
 static void
 ReadItem(int64 id, ItemState *it)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(id)};
+	Oid			types[3] = {INT8OID};
+	Datum		args[3] = {Int64GetDatum(id)};
 
-	if (SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 1, types),
+	VisibleArgs(types, args);
+	if (SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 3, types),
 						 args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read item " INT64_FORMAT, id);
 	if (SPI_processed == 0)
@@ -268,16 +298,17 @@ ReadItem(int64 id, ItemState *it)
 static ItemState *
 LockItems(int64 *ids, int n)
 {
-	Oid			types[1] = {INT8ARRAYOID};
+	Oid			types[3] = {INT8ARRAYOID};
 	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		args[1];
+	Datum		args[3];
 	ItemState  *items = palloc0(sizeof(ItemState) * n);
 
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(WqPlan(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
-								1, types), args, NULL, false, 0) != SPI_OK_SELECT)
+	VisibleArgs(types, args);
+	if (WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+									   3, types), args, false, 0, false) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
 	for (int i = 0, r = 0; i < n; i++)
 	{
@@ -486,11 +517,15 @@ CheckMove(const ItemState *it, const Workflow *wf, const char *tname, Jsonb *pay
 
 /*
  * Moves a batch of items: locks them, checks every move, then writes all
- * steps and events with one statement.  All or nothing: the
- * first refusal raises.  ids must be sorted and free of duplicates.
+ * steps and events with one statement.  All or nothing: the first refusal
+ * raises.  ids must be sorted and free of duplicates.  With moved (only
+ * for one item), returns the item's row as the move left it in SPI tuple
+ * table *moved -- or NULL there if the SLA, assignment or on_enter steps
+ * that followed may have changed it.
  */
 static void
-TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char *actor, bool admin)
+TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char *actor, bool admin,
+				SPITupleTable **moved)
 {
 	ItemState  *items = LockItems(ids, n);
 	List	   *memo = NIL;
@@ -584,10 +619,22 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[9] = CStringGetTextDatum(actor);
 		args[10] = CStringGetTextDatum(tname);
 		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-		if (SPI_execute_plan(WqPlan(&move_plan, MOVE_SQL, 12, types), args, NULL, false, 0) != SPI_OK_SELECT ||
-			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
-			elog(ERROR, "could not move %d items", n);
-		SPI_freetuptable(SPI_tuptable);
+		if (moved != NULL)
+		{
+			Assert(n == 1);
+			if (WqExecuteIndexed(WqPlanGeneric(&move_one_plan, MOVE_ONE_SQL, 12, types), args, false, 0, false) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "could not move item " INT64_FORMAT, ids[0]);
+			/* kept (SPI frees it at SPI_finish) unless the item changes below */
+			*moved = nenter == 0 && nfetch == 0 ? SPI_tuptable : NULL;
+		}
+		else
+		{
+			if (WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 12, types), args, false, 0, false) != SPI_OK_SELECT ||
+				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
+				elog(ERROR, "could not move %d items", n);
+			SPI_freetuptable(SPI_tuptable);
+		}
 	}
 
 	if (nfence > 0)
@@ -654,6 +701,7 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	HeapTupleHeader result;
 	Oid			types[1] = {INT8OID};
 	Datum		args[1];
+	SPITupleTable *moved;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -663,11 +711,16 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	args[0] = Int64GetDatum(id);
 
 	SPI_connect();
-	TransitionBatch(&id, 1, tname, payload, actor, ActorRights(actor));
-	if (SPI_execute_plan(WqPlan(&result_plan, "SELECT * FROM workqueue.item WHERE id = $1", 1, types),
-						 args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read item " INT64_FORMAT " back", id);
-	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	TransitionBatch(&id, 1, tname, payload, actor, ActorRights(actor), &moved);
+	if (moved == NULL)
+	{
+		/* the SLA, assignment or on_enter steps may have changed it */
+		if (SPI_execute_plan(WqPlan(&result_plan, "SELECT * FROM workqueue.item WHERE id = $1", 1, types),
+							 args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read item " INT64_FORMAT " back", id);
+		moved = SPI_tuptable;
+	}
+	result = SPI_returntuple(moved->vals[0], moved->tupdesc);
 	SPI_finish();
 	PG_RETURN_HEAPTUPLEHEADER(result);
 }
@@ -725,7 +778,7 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 		PG_RETURN_INT32(0);
 
 	SPI_connect();
-	TransitionBatch(ids, nids, tname, payload, actor, ActorRights(actor));
+	TransitionBatch(ids, nids, tname, payload, actor, ActorRights(actor), NULL);
 	SPI_finish();
 	PG_RETURN_INT32(nids);
 }

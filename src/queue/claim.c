@@ -1,0 +1,277 @@
+/*
+ * claim.c
+ *		workqueue.claim(): take up to n items of a queue in inbox order.
+ *
+ * The usual claim is one statement, prepared once per backend: it locks the
+ * first n open items the caller may see (FOR UPDATE SKIP LOCKED, so that it
+ * never waits and cannot deadlock), takes them (in_progress, the worker's
+ * lease), writes their "claimed" events and ends the worker's fences on
+ * them (workqueue.lease_fence).  It takes nothing when a lease of the queue
+ * has run out (item_lease_idx says so at once): then a second statement
+ * takes the first n of the open items and of those whose lease has run out
+ * -- before the worker's sweep returned them -- writing "lease_expired"
+ * then "claimed" for each of the latter and fencing its old holder (see
+ * doc/workflows.md, "Fencing").  The second statement also runs when the
+ * first took nothing because there was nothing open; when it takes nothing
+ * either, the queue is looked up, to tell a queue that does not exist from
+ * an empty one.
+ *
+ * The queue, the caller's rights and scopes are read inside the statements
+ * (the lease timeout and the scope grants as one-time subqueries, the
+ * latter evaluated only for an item that has a scope); the checks of the
+ * arguments that come first, and raise in the order claim() always did
+ * (queue, n, worker), look the queue up only when one of them fails.
+ *
+ * Plans do not depend on statistics: the statements run (and are planned,
+ * once, as generic plans, and again whenever the tables change) with
+ * sequential and bitmap scans, sorts, hash and merge joins off, so that the
+ * only plan left reads item_inbox_idx in order and stops after n rows -- on
+ * a queue created and filled a second ago as on an analyzed one.  (The
+ * final sort of the n rows taken stays, at the planner's penalty cost for
+ * a disabled node, which would make the plan JIT-compiled: JIT is off for
+ * them too.)  Nothing
+ * here sends a NOTIFY: the events are the announcement (the background
+ * announcer sends them).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "core/spi.h"
+#include "core/srf.h"
+#include "core/workqueue.h"
+
+/* most items one claim takes */
+#define CLAIM_MAX 10000
+
+/*
+ * Whether the item (alias i) is in the caller's scopes: $4 the caller is an
+ * administrator (sees all), $5 the caller's role OID.  The scopes granted
+ * to the caller (workqueue._caller_scopes()) are read once per statement,
+ * and only if an item with a scope comes up.
+ */
+#define CLAIM_VISIBLE \
+	"(i.scope = '{}' OR $4 OR i.scope && (" \
+	"   SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g" \
+	"     JOIN pg_catalog.pg_roles r ON r.rolname = g.role" \
+	"    WHERE pg_catalog.pg_has_role($5, r.oid, 'MEMBER')))"
+
+/* the lease of a claim made now */
+#define CLAIM_LEASE \
+	"now() + (SELECT q.lease_timeout FROM workqueue.queue q WHERE q.name = $1)"
+
+/*
+ * The usual claim: $1 queue, $2 n, $3 worker, $4 admin, $5 caller.  Takes
+ * nothing if a lease of the queue has run out.  Returns the items taken, in
+ * inbox order.
+ */
+static const char *const CLAIM_SQL =
+"WITH c AS ("
+"  SELECT i.queue, i.id FROM workqueue.item i"
+"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
+"     AND NOT EXISTS (SELECT FROM workqueue.item x"
+"                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"
+"   ORDER BY i.priority, i.created_at, i.id"
+"   LIMIT $2"
+"     FOR UPDATE SKIP LOCKED),"
+" u AS ("
+"  UPDATE workqueue.item i"
+"     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
+"    FROM c WHERE i.queue = c.queue AND i.id = c.id"
+"  RETURNING i.*),"
+" e AS ("
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+"  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"
+"    FROM u),"
+" f AS ("
+"  DELETE FROM workqueue.lease_fence f USING u"
+"   WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = $3)"
+" SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
+
+/*
+ * The claim when some lease has run out: two scans, each in inbox order and
+ * each locking at most n items, the open items and the claimed ones whose
+ * lease has run out; the first n of both are taken.  An item of either scan
+ * that is not taken stays locked, and skipped by other claims, until this
+ * transaction ends.  A taken item whose lease had run out gets its
+ * "lease_expired" event just before its "claimed" one (one INSERT, in that
+ * order), and its old holder is fenced.  Parameters as CLAIM_SQL.
+ */
+static const char *const CLAIM_EXPIRED_SQL =
+"WITH o AS ("
+"  SELECT i.queue, i.id, i.priority, i.created_at, NULL::text AS old_holder, NULL::timestamptz AS old_lease"
+"    FROM workqueue.item i"
+"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
+"   ORDER BY i.priority, i.created_at, i.id"
+"   LIMIT $2"
+"     FOR UPDATE SKIP LOCKED),"
+" x AS ("
+"  SELECT i.queue, i.id, i.priority, i.created_at, i.claimed_by, i.lease_until"
+"    FROM workqueue.item i"
+"   WHERE i.queue = $1 AND i.status = 'in_progress' AND i.lease_until <= now() AND " CLAIM_VISIBLE
+"   ORDER BY i.priority, i.created_at, i.id"
+"   LIMIT $2"
+"     FOR UPDATE SKIP LOCKED),"
+" c AS ("
+"  SELECT b.* FROM (SELECT * FROM o UNION ALL SELECT * FROM x) b"
+"   ORDER BY b.priority, b.created_at, b.id"
+"   LIMIT $2),"
+" u AS ("
+"  UPDATE workqueue.item i"
+"     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
+"    FROM c WHERE i.queue = c.queue AND i.id = c.id"
+"  RETURNING i.*),"
+" fence AS ("
+"  INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"
+"  SELECT c.queue, c.id, c.old_holder, c.old_lease FROM c"
+"   WHERE c.old_holder IS NOT NULL AND c.old_holder <> $3"
+"  ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until),"
+" e AS ("
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+"  SELECT u.queue, u.id, k.actor, k.kind, u.step, u.step, k.payload"
+"    FROM u JOIN c ON c.queue = u.queue AND c.id = u.id"
+"   CROSS JOIN LATERAL (VALUES"
+"         (1, 'workqueue', 'lease_expired',"
+"          jsonb_build_object('claimed_by', c.old_holder, 'lease_until', c.old_lease)),"
+"         (2, $3, 'claimed', jsonb_build_object('lease_until', u.lease_until)))"
+"     AS k(ord, actor, kind, payload)"
+"   WHERE k.ord = 2 OR c.old_holder IS NOT NULL"
+"   ORDER BY u.priority, u.created_at, u.id, k.ord),"
+" f AS ("
+"  DELETE FROM workqueue.lease_fence f USING u"
+"   WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = $3)"
+" SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
+
+static SPIPlanPtr claim_plan;
+static SPIPlanPtr claim_expired_plan;
+static SPIPlanPtr queue_plan;
+
+/*
+ * Raises "queue ... does not exist" (as workqueue._queue()) unless the
+ * queue exists.  Connected to SPI.
+ */
+static void
+RequireQueue(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(name)};
+
+	if (SPI_execute_plan(WqPlan(&queue_plan, "SELECT 1 FROM workqueue.queue WHERE name = $1", 1, types),
+						 args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up queue \"%s\"", name);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", name),
+				 errhint("Create it with workqueue.create_queue(), or list queues with: SELECT name FROM workqueue.queue;")));
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Runs a claim statement with the planner left the inbox index in order
+ * (see the file header); returns the number of items taken, in
+ * SPI_tuptable.
+ */
+static uint64
+RunClaim(SPIPlanPtr *slot, const char *sql, Datum *args)
+{
+	static Oid	types[5] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID};
+	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, 5, types), args, false, 0, true);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not claim items: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+PG_FUNCTION_INFO_V1(workqueue_claim);
+
+/*
+ * SQL: workqueue.claim(queue text, n int DEFAULT 1, worker text DEFAULT
+ * current_user) returns setof workqueue.item
+ *
+ * Raises, in this order, for a NULL queue (22004), a queue that does not
+ * exist (42704), n out of 1..10000 (22023) and a worker the caller may not
+ * act as (workqueue._check_actor()).
+ */
+Datum
+workqueue_claim(PG_FUNCTION_ARGS)
+{
+	char	   *queue;
+	bool		n_ok = !PG_ARGISNULL(1) && PG_GETARG_INT32(1) >= 1 && PG_GETARG_INT32(1) <= CLAIM_MAX;
+	char	   *worker = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Datum		args[5];
+	TupleDesc	desc;
+	Tuplestorestate *store;
+	uint64		taken;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("queue name must not be null")));
+	queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	store = WqMaterializedResult(fcinfo, &desc);
+
+	SPI_connect();
+	if (!n_ok || !WorkqueueActorAcceptable(worker))
+	{
+		RequireQueue(queue);
+		if (!n_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot claim %s items at once",
+							PG_ARGISNULL(1) ? "NULL" : psprintf("%d", PG_GETARG_INT32(1))),
+					 errhint("Pass n between 1 and %d.", CLAIM_MAX)));
+		WorkqueueCheckActor(worker, "worker");	/* raises */
+	}
+
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	args[2] = PG_GETARG_DATUM(2);
+	args[3] = BoolGetDatum(WorkqueueIsAdmin(NULL));
+	args[4] = ObjectIdGetDatum(GetOuterUserId());
+
+	taken = RunClaim(&claim_plan, CLAIM_SQL, args);
+	if (taken == 0)
+	{
+		/* a lease has run out, or nothing is open, or there is no such queue */
+		taken = RunClaim(&claim_expired_plan, CLAIM_EXPIRED_SQL, args);
+		if (taken == 0)
+			RequireQueue(queue);
+	}
+
+	/*
+	 * The rows of u are the item's columns but its dropped ones, which the
+	 * result's descriptor (the table's row type) keeps as nulls.
+	 */
+	{
+		Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+		bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+		SPITupleTable *tt = SPI_tuptable;
+
+		for (uint64 r = 0; r < taken; r++)
+		{
+			int			col = 0;
+
+			for (int a = 0; a < desc->natts; a++)
+			{
+				if (TupleDescAttr(desc, a)->attisdropped)
+				{
+					values[a] = (Datum) 0;
+					nulls[a] = true;
+					continue;
+				}
+				if (++col > tt->tupdesc->natts ||
+					TupleDescAttr(tt->tupdesc, col - 1)->atttypid != TupleDescAttr(desc, a)->atttypid)
+					elog(ERROR, "claimed rows do not match the row type of workqueue.item");
+				values[a] = SPI_getbinval(tt->vals[r], tt->tupdesc, col, &nulls[a]);
+			}
+			tuplestore_putvalues(store, desc, values, nulls);
+		}
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
