@@ -76,6 +76,7 @@ while not os.path.exists(stop):
         p = json.loads(n.payload)
         if "event" in p:
             out.write("%d\t%d\t%.6f\n" % (p["event"], p["item"], now))
+    out.flush()
 out.close()
 PY
 "$py" "$tmp/listen.py" "$db" "$tmp/heard.tsv" "$tmp/ready" "$tmp/stop" &
