@@ -57,6 +57,19 @@ DECLARE
     n int;                      -- fetches queued again
 BEGIN
     PERFORM workqueue._require_admin('retry fetches');
+    -- Lock the items first, in id order, as enqueue_fetch() and the fetch
+    -- worker do: an enqueue_fetch() of one of them then either commits
+    -- first (and the statement below, with a snapshot taken after the
+    -- locks, sees its fetch and leaves the failed one alone) or waits and
+    -- finds the fetch queued again here -- never two active fetches, never
+    -- a unique violation (doc/fetch.md).
+    PERFORM 1 FROM workqueue.item i
+     WHERE (i.queue, i.id) IN (SELECT f.queue, f.item_id FROM workqueue.fetch f
+                     WHERE f.status = 'failed'
+                       AND (retry_fetches.source IS NULL OR f.source = retry_fetches.source)
+                       AND (retry_fetches.since IS NULL OR f.finished_at >= retry_fetches.since))
+     ORDER BY i.id
+       FOR UPDATE;
     UPDATE workqueue.fetch f
        SET status = 'queued', attempts = 0, next_attempt_at = now(), error = NULL, http_status = NULL,
            finished_at = NULL, started_at = NULL

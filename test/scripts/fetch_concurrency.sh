@@ -17,6 +17,12 @@
 # victim; the worker rolls back and records the same turn again, and the
 # client never sees an error.
 #
+# Round 4 (after round 3): retry_fetches() and enqueue_fetch() of the same
+# item at once -- the retry holds its transaction open while enqueue_fetch()
+# asks for the item's fetch: enqueue_fetch() waits and returns the fetch the
+# retry queued again (one active fetch per item), never a unique violation
+# (found by test/scripts/model.sh).
+#
 # Round 3: the worker's own statements (read from src/fetch/fetch.c) and
 # _claim_fetches on a queue that grew from 20 to 10,020 items after the last
 # ANALYZE, planned as the worker plans them, in a database of their own:
@@ -336,5 +342,33 @@ for mode in 1 2; do
     ok $([[ $due == 1 && $out != *SORT* && -z $(probes_only "$(grep -v '|fetch_due_idx|' <<<"$out")") ]]; echo $?) \
        "_claim_fetches(16), $([[ $mode == 1 ]] && echo "plan kept since 20 fetches were due" || echo "plan made now"), of 10,020 due: reads 16 of fetch_due_idx in order, then probes by id; no sort"
 done
+
+########################################################################
+# Round 4: retry_fetches and enqueue_fetch race for one item
+q "SELECT workqueue.create_queue('frq');
+   SELECT workqueue.create_source('frs', 'frq', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}')" >/dev/null
+ritem=$(q "SELECT workqueue.add('frq', '{}', 3, 'C-0001')")
+rfetch=$(psql -XAtq -v ON_ERROR_STOP=1 <<SQL
+BEGIN;
+SELECT workqueue.enqueue_fetch($ritem, 'frs');
+UPDATE workqueue.fetch SET status = 'failed', finished_at = now(), error = 'made to fail' WHERE item_id = $ritem;
+COMMIT;
+SQL
+)
+psql -XAtq -v ON_ERROR_STOP=1 >"$tmp/retry.out" 2>&1 <<SQL &
+SET application_name = 'wq_fcc_retry';
+BEGIN;
+SELECT workqueue.retry_fetches('frs');
+SELECT pg_sleep(1);
+COMMIT;
+SQL
+retry_pid=$!
+wait_until 10 "retry_fetches to hold its transaction open" \
+    q_any "SELECT 1 FROM pg_stat_activity WHERE application_name = 'wq_fcc_retry' AND query LIKE '%pg_sleep%'"
+got=$(psql -XAtq -v VERBOSITY=terse -c "SELECT workqueue.enqueue_fetch($ritem, 'frs')" 2>&1)
+wait $retry_pid
+is "$got|$(grep -v '^$' "$tmp/retry.out" | head -1)" "$rfetch|1" \
+   "enqueue_fetch during a retry_fetches of the same item waits and returns the fetch queued again (no unique violation)"
+is "$(q "SELECT count(*) FROM workqueue.fetch WHERE item_id = $ritem")" 1 "... and the item still has one fetch"
 
 finish
