@@ -195,8 +195,12 @@ class Client(threading.Thread):
         k = random.randint(2, 6)
         with self.conn.cursor() as cur:
             try:
-                cur.execute("SELECT id, step FROM workqueue.item WHERE queue = %s AND status = 'open' "
-                            "ORDER BY random() LIMIT %s", (queue, k))
+                # now and then items whose fetch is under way, so that the
+                # batch and the fetch worker's turn want the same rows
+                busy = "AND id IN (SELECT item_id FROM workqueue.fetch WHERE queue = %s AND status IN " \
+                       "('queued', 'processing')) " if queue == Q1 and random.random() < 0.4 else ""
+                cur.execute("SELECT id, step FROM workqueue.item WHERE queue = %s AND status = 'open' " + busy
+                            + "ORDER BY random() LIMIT %s", (queue, Q1, k) if busy else (queue, k))
                 rows = cur.fetchall()
             except psycopg2.Error:
                 self.conn.close()

@@ -81,7 +81,8 @@ q "SELECT count(workqueue.add('$Q2', jsonb_build_object('n', g), 1 + g % 5)) FRO
    SELECT count(workqueue.add('$Q1', jsonb_build_object('n', g), 1 + g % 5)) FROM generate_series(1, 40) g;
    SELECT workqueue.set_scope(ARRAY(SELECT id FROM workqueue.item WHERE queue = '$Q1' ORDER BY id LIMIT 20), '{mx}')" >/dev/null
 # transient upstream failures for the fetches and the runs' details
-control '{"fail_every": 11, "fail_status": 503, "fault_paths": ["/cases/details"]}'
+# and slow ones, so that a fetch worker's turn holds several outcomes
+control '{"fail_every": 11, "fail_status": 503, "slow_ms": 15, "fault_paths": ["/cases/details"]}'
 
 ########################################################################
 # the clients
@@ -112,6 +113,7 @@ CREATE TABLE model.run AS SELECT * FROM workqueue.sync_run WHERE source = '$SRC'
 COMMIT;
 CREATE INDEX ON model.ev (item_id, id);
 CREATE INDEX ON model.ev (kind, item_id);
+CREATE INDEX ON model.ev ((payload->'payload'->>'tcall'));
 CREATE INDEX ON model.it (id);
 CREATE INDEX ON model.call (op, tag);
 ANALYZE model.ev, model.it, model.fetch, model.run, model.call;
