@@ -402,5 +402,13 @@ none "sync counters: each run's inserted, updated, closed and reopened = its cre
 echo "# runs: $(q "SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM model.run WHERE true GROUP BY 1) x");" \
      "fetches: $(q "SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM model.fetch WHERE true GROUP BY 1) x");" \
      "events: $(q "SELECT string_agg(kind || '=' || n, ' ' ORDER BY n DESC) FROM (SELECT kind, count(*) n FROM model.ev GROUP BY 1) x")"
+# quiet: the items left at a working step would go on firing SLA timers and
+# lease expiries into the tests that follow (sla.sh times its own timers);
+# items waiting have their clocks paused
+q "SELECT workqueue.transition_many(ARRAY(SELECT id FROM workqueue.item WHERE queue = '$Q1' AND step IN ('triage', 'review')
+                                           AND status IN ('open', 'in_progress') ORDER BY id), 'reject');
+   SELECT workqueue.transition_many(ARRAY(SELECT id FROM workqueue.item WHERE queue = '$Q2' AND step = 'review'
+                                           AND status IN ('open', 'in_progress') ORDER BY id), 'reject')" >/dev/null ||
+    echo "# (could not reject the items left at a working step)"
 echo "# set-up $((t_run - t_start)) s, clients $((t_drain - t_run)) s, draining $((t_books - t_drain)) s, checks $(($(date +%s) - t_books)) s"
 finish
