@@ -174,7 +174,9 @@ none "no client saw a deadlock (40P01) or serialization failure (40001), or wait
 none "no call failed with an internal error (XX) or a constraint violation (23)" \
     "SELECT format('%s %s on %s: %s %s; overlapping: %s', c.tag, c.op, c.items, c.sqlstate, c.message,
                    (SELECT string_agg(format('%s %s %s', o.tag, o.op, o.outcome), ', ') FROM model.call o
-                     WHERE o.t0 < c.t1 AND o.t1 > c.t0 AND o.tag <> c.tag AND (o.items && c.items OR o.op = 'retry_fetches')))
+                     WHERE o.t0 < c.t1 AND o.t1 > c.t0 AND o.tag <> c.tag AND o.outcome = 'ok'
+                       AND (o.items && c.items OR o.op = 'retry_fetches'
+                            OR (c.op = 'retry_fetches' AND o.op IN ('enqueue_fetch', 'transition', 'transition_many')))))
        FROM model.call c WHERE left(c.sqlstate, 2) IN ('XX', '23')"
 none "no fetch or sync run failed with a deadlock or serialization failure" \
     "SELECT format('fetch %s: %s', id, error) FROM model.fetch WHERE true AND error ~* 'deadlock|serializ'
