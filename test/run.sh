@@ -22,7 +22,7 @@ fi
 
 # 1. Packages a bare Debian 12 lacks.
 packages=(make gcc libc6-dev postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev python3)
+          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev python3 python3-psycopg2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
