@@ -51,6 +51,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/bufmgr.h"
 #include "storage/predicate.h"
 #include "utils/array.h"
@@ -94,6 +95,20 @@ struct SyncIdSet
 #define BIT_SET(map, i)		((map)[(i) >> 3] |= (1 << ((i) & 7)))
 #define BIT_CLEAR(map, i)	((map)[(i) >> 3] &= ~(1 << ((i) & 7)))
 #define BIT_TEST(map, i)	(((map)[(i) >> 3] & (1 << ((i) & 7))) != 0)
+
+/*
+ * A batch of this many ids is hashed and its slots prefetched before any
+ * of them is looked at: slots and ids are spread over tens of megabytes,
+ * and a lookup that waits for memory twice (slot, then id) is what the
+ * pass over the queue spent most of its time on.
+ */
+#define LOOKUP_BATCH	16
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(addr)	__builtin_prefetch(addr)
+#else
+#define PREFETCH(addr)	((void) 0)
+#endif
 
 static SPIPlanPtr queue_plan;
 
@@ -145,22 +160,48 @@ IdSetCreate(uint64 capacity, uint64 nindexes)
 }
 
 /*
+ * From slot i on, the first slot that is empty or holds an id of hash h.
+ */
+static inline uint32
+IdSetCandidate(const SyncIdSet *set, uint32 i, uint32 h)
+{
+	for (;; i = (i + 1) & set->mask)
+	{
+		const IdSlot *slot = &set->slots[i];
+
+		if (slot->ref == 0 || slot->hash == h)
+			return i;
+	}
+}
+
+/* Prefetches the id a (non-empty) slot refers to. */
+static inline void
+IdSetPrefetchId(const SyncIdSet *set, const IdSlot *slot)
+{
+	if (set->arrdata != NULL)
+		PREFETCH(set->arrdata + ((Size) (slot->ref - 1) << 2));
+	else
+		PREFETCH(&set->list[slot->ref - 1]);
+}
+
+/*
  * The slot of the set that holds the id s (of len bytes, hash h), or the
- * empty slot where it would go.
+ * empty slot where it would go; the search starts at slot i, which must
+ * be h & mask or a slot after it in h's probe sequence.
  */
 static inline IdSlot *
-IdSetProbe(const SyncIdSet *set, const char *s, int len, uint32 h)
+IdSetProbeFrom(const SyncIdSet *set, uint32 i, const char *s, int len, uint32 h)
 {
-	for (uint32 i = h & set->mask;; i = (i + 1) & set->mask)
+	for (;; i = (i + 1) & set->mask)
 	{
-		IdSlot	   *slot = &set->slots[i];
+		IdSlot	   *slot;
 		const char *t;
 		int			tlen;
 
+		i = IdSetCandidate(set, i, h);
+		slot = &set->slots[i];
 		if (slot->ref == 0)
 			return slot;
-		if (slot->hash != h)
-			continue;
 		IdGet(set, slot->ref - 1, &t, &tlen);
 		if (tlen == len && memcmp(t, s, len) == 0)
 			return slot;
@@ -168,19 +209,27 @@ IdSetProbe(const SyncIdSet *set, const char *s, int len, uint32 h)
 }
 
 /*
+ * The slot of the set that holds the id s (of len bytes, hash h), or the
+ * empty slot where it would go.
+ */
+static inline IdSlot *
+IdSetProbe(const SyncIdSet *set, const char *s, int len, uint32 h)
+{
+	return IdSetProbeFrom(set, h & set->mask, s, len, h);
+}
+
+/*
  * Adds the id of an index; returns the index of an equal id already there,
  * or -1.
  */
 static int64
-IdSetAdd(SyncIdSet *set, uint32 index)
+IdSetAddHashed(SyncIdSet *set, uint32 index, uint32 h)
 {
 	const char *s;
 	int			len;
-	uint32		h;
 	IdSlot	   *slot;
 
 	IdGet(set, index, &s, &len);
-	h = IdHash(s, len);
 	slot = IdSetProbe(set, s, len, h);
 	if (slot->ref != 0)
 		return slot->ref - 1;
@@ -191,13 +240,14 @@ IdSetAdd(SyncIdSet *set, uint32 index)
 	return -1;
 }
 
-/* The index of an id in the set, or -1. */
-static inline int64
-IdSetFind(const SyncIdSet *set, const char *s, int len)
+static int64
+IdSetAdd(SyncIdSet *set, uint32 index)
 {
-	IdSlot	   *slot = IdSetProbe(set, s, len, IdHash(s, len));
+	const char *s;
+	int			len;
 
-	return slot->ref == 0 ? -1 : (int64) slot->ref - 1;
+	IdGet(set, index, &s, &len);
+	return IdSetAddHashed(set, index, IdHash(s, len));
 }
 
 /*
@@ -223,14 +273,28 @@ SyncIdSetFromArray(ArrayType *arr)
 
 	set->arrdata = (char *) arr + ArrayDataOffset(arr);
 	p = set->arrdata;
-	for (int i = 0; i < nelems; i++)
+	for (int i = 0; i < nelems;)
 	{
-		if (nulls != NULL && !(nulls[i >> 3] & (1 << (i & 7))))
-			continue;
+		uint32		index[LOOKUP_BATCH];
+		uint32		hash[LOOKUP_BATCH];
+		int			n = 0;
+
 		CHECK_FOR_INTERRUPTS();
-		(void) IdSetAdd(set, (uint32) ((p - set->arrdata) >> 2));
-		p = att_addlength_pointer(p, -1, p);
-		p = (char *) att_align_nominal(p, TYPALIGN_INT);
+		/* hash a batch of elements and prefetch their slots ... */
+		for (; i < nelems && n < LOOKUP_BATCH; i++)
+		{
+			if (nulls != NULL && !(nulls[i >> 3] & (1 << (i & 7))))
+				continue;
+			index[n] = (uint32) ((p - set->arrdata) >> 2);
+			hash[n] = IdHash(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p));
+			PREFETCH(&set->slots[hash[n] & set->mask]);
+			n++;
+			p = att_addlength_pointer(p, -1, p);
+			p = (char *) att_align_nominal(p, TYPALIGN_INT);
+		}
+		/* ... then add them */
+		for (int j = 0; j < n; j++)
+			(void) IdSetAddHashed(set, index[j], hash[j]);
 	}
 	return set;
 }
@@ -280,10 +344,13 @@ Found(SyncIdSet *set, uint32 index, TupleTableSlot *slot, SyncFoundFn found, voi
 }
 
 /*
- * Is there a row visible to the scan's snapshot for the entry the scan is
- * on?  With fetch the row is read into slot; without, pages that the
- * visibility map marks all-visible are not read (as in an index-only
- * scan).
+ * Is there a row visible to the scan's snapshot for the index entry that
+ * points at tid?  With fetch the row is read into slot; without, pages
+ * that the visibility map marks all-visible are not read (as in an
+ * index-only scan).  The entry need not be the one the scan is on: the
+ * row is read with table_index_fetch_tuple, which follows the HOT chain
+ * and predicate-locks the tuple as index_fetch_heap does, but without
+ * marking the scan's current entry dead.
  */
 static bool
 EntryVisible(IndexScanDesc scan, ItemPointer tid, TupleTableSlot *slot, bool fetch, Buffer *vmbuf)
@@ -291,54 +358,134 @@ EntryVisible(IndexScanDesc scan, ItemPointer tid, TupleTableSlot *slot, bool fet
 	BlockNumber blk = ItemPointerGetBlockNumber(tid);
 
 	if (fetch || !VM_ALL_VISIBLE(scan->heapRelation, blk, vmbuf))
-		return index_fetch_heap(scan, slot);
+	{
+		ItemPointerData t = *tid;
+		bool		call_again = false;
+		bool		all_dead = false;
+		bool		visible;
+
+		visible = table_index_fetch_tuple(scan->xs_heapfetch, &t, scan->xs_snapshot, slot,
+										  &call_again, &all_dead);
+		if (visible)
+			pgstat_count_heap_fetch(scan->indexRelation);
+		return visible;
+	}
 	PredicateLockPage(scan->heapRelation, blk, scan->xs_snapshot);
 	return true;
 }
+
+/* An index entry of a batch in ScanQueue. */
+typedef struct ScanEntry
+{
+	ItemPointerData tid;
+	uint32		hash;
+	uint32		pos;			/* the slot it is looked up at */
+	Size		off;			/* its external id in the batch's buffer */
+	int			len;
+} ScanEntry;
 
 /*
  * Reads the queue's external ids from the index, marking the ones in the
  * set.  Returns false if it stopped after "budget" entries, true when it
  * read them all.
+ *
+ * The entries are taken in batches of LOOKUP_BATCH: their ids are copied
+ * and hashed and their slots prefetched; then the first candidate slot of
+ * each is found and the id it refers to prefetched; then the ids are
+ * compared.  Entries are still handled, and found() called, in index order.
  */
 static bool
 ScanQueue(IndexScanDesc scan, ScanKey queuekey, SyncIdSet *set, uint64 budget,
 		  TupleTableSlot *slot, SyncFoundFn found, void *arg)
 {
 	Buffer		vmbuf = InvalidBuffer;
-	ItemPointer tid;
+	ScanEntry	batch[LOOKUP_BATCH];
+	Size		bufsize = 1024;
+	char	   *buf = palloc(bufsize);
 	uint64		seen = 0;
 	bool		complete = true;
+	bool		more = true;
 
 	index_rescan(scan, queuekey, 1, NULL, 0);
-	while (set->pending > 0 && (tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	while (more && set->pending > 0)
 	{
-		Datum		d;
-		bool		isnull;
-		int64		index;
-		text	   *t;
+		Size		used = 0;
+		int			n = 0;
 
 		CHECK_FOR_INTERRUPTS();
-		if (++seen > budget)
+		/* 1. a batch of entries: copy and hash the ids, prefetch the slots */
+		while (n < LOOKUP_BATCH)
 		{
-			complete = false;
-			break;
+			ItemPointer tid;
+			ScanEntry  *e = &batch[n];
+			Datum		d;
+			bool		isnull;
+			text	   *t;
+
+			if (seen >= budget)
+			{
+				complete = more = false;
+				break;
+			}
+			if ((tid = index_getnext_tid(scan, ForwardScanDirection)) == NULL)
+			{
+				more = false;
+				break;
+			}
+			seen++;
+			d = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull);
+			if (isnull)
+				continue;		/* an item without external id */
+			t = DatumGetTextPP(d);
+			e->len = VARSIZE_ANY_EXHDR(t);
+			if (used + e->len > bufsize)
+			{
+				bufsize = Max(bufsize * 2, used + e->len);
+				buf = repalloc(buf, bufsize);
+			}
+			memcpy(buf + used, VARDATA_ANY(t), e->len);
+			if ((Pointer) t != DatumGetPointer(d))
+				pfree(t);
+			e->tid = *tid;
+			e->off = used;
+			e->hash = IdHash(buf + used, e->len);
+			e->pos = e->hash & set->mask;
+			PREFETCH(&set->slots[e->pos]);
+			used += e->len;
+			n++;
 		}
-		d = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull);
-		if (isnull)
-			continue;			/* an item without external id */
-		t = DatumGetTextPP(d);
-		index = IdSetFind(set, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-		if ((Pointer) t != DatumGetPointer(d))
-			pfree(t);
-		if (index < 0 || !BIT_TEST(set->missing, index))
-			continue;			/* not asked for, or already found */
-		if (EntryVisible(scan, tid, slot, found != NULL, &vmbuf))
-			Found(set, (uint32) index, slot, found, arg);
-		ExecClearTuple(slot);
+		/* 2. the first candidate slot of each; prefetch the id it holds */
+		for (int i = 0; i < n; i++)
+		{
+			ScanEntry  *e = &batch[i];
+
+			e->pos = IdSetCandidate(set, e->pos, e->hash);
+			if (set->slots[e->pos].ref != 0)
+				IdSetPrefetchId(set, &set->slots[e->pos]);
+		}
+		/* 3. compare; mark the ones found */
+		for (int i = 0; i < n && set->pending > 0; i++)
+		{
+			ScanEntry  *e = &batch[i];
+			IdSlot	   *s;
+			uint32		index;
+
+			if (set->slots[e->pos].ref == 0)
+				continue;		/* not asked for */
+			s = IdSetProbeFrom(set, e->pos, buf + e->off, e->len, e->hash);
+			if (s->ref == 0)
+				continue;		/* not asked for */
+			index = s->ref - 1;
+			if (!BIT_TEST(set->missing, index))
+				continue;		/* already found */
+			if (EntryVisible(scan, &e->tid, slot, found != NULL, &vmbuf))
+				Found(set, index, slot, found, arg);
+			ExecClearTuple(slot);
+		}
 	}
 	if (BufferIsValid(vmbuf))
 		ReleaseBuffer(vmbuf);
+	pfree(buf);
 	return complete;
 }
 
