@@ -46,6 +46,7 @@
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
@@ -111,6 +112,8 @@ struct SyncIdSet
 #endif
 
 static SPIPlanPtr queue_plan;
+static SPIPlanPtr distributed_plan;
+static SPIPlanPtr existing_plan;
 
 /* ARR_DATA_OFFSET without its signed/unsigned mix, which -Wextra reports */
 static inline Size
@@ -248,6 +251,19 @@ IdSetAdd(SyncIdSet *set, uint32 index)
 
 	IdGet(set, index, &s, &len);
 	return IdSetAddHashed(set, index, IdHash(s, len));
+}
+
+/* Marks the id s (of len bytes) found, if it is in the set and missing. */
+static void
+IdSetMarkFound(SyncIdSet *set, const char *s, int len)
+{
+	IdSlot	   *slot = IdSetProbe(set, s, len, IdHash(s, len));
+
+	if (slot->ref != 0 && BIT_TEST(set->missing, slot->ref - 1))
+	{
+		BIT_CLEAR(set->missing, slot->ref - 1);
+		set->pending--;
+	}
 }
 
 /*
@@ -624,6 +640,74 @@ CheckQueueExists(text *queue)
 		SYNC_QUEUE_NOT_FOUND(text_to_cstring(queue));
 }
 
+/*
+ * Is workqueue.item a Citus table?  Then this node's heap and index of it
+ * are an empty shell (or hold one shard of many), and ids must be looked
+ * up through SQL, which Citus routes to the shard of the queue.
+ */
+static bool
+ItemsDistributed(void)
+{
+	bool		distributed;
+
+	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+		return false;
+	SPI_connect();
+	if (SPI_execute_plan(WqPlan(&distributed_plan,
+								"SELECT 1 FROM pg_catalog.pg_dist_partition"
+								" WHERE logicalrelid = 'workqueue.item'::regclass", 0, NULL),
+						 NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_catalog.pg_dist_partition");
+	distributed = SPI_processed > 0;
+	SPI_finish();
+	return distributed;
+}
+
+/*
+ * The SQL path of missing_ids: marks found the ids of the set that
+ * "SELECT external_id FROM workqueue.item WHERE queue = $1 AND external_id
+ * = ANY ($2)" returns, read through a cursor in batches.  Slower than the
+ * index pass (the array goes through the executor and each element is
+ * compared under the column's collation), but correct wherever SQL is.
+ */
+static void
+FindItemsSql(SyncIdSet *set, text *queue, ArrayType *arr)
+{
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		args[2] = {PointerGetDatum(queue), PointerGetDatum(arr)};
+	Portal		portal;
+
+	SPI_connect();
+	portal = SPI_cursor_open(NULL,
+							 WqPlan(&existing_plan,
+									"SELECT external_id FROM workqueue.item"
+									" WHERE queue = $1 AND external_id = ANY ($2)", 2, types),
+							 args, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			text	   *t;
+
+			if (isnull)
+				continue;
+			t = DatumGetTextPP(d);
+			IdSetMarkFound(set, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			if ((Pointer) t != DatumGetPointer(d))
+				pfree(t);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(workqueue_missing_ids);
 
 /*
@@ -661,7 +745,10 @@ workqueue_missing_ids(PG_FUNCTION_ARGS)
 
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	set = SyncIdSetFromArray(arr);
-	SyncFindItems(set, queue, GetActiveSnapshot(), NULL, NULL);
+	if (set->pending > 0 && ItemsDistributed())
+		FindItemsSql(set, queue, arr);
+	else
+		SyncFindItems(set, queue, GetActiveSnapshot(), NULL, NULL);
 
 	/* the ids still marked, in input order */
 	nelems = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
