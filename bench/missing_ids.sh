@@ -25,8 +25,9 @@
 # plan, execute, one row back).  "parse only" times
 # SELECT cardinality('{...}'::text[]): the floor every variant shares.
 #
-# Variants, all wrapped in count(*); each run once to warm the cache, then
-# BENCH_REPEAT (3) times, median reported:
+# Variants, all wrapped in count(*); a warm-up round, then BENCH_REPEAT (3)
+# rounds, each running every variant (and setting) once in turn, each run
+# in a new session; the median of each is reported:
 #   missing_ids   SELECT count(*) FROM workqueue.missing_ids('bench', '{...}')
 #   not exists    the ids deduplicated with DISTINCT ON (keep the first
 #                 position), NOT EXISTS against workqueue.item, ORDER BY position
@@ -160,16 +161,13 @@ stmt_file() {
     } >"$f"
 }
 
-# time_sql SETTINGS SQL LITERAL_FILE RUNS: a warm-up run, then RUNS timed
-# runs, each in a new session; prints the median ms.
-time_sql() {
-    local settings=$1 sql=$2 lit=$3 runs=$4 ts=() t
-    stmt_file "$tmp/stmt.sql" "$settings" "$sql" "$lit"
-    for r in $(seq 0 "$runs"); do
-        t=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -f "$tmp/stmt.sql" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1)
-        ((r > 0)) && ts+=("$t")
-    done
-    printf '%s\n' "${ts[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+# run_once FILE: runs a statement file in a new session; prints psql's ms.
+run_once() {
+    psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -f "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+}
+
+median() {
+    tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
 }
 
 # md5 of the rows of a variant, in the order it returns them (sorted: in
@@ -205,29 +203,48 @@ status=0
 for k in $sizes; do
     echo "== input $k" >&2
     lit=$tmp/$k.lit
-    po=$(time_sql "SELECT 1;" "$(variant_sql parse_only)" "$lit" "$repeat")
-    echo "   parse only: $po ms" >&2
-    mi=$(time_sql "SELECT 1;" "$(variant_sql missing_ids)" "$lit" "$repeat")
-    echo "   missing_ids: $mi ms" >&2
-    best=""; how=""
+    # every variant: a statement file; then rounds, each running every
+    # variant once in turn (round 0 warms up), so that a burst of load on
+    # this shared machine hits all variants alike
+    names=(parse_only missing_ids)
+    stmt_file "$tmp/$k.parse_only.sql" "SELECT 1;" "$(variant_sql parse_only)" "$lit"
+    stmt_file "$tmp/$k.missing_ids.sql" "SELECT 1;" "$(variant_sql missing_ids)" "$lit"
     for v in not_exists group_by left_join except; do
         for wm in default 256MB; do
             for jit in on off; do
                 s="SET jit = $jit;"; [[ $wm != default ]] && s="$s SET work_mem = '$wm';"
-                t=$(time_sql "$s" "$(variant_sql "$v")" "$lit" "$repeat")
-                echo "   $v, work_mem $wm, jit $jit: $t ms" >&2
-                printf '%-6s %-11s work_mem %-7s jit %-3s %10s ms\n' "$k" "$v" "$wm" "$jit" "$t" >>"$tmp/detail"
-                if [[ -z $best ]] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then
-                    best=$t; how="$v, work_mem $wm, jit $jit"
-                fi
+                names+=("$v,$wm,$jit")
+                stmt_file "$tmp/$k.$v,$wm,$jit.sql" "$s" "$(variant_sql "$v")" "$lit"
             done
         done
+    done
+    declare -A times=()
+    for r in $(seq 0 "$repeat"); do
+        echo "   round $r of $repeat" >&2
+        for name in "${names[@]}"; do
+            t=$(run_once "$tmp/$k.$name.sql")
+            ((r > 0)) && times[$name]="${times[$name]:-} $t"
+        done
+    done
+    po=$(echo "${times[parse_only]}" | median)
+    echo "   parse only: $po ms (${times[parse_only]} )" >&2
+    mi=$(echo "${times[missing_ids]}" | median)
+    echo "   missing_ids: $mi ms (${times[missing_ids]} )" >&2
+    best=""; how=""
+    for name in "${names[@]:2}"; do
+        IFS=, read -r v wm jit <<<"$name"
+        t=$(echo "${times[$name]}" | median)
+        echo "   $v, work_mem $wm, jit $jit: $t ms (${times[$name]} )" >&2
+        printf '%-6s %-11s work_mem %-7s jit %-3s %10s ms\n' "$k" "$v" "$wm" "$jit" "$t" >>"$tmp/detail"
+        if [[ -z $best ]] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+            best=$t; how="$v, work_mem $wm, jit $jit"
+        fi
     done
     best_ms[$k]=$best
     # NOT IN on the first ids, scaled up
     n=$(n_of "$k")
     stmt_file "$tmp/notin.sql" "SELECT 1;" "$(variant_sql not_in)" "$tmp/$k.sample"
-    sample=$(psql -X -q -At -d "$db" -f "$tmp/notin.sql" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1)
+    sample=$(run_once "$tmp/notin.sql")
     notin=$(awk -v t="$sample" -v n="$n" -v s="$notin_sample" 'BEGIN { if (t != "") printf "%d", t * n / s }')
     echo "   NOT IN, first $notin_sample ids: $sample ms: about $notin ms for all $n" >&2
     # same output, same order as the ordered anti-join; same set as EXCEPT
