@@ -21,18 +21,25 @@
  *	   entries per id still missing -- the pass stops and each remaining id
  *	   is probed in the index instead.  Either way the cost stays within
  *	   about twice the cheaper of "read the queue" and "probe every id",
- *	   without statistics.
+ *	   without statistics.  Lookups go in batches whose hash slots, and
+ *	   then ids, are prefetched together (see LOOKUP_BATCH): the set of
+ *	   1M ids spans some 36 MB, and waiting on memory was the pass's cost.
  *	3. missing_ids walks its input array once more, in order, and returns
  *	   every id still marked through a tuplestore (which spills to disk past
  *	   work_mem).
+ *
+ * When workqueue.item is a Citus table, this node's heap and index are an
+ * empty shell: missing_ids then replaces step 2 with one SQL statement
+ * (FindItemsSql), which Citus routes to the queue's shard.
  *
  * Memory: 8 bytes per hash slot (1.33 to 2.67 slots per id) and one bit
  * per 4 bytes of array data (per id for a list), in the caller's memory
  * context; missing_ids works in its own "workqueue missing_ids" context,
  * which also holds the detoasted input, and deletes it before returning.
  *
- * Ids are compared byte for byte, which is what equality means for the
- * deterministic collations a column in a unique index can have.  Index
+ * Ids are compared byte for byte, which is what equality means under any
+ * deterministic collation -- and external_id has the database's default
+ * collation, which always is one, libc or ICU.  Index
  * entries are checked against the given MVCC snapshot; in serializable
  * transactions the pages read are predicate-locked, as an index-only scan
  * does.
