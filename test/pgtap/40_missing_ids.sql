@@ -4,7 +4,10 @@
 -- number (q40_*, wq40_*) so that files may run in parallel.  Both ways of
 -- looking ids up are covered: reading the queue's index range (an input
 -- about as large as the queue) and probing the index per id (a tiny input
--- against a larger queue); the 5M-id case is in bench/missing_ids.sh.
+-- against a larger queue), and the SQL path taken when workqueue.item is a
+-- Citus table (faked at the end); odd ids are checked against a plain SQL
+-- anti-join on every path.  5M ids are in 90_hostile.sql, timings in
+-- bench/missing_ids.sh.
 BEGIN;
 SELECT plan(45);
 
