@@ -21,18 +21,25 @@
  *	   entries per id still missing -- the pass stops and each remaining id
  *	   is probed in the index instead.  Either way the cost stays within
  *	   about twice the cheaper of "read the queue" and "probe every id",
- *	   without statistics.
+ *	   without statistics.  Lookups go in batches whose hash slots, and
+ *	   then ids, are prefetched together (see LOOKUP_BATCH): the set of
+ *	   1M ids spans some 36 MB, and waiting on memory was the pass's cost.
  *	3. missing_ids walks its input array once more, in order, and returns
  *	   every id still marked through a tuplestore (which spills to disk past
  *	   work_mem).
+ *
+ * When workqueue.item is a Citus table, this node's heap and index are an
+ * empty shell: missing_ids then replaces step 2 with one SQL statement
+ * (FindItemsSql), which Citus routes to the queue's shard.
  *
  * Memory: 8 bytes per hash slot (1.33 to 2.67 slots per id) and one bit
  * per 4 bytes of array data (per id for a list), in the caller's memory
  * context; missing_ids works in its own "workqueue missing_ids" context,
  * which also holds the detoasted input, and deletes it before returning.
  *
- * Ids are compared byte for byte, which is what equality means for the
- * deterministic collations a column in a unique index can have.  Index
+ * Ids are compared byte for byte, which is what equality means under any
+ * deterministic collation -- and external_id has the database's default
+ * collation, which always is one, libc or ICU.  Index
  * entries are checked against the given MVCC snapshot; in serializable
  * transactions the pages read are predicate-locked, as an index-only scan
  * does.
@@ -46,11 +53,13 @@
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/bufmgr.h"
 #include "storage/predicate.h"
 #include "utils/array.h"
@@ -95,7 +104,23 @@ struct SyncIdSet
 #define BIT_CLEAR(map, i)	((map)[(i) >> 3] &= ~(1 << ((i) & 7)))
 #define BIT_TEST(map, i)	(((map)[(i) >> 3] & (1 << ((i) & 7))) != 0)
 
+/*
+ * A batch of this many ids is hashed and its slots prefetched before any
+ * of them is looked at: slots and ids are spread over tens of megabytes,
+ * and a lookup that waits for memory twice (slot, then id) is what the
+ * pass over the queue spent most of its time on.
+ */
+#define LOOKUP_BATCH	16
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(addr)	__builtin_prefetch(addr)
+#else
+#define PREFETCH(addr)	((void) 0)
+#endif
+
 static SPIPlanPtr queue_plan;
+static SPIPlanPtr distributed_plan;
+static SPIPlanPtr existing_plan;
 
 /* ARR_DATA_OFFSET without its signed/unsigned mix, which -Wextra reports */
 static inline Size
@@ -145,22 +170,48 @@ IdSetCreate(uint64 capacity, uint64 nindexes)
 }
 
 /*
+ * From slot i on, the first slot that is empty or holds an id of hash h.
+ */
+static inline uint32
+IdSetCandidate(const SyncIdSet *set, uint32 i, uint32 h)
+{
+	for (;; i = (i + 1) & set->mask)
+	{
+		const IdSlot *slot = &set->slots[i];
+
+		if (slot->ref == 0 || slot->hash == h)
+			return i;
+	}
+}
+
+/* Prefetches the id a (non-empty) slot refers to. */
+static inline void
+IdSetPrefetchId(const SyncIdSet *set, const IdSlot *slot)
+{
+	if (set->arrdata != NULL)
+		PREFETCH(set->arrdata + ((Size) (slot->ref - 1) << 2));
+	else
+		PREFETCH(&set->list[slot->ref - 1]);
+}
+
+/*
  * The slot of the set that holds the id s (of len bytes, hash h), or the
- * empty slot where it would go.
+ * empty slot where it would go; the search starts at slot i, which must
+ * be h & mask or a slot after it in h's probe sequence.
  */
 static inline IdSlot *
-IdSetProbe(const SyncIdSet *set, const char *s, int len, uint32 h)
+IdSetProbeFrom(const SyncIdSet *set, uint32 i, const char *s, int len, uint32 h)
 {
-	for (uint32 i = h & set->mask;; i = (i + 1) & set->mask)
+	for (;; i = (i + 1) & set->mask)
 	{
-		IdSlot	   *slot = &set->slots[i];
+		IdSlot	   *slot;
 		const char *t;
 		int			tlen;
 
+		i = IdSetCandidate(set, i, h);
+		slot = &set->slots[i];
 		if (slot->ref == 0)
 			return slot;
-		if (slot->hash != h)
-			continue;
 		IdGet(set, slot->ref - 1, &t, &tlen);
 		if (tlen == len && memcmp(t, s, len) == 0)
 			return slot;
@@ -168,19 +219,27 @@ IdSetProbe(const SyncIdSet *set, const char *s, int len, uint32 h)
 }
 
 /*
+ * The slot of the set that holds the id s (of len bytes, hash h), or the
+ * empty slot where it would go.
+ */
+static inline IdSlot *
+IdSetProbe(const SyncIdSet *set, const char *s, int len, uint32 h)
+{
+	return IdSetProbeFrom(set, h & set->mask, s, len, h);
+}
+
+/*
  * Adds the id of an index; returns the index of an equal id already there,
  * or -1.
  */
 static int64
-IdSetAdd(SyncIdSet *set, uint32 index)
+IdSetAddHashed(SyncIdSet *set, uint32 index, uint32 h)
 {
 	const char *s;
 	int			len;
-	uint32		h;
 	IdSlot	   *slot;
 
 	IdGet(set, index, &s, &len);
-	h = IdHash(s, len);
 	slot = IdSetProbe(set, s, len, h);
 	if (slot->ref != 0)
 		return slot->ref - 1;
@@ -191,13 +250,27 @@ IdSetAdd(SyncIdSet *set, uint32 index)
 	return -1;
 }
 
-/* The index of an id in the set, or -1. */
-static inline int64
-IdSetFind(const SyncIdSet *set, const char *s, int len)
+static int64
+IdSetAdd(SyncIdSet *set, uint32 index)
+{
+	const char *s;
+	int			len;
+
+	IdGet(set, index, &s, &len);
+	return IdSetAddHashed(set, index, IdHash(s, len));
+}
+
+/* Marks the id s (of len bytes) found, if it is in the set and missing. */
+static void
+IdSetMarkFound(SyncIdSet *set, const char *s, int len)
 {
 	IdSlot	   *slot = IdSetProbe(set, s, len, IdHash(s, len));
 
-	return slot->ref == 0 ? -1 : (int64) slot->ref - 1;
+	if (slot->ref != 0 && BIT_TEST(set->missing, slot->ref - 1))
+	{
+		BIT_CLEAR(set->missing, slot->ref - 1);
+		set->pending--;
+	}
 }
 
 /*
@@ -223,14 +296,28 @@ SyncIdSetFromArray(ArrayType *arr)
 
 	set->arrdata = (char *) arr + ArrayDataOffset(arr);
 	p = set->arrdata;
-	for (int i = 0; i < nelems; i++)
+	for (int i = 0; i < nelems;)
 	{
-		if (nulls != NULL && !(nulls[i >> 3] & (1 << (i & 7))))
-			continue;
+		uint32		index[LOOKUP_BATCH];
+		uint32		hash[LOOKUP_BATCH];
+		int			n = 0;
+
 		CHECK_FOR_INTERRUPTS();
-		(void) IdSetAdd(set, (uint32) ((p - set->arrdata) >> 2));
-		p = att_addlength_pointer(p, -1, p);
-		p = (char *) att_align_nominal(p, TYPALIGN_INT);
+		/* hash a batch of elements and prefetch their slots ... */
+		for (; i < nelems && n < LOOKUP_BATCH; i++)
+		{
+			if (nulls != NULL && !(nulls[i >> 3] & (1 << (i & 7))))
+				continue;
+			index[n] = (uint32) ((p - set->arrdata) >> 2);
+			hash[n] = IdHash(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p));
+			PREFETCH(&set->slots[hash[n] & set->mask]);
+			n++;
+			p = att_addlength_pointer(p, -1, p);
+			p = (char *) att_align_nominal(p, TYPALIGN_INT);
+		}
+		/* ... then add them */
+		for (int j = 0; j < n; j++)
+			(void) IdSetAddHashed(set, index[j], hash[j]);
 	}
 	return set;
 }
@@ -280,10 +367,13 @@ Found(SyncIdSet *set, uint32 index, TupleTableSlot *slot, SyncFoundFn found, voi
 }
 
 /*
- * Is there a row visible to the scan's snapshot for the entry the scan is
- * on?  With fetch the row is read into slot; without, pages that the
- * visibility map marks all-visible are not read (as in an index-only
- * scan).
+ * Is there a row visible to the scan's snapshot for the index entry that
+ * points at tid?  With fetch the row is read into slot; without, pages
+ * that the visibility map marks all-visible are not read (as in an
+ * index-only scan).  The entry need not be the one the scan is on: the
+ * row is read with table_index_fetch_tuple, which follows the HOT chain
+ * and predicate-locks the tuple as index_fetch_heap does, but without
+ * marking the scan's current entry dead.
  */
 static bool
 EntryVisible(IndexScanDesc scan, ItemPointer tid, TupleTableSlot *slot, bool fetch, Buffer *vmbuf)
@@ -291,54 +381,134 @@ EntryVisible(IndexScanDesc scan, ItemPointer tid, TupleTableSlot *slot, bool fet
 	BlockNumber blk = ItemPointerGetBlockNumber(tid);
 
 	if (fetch || !VM_ALL_VISIBLE(scan->heapRelation, blk, vmbuf))
-		return index_fetch_heap(scan, slot);
+	{
+		ItemPointerData t = *tid;
+		bool		call_again = false;
+		bool		all_dead = false;
+		bool		visible;
+
+		visible = table_index_fetch_tuple(scan->xs_heapfetch, &t, scan->xs_snapshot, slot,
+										  &call_again, &all_dead);
+		if (visible)
+			pgstat_count_heap_fetch(scan->indexRelation);
+		return visible;
+	}
 	PredicateLockPage(scan->heapRelation, blk, scan->xs_snapshot);
 	return true;
 }
+
+/* An index entry of a batch in ScanQueue. */
+typedef struct ScanEntry
+{
+	ItemPointerData tid;
+	uint32		hash;
+	uint32		pos;			/* the slot it is looked up at */
+	Size		off;			/* its external id in the batch's buffer */
+	int			len;
+} ScanEntry;
 
 /*
  * Reads the queue's external ids from the index, marking the ones in the
  * set.  Returns false if it stopped after "budget" entries, true when it
  * read them all.
+ *
+ * The entries are taken in batches of LOOKUP_BATCH: their ids are copied
+ * and hashed and their slots prefetched; then the first candidate slot of
+ * each is found and the id it refers to prefetched; then the ids are
+ * compared.  Entries are still handled, and found() called, in index order.
  */
 static bool
 ScanQueue(IndexScanDesc scan, ScanKey queuekey, SyncIdSet *set, uint64 budget,
 		  TupleTableSlot *slot, SyncFoundFn found, void *arg)
 {
 	Buffer		vmbuf = InvalidBuffer;
-	ItemPointer tid;
+	ScanEntry	batch[LOOKUP_BATCH];
+	Size		bufsize = 1024;
+	char	   *buf = palloc(bufsize);
 	uint64		seen = 0;
 	bool		complete = true;
+	bool		more = true;
 
 	index_rescan(scan, queuekey, 1, NULL, 0);
-	while (set->pending > 0 && (tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	while (more && set->pending > 0)
 	{
-		Datum		d;
-		bool		isnull;
-		int64		index;
-		text	   *t;
+		Size		used = 0;
+		int			n = 0;
 
 		CHECK_FOR_INTERRUPTS();
-		if (++seen > budget)
+		/* 1. a batch of entries: copy and hash the ids, prefetch the slots */
+		while (n < LOOKUP_BATCH)
 		{
-			complete = false;
-			break;
+			ItemPointer tid;
+			ScanEntry  *e = &batch[n];
+			Datum		d;
+			bool		isnull;
+			text	   *t;
+
+			if (seen >= budget)
+			{
+				complete = more = false;
+				break;
+			}
+			if ((tid = index_getnext_tid(scan, ForwardScanDirection)) == NULL)
+			{
+				more = false;
+				break;
+			}
+			seen++;
+			d = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull);
+			if (isnull)
+				continue;		/* an item without external id */
+			t = DatumGetTextPP(d);
+			e->len = VARSIZE_ANY_EXHDR(t);
+			if (used + e->len > bufsize)
+			{
+				bufsize = Max(bufsize * 2, used + e->len);
+				buf = repalloc(buf, bufsize);
+			}
+			memcpy(buf + used, VARDATA_ANY(t), e->len);
+			if ((Pointer) t != DatumGetPointer(d))
+				pfree(t);
+			e->tid = *tid;
+			e->off = used;
+			e->hash = IdHash(buf + used, e->len);
+			e->pos = e->hash & set->mask;
+			PREFETCH(&set->slots[e->pos]);
+			used += e->len;
+			n++;
 		}
-		d = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull);
-		if (isnull)
-			continue;			/* an item without external id */
-		t = DatumGetTextPP(d);
-		index = IdSetFind(set, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-		if ((Pointer) t != DatumGetPointer(d))
-			pfree(t);
-		if (index < 0 || !BIT_TEST(set->missing, index))
-			continue;			/* not asked for, or already found */
-		if (EntryVisible(scan, tid, slot, found != NULL, &vmbuf))
-			Found(set, (uint32) index, slot, found, arg);
-		ExecClearTuple(slot);
+		/* 2. the first candidate slot of each; prefetch the id it holds */
+		for (int i = 0; i < n; i++)
+		{
+			ScanEntry  *e = &batch[i];
+
+			e->pos = IdSetCandidate(set, e->pos, e->hash);
+			if (set->slots[e->pos].ref != 0)
+				IdSetPrefetchId(set, &set->slots[e->pos]);
+		}
+		/* 3. compare; mark the ones found */
+		for (int i = 0; i < n && set->pending > 0; i++)
+		{
+			ScanEntry  *e = &batch[i];
+			IdSlot	   *s;
+			uint32		index;
+
+			if (set->slots[e->pos].ref == 0)
+				continue;		/* not asked for */
+			s = IdSetProbeFrom(set, e->pos, buf + e->off, e->len, e->hash);
+			if (s->ref == 0)
+				continue;		/* not asked for */
+			index = s->ref - 1;
+			if (!BIT_TEST(set->missing, index))
+				continue;		/* already found */
+			if (EntryVisible(scan, &e->tid, slot, found != NULL, &vmbuf))
+				Found(set, index, slot, found, arg);
+			ExecClearTuple(slot);
+		}
 	}
 	if (BufferIsValid(vmbuf))
 		ReleaseBuffer(vmbuf);
+	pfree(buf);
 	return complete;
 }
 
@@ -477,6 +647,74 @@ CheckQueueExists(text *queue)
 		SYNC_QUEUE_NOT_FOUND(text_to_cstring(queue));
 }
 
+/*
+ * Is workqueue.item a Citus table?  Then this node's heap and index of it
+ * are an empty shell (or hold one shard of many), and ids must be looked
+ * up through SQL, which Citus routes to the shard of the queue.
+ */
+static bool
+ItemsDistributed(void)
+{
+	bool		distributed;
+
+	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+		return false;
+	SPI_connect();
+	if (SPI_execute_plan(WqPlan(&distributed_plan,
+								"SELECT 1 FROM pg_catalog.pg_dist_partition"
+								" WHERE logicalrelid = 'workqueue.item'::regclass", 0, NULL),
+						 NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_catalog.pg_dist_partition");
+	distributed = SPI_processed > 0;
+	SPI_finish();
+	return distributed;
+}
+
+/*
+ * The SQL path of missing_ids: marks found the ids of the set that
+ * "SELECT external_id FROM workqueue.item WHERE queue = $1 AND external_id
+ * = ANY ($2)" returns, read through a cursor in batches.  Slower than the
+ * index pass (the array goes through the executor and each element is
+ * compared under the column's collation), but correct wherever SQL is.
+ */
+static void
+FindItemsSql(SyncIdSet *set, text *queue, ArrayType *arr)
+{
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		args[2] = {PointerGetDatum(queue), PointerGetDatum(arr)};
+	Portal		portal;
+
+	SPI_connect();
+	portal = SPI_cursor_open(NULL,
+							 WqPlan(&existing_plan,
+									"SELECT external_id FROM workqueue.item"
+									" WHERE queue = $1 AND external_id = ANY ($2)", 2, types),
+							 args, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			text	   *t;
+
+			if (isnull)
+				continue;
+			t = DatumGetTextPP(d);
+			IdSetMarkFound(set, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			if ((Pointer) t != DatumGetPointer(d))
+				pfree(t);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(workqueue_missing_ids);
 
 /*
@@ -514,7 +752,10 @@ workqueue_missing_ids(PG_FUNCTION_ARGS)
 
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	set = SyncIdSetFromArray(arr);
-	SyncFindItems(set, queue, GetActiveSnapshot(), NULL, NULL);
+	if (set->pending > 0 && ItemsDistributed())
+		FindItemsSql(set, queue, arr);
+	else
+		SyncFindItems(set, queue, GetActiveSnapshot(), NULL, NULL);
 
 	/* the ids still marked, in input order */
 	nelems = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
