@@ -306,7 +306,7 @@ elif [[ -n ${wq_rate[16]:-} ]]; then
 fi
 echo "target (issue 12): >= 2,000 requests/s end to end at the defaults, >= 5x pg_net; zero lost requests."
 echo "workqueue does more per request than pg_net: it maps the record onto the item (with a synced"
-echo "and a fetch_completed event, each with its NOTIFY); pg_net stores the response.  pg_net's worker"
+echo "and a fetch_completed event, announced by the announce worker); pg_net stores the response.  pg_net's worker"
 echo "waits one second after each batch of pg_net.batch_size requests (to spare the CPU, says its"
 echo "source), so at its defaults it cannot pass about 200 requests/s."
 } | tee -a "$out"
