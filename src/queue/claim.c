@@ -35,11 +35,15 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #include "core/spi.h"
 #include "core/srf.h"
@@ -71,7 +75,7 @@
  */
 static const char *const CLAIM_SQL =
 "WITH c AS ("
-"  SELECT i.queue, i.id FROM workqueue.item i"
+"  SELECT i.ctid FROM workqueue.item i"
 "   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
 "     AND NOT EXISTS (SELECT FROM workqueue.item x"
 "                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"
@@ -81,15 +85,12 @@ static const char *const CLAIM_SQL =
 " u AS ("
 "  UPDATE workqueue.item i"
 "     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
-"    FROM c WHERE i.queue = c.queue AND i.id = c.id"
+"    FROM c WHERE i.queue = $1 AND i.ctid = c.ctid"
 "  RETURNING i.*),"
 " e AS ("
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
 "  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"
-"    FROM u),"
-" f AS ("
-"  DELETE FROM workqueue.lease_fence f USING u"
-"   WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = $3)"
+"    FROM u)"
 " SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
 
 /*
@@ -140,15 +141,78 @@ static const char *const CLAIM_EXPIRED_SQL =
 "         (2, $3, 'claimed', jsonb_build_object('lease_until', u.lease_until)))"
 "     AS k(ord, actor, kind, payload)"
 "   WHERE k.ord = 2 OR c.old_holder IS NOT NULL"
-"   ORDER BY u.priority, u.created_at, u.id, k.ord),"
-" f AS ("
-"  DELETE FROM workqueue.lease_fence f USING u"
-"   WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = $3)"
+"   ORDER BY u.priority, u.created_at, u.id, k.ord)"
 " SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
+
+/*
+ * Ends the worker's fences on the items it took (it has claimed them again):
+ * $1 queue, $2 worker, $3 the ids taken.
+ */
+static const char *const END_FENCES_SQL =
+"DELETE FROM workqueue.lease_fence f WHERE f.queue = $1 AND f.item_id = ANY ($3) AND f.worker = $2";
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_expired_plan;
+static SPIPlanPtr end_fences_plan;
 static SPIPlanPtr queue_plan;
+
+/*
+ * Whether workqueue.lease_fence may hold a row: false when the table has no
+ * block at all -- no fence was ever written, or vacuum has truncated the
+ * table after the last one went.  Checked after the claim statement, which
+ * has locked the items it took: every writer of a fence holds the item's
+ * row lock (the sweep, a claim that takes an item over, a move, release,
+ * an upstream close), so a fence on a taken item was written -- and the
+ * table extended -- before the claim could lock the item.  (A table's
+ * block count is a local fact: distributed tables need the statement
+ * always.)
+ */
+static bool
+FencesMayExist(void)
+{
+	Oid			relid = get_relname_relid("lease_fence", get_namespace_oid("workqueue", false));
+	Relation	rel;
+	bool		some;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table workqueue.lease_fence does not exist");
+	rel = table_open(relid, AccessShareLock);
+	some = RelationGetNumberOfBlocks(rel) > 0;
+	table_close(rel, NoLock);
+	return some;
+}
+
+/*
+ * Ends the worker's fences on the taken items (the rows of tt), if there
+ * may be any.
+ */
+static void
+EndFences(Datum queue, Datum worker, SPITupleTable *tt, uint64 taken)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
+	Datum		args[3];
+	Datum	   *ids;
+	int			idcol;
+
+	if (taken == 0 || !FencesMayExist())
+		return;
+	idcol = SPI_fnumber(tt->tupdesc, "id");
+	if (idcol <= 0)
+		elog(ERROR, "claimed rows have no id");
+	ids = palloc(sizeof(Datum) * taken);
+	for (uint64 r = 0; r < taken; r++)
+	{
+		bool		isnull;
+
+		ids[r] = SPI_getbinval(tt->vals[r], tt->tupdesc, idcol, &isnull);
+	}
+	args[0] = queue;
+	args[1] = worker;
+	args[2] = PointerGetDatum(construct_array(ids, (int) taken, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (WqExecuteIndexed(WqPlanGeneric(&end_fences_plan, END_FENCES_SQL, 3, types), args, false, 0, false)
+		!= SPI_OK_DELETE)
+		elog(ERROR, "could not end the fences of claimed items");
+}
 
 /*
  * Raises "queue ... does not exist" (as workqueue._queue()) unless the
@@ -207,6 +271,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Tuplestorestate *store;
 	uint64		taken;
+	SPITupleTable *claimed;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -242,6 +307,8 @@ workqueue_claim(PG_FUNCTION_ARGS)
 		if (taken == 0)
 			RequireQueue(queue);
 	}
+	claimed = SPI_tuptable;
+	EndFences(args[0], args[2], claimed, taken);
 
 	/*
 	 * The rows of u are the item's columns but its dropped ones, which the
@@ -250,7 +317,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	{
 		Datum	   *values = palloc(sizeof(Datum) * desc->natts);
 		bool	   *nulls = palloc(sizeof(bool) * desc->natts);
-		SPITupleTable *tt = SPI_tuptable;
+		SPITupleTable *tt = claimed;
 
 		for (uint64 r = 0; r < taken; r++)
 		{
