@@ -37,12 +37,15 @@
 
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 
 #include "core/spi.h"
@@ -55,14 +58,10 @@
 /*
  * Whether the item (alias i) is in the caller's scopes: $4 the caller is an
  * administrator (sees all), $5 the caller's role OID.  The scopes granted
- * to the caller (workqueue._caller_scopes()) are read once per statement,
- * and only if an item with a scope comes up.
+ * to the caller are read once per statement, and only if an item with a
+ * scope comes up (workqueue_scope_visible below).
  */
-#define CLAIM_VISIBLE \
-	"(i.scope = '{}' OR $4 OR i.scope && (" \
-	"   SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g" \
-	"     JOIN pg_catalog.pg_roles r ON r.rolname = g.role" \
-	"    WHERE pg_catalog.pg_has_role($5, r.oid, 'MEMBER')))"
+#define CLAIM_VISIBLE "workqueue._scope_visible(i.scope, $4, $5)"
 
 /* the lease of a claim made now */
 #define CLAIM_LEASE \
@@ -341,4 +340,83 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/* The scopes granted to a role, kept for one statement (fn_extra). */
+typedef struct ScopeGrants
+{
+	Oid			caller;
+	ArrayType  *scopes;
+	FmgrInfo	overlap;		/* arrayoverlap (it caches in fn_extra) */
+} ScopeGrants;
+
+PG_FUNCTION_INFO_V1(workqueue_scope_visible);
+
+/*
+ * SQL: workqueue._scope_visible(scope text[], admin boolean, caller oid)
+ * returns boolean
+ *
+ * scope = '{}' OR admin OR scope && (the scopes granted to caller or to a
+ * role it is a member of) -- the predicate of workqueue._visible(), as a
+ * function so that the statements filtering by it carry no subquery to set
+ * up on every run: the grants are read on the first scoped item of a
+ * statement and kept for the rest of it.
+ */
+Datum
+workqueue_scope_visible(PG_FUNCTION_ARGS)
+{
+	ArrayType  *scope;
+	ScopeGrants *grants;
+	Oid			caller;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	scope = PG_GETARG_ARRAYTYPE_P(0);
+	if (ArrayGetNItems(ARR_NDIM(scope), ARR_DIMS(scope)) == 0)
+		PG_RETURN_BOOL(true);
+	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
+		PG_RETURN_BOOL(true);
+	if (PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	caller = PG_GETARG_OID(2);
+
+	grants = (ScopeGrants *) fcinfo->flinfo->fn_extra;
+	if (grants == NULL || grants->caller != caller)
+	{
+		static SPIPlanPtr grants_plan;
+		Oid			types[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(caller)};
+		bool		isnull;
+		Datum		d;
+
+		if (grants == NULL)
+		{
+			grants = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ScopeGrants));
+			fmgr_info_cxt(F_ARRAYOVERLAP, &grants->overlap, fcinfo->flinfo->fn_mcxt);
+		}
+		SPI_connect();
+		if (SPI_execute_plan(WqPlan(&grants_plan,
+									"SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g"
+									" JOIN pg_catalog.pg_roles r ON r.rolname = g.role"
+									" WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER')", 1, types),
+							 args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read the scope grants of role %u", caller);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			grants->scopes = NULL;
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+			grants->scopes = DatumGetArrayTypePCopy(d);
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+		grants->caller = caller;
+		fcinfo->flinfo->fn_extra = grants;
+	}
+	if (grants->scopes == NULL)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_DATUM(FunctionCall2Coll(&grants->overlap, DEFAULT_COLLATION_OID,
+									  PointerGetDatum(scope), PointerGetDatum(grants->scopes)));
 }
