@@ -99,7 +99,9 @@ static const char *const CLAIM_SQL =
  * that is not taken stays locked, and skipped by other claims, until this
  * transaction ends.  A taken item whose lease had run out gets its
  * "lease_expired" event just before its "claimed" one (one INSERT, in that
- * order), and its old holder is fenced.  Parameters as CLAIM_SQL.
+ * order), and its old holder is fenced.  The old holder and lease come
+ * through u's RETURNING (a join of u and c, nested loops only, would
+ * compare every pair).  Parameters as CLAIM_SQL.
  */
 static const char *const CLAIM_EXPIRED_SQL =
 "WITH o AS ("
@@ -124,7 +126,7 @@ static const char *const CLAIM_EXPIRED_SQL =
 "  UPDATE workqueue.item i"
 "     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
 "    FROM c WHERE i.queue = c.queue AND i.id = c.id"
-"  RETURNING i.*),"
+"  RETURNING i.*, c.old_holder, c.old_lease),"
 " fence AS ("
 "  INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"
 "  SELECT c.queue, c.id, c.old_holder, c.old_lease FROM c"
@@ -133,13 +135,12 @@ static const char *const CLAIM_EXPIRED_SQL =
 " e AS ("
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
 "  SELECT u.queue, u.id, k.actor, k.kind, u.step, u.step, k.payload"
-"    FROM u JOIN c ON c.queue = u.queue AND c.id = u.id"
-"   CROSS JOIN LATERAL (VALUES"
+"    FROM u CROSS JOIN LATERAL (VALUES"
 "         (1, 'workqueue', 'lease_expired',"
-"          jsonb_build_object('claimed_by', c.old_holder, 'lease_until', c.old_lease)),"
+"          jsonb_build_object('claimed_by', u.old_holder, 'lease_until', u.old_lease)),"
 "         (2, $3, 'claimed', jsonb_build_object('lease_until', u.lease_until)))"
 "     AS k(ord, actor, kind, payload)"
-"   WHERE k.ord = 2 OR c.old_holder IS NOT NULL"
+"   WHERE k.ord = 2 OR u.old_holder IS NOT NULL"
 "   ORDER BY u.priority, u.created_at, u.id, k.ord)"
 " SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
 
@@ -311,7 +312,8 @@ workqueue_claim(PG_FUNCTION_ARGS)
 
 	/*
 	 * The rows of u are the item's columns but its dropped ones, which the
-	 * result's descriptor (the table's row type) keeps as nulls.
+	 * result's descriptor (the table's row type) keeps as nulls (then, from
+	 * CLAIM_EXPIRED_SQL, the old holder and lease, which are not returned).
 	 */
 	{
 		Datum	   *values = palloc(sizeof(Datum) * desc->natts);

@@ -85,9 +85,13 @@ typedef struct ItemState
  * Writes the steps and an event per item (the event is the announcement:
  * no NOTIFY here); MOVE_SQL returns the number of events, MOVE_ONE_SQL the
  * moved item's row (transition() returns it, unless something changes the
- * item after the move).
+ * item after the move).  MOVE_SQL carries the old values through the
+ * UPDATE's RETURNING (o is u): the event needs no join of u and m, which
+ * with index scans and nested loops only would compare every pair of a
+ * batch; MOVE_ONE_SQL returns the row as it is and joins its one item (o is
+ * m).
  */
-#define MOVE_WITH(returning) \
+#define MOVE_WITH(returning, o, events_from) \
 "WITH m AS (" \
 "  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[]," \
 "                       $8::text[], $9::text[], $12::bool[], $13::tid[])" \
@@ -102,17 +106,19 @@ typedef struct ItemState
 "  RETURNING " returning ")," \
 " e AS (" \
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)" \
-"  SELECT u.queue, u.id, $10, 'transition', m.old_step, u.step, jsonb_build_object(" \
+"  SELECT u.queue, u.id, $10, 'transition', " o ".old_step, u.step, jsonb_build_object(" \
 "         'transition', $11, 'payload', $5," \
-"         'old', jsonb_build_object('step', m.old_step, 'status', m.old_status," \
-"                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee)," \
+"         'old', jsonb_build_object('step', " o ".old_step, 'status', " o ".old_status," \
+"                                   'claimed_by', " o ".old_claimed, 'assignee', " o ".old_assignee)," \
 "         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))" \
-"    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id" \
+"    FROM " events_from \
 "  RETURNING id)"
 
 static const char *const MOVE_SQL =
-MOVE_WITH("i.queue, i.id, i.step, i.status, i.resolved_at") " SELECT count(*) FROM e";
-static const char *const MOVE_ONE_SQL = MOVE_WITH("i.*") " SELECT u.* FROM u";
+MOVE_WITH("i.queue, i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee",
+		  "u", "u") " SELECT count(*) FROM e";
+static const char *const MOVE_ONE_SQL =
+MOVE_WITH("i.*", "m", "u JOIN m ON m.queue = u.queue AND m.id = u.id") " SELECT u.* FROM u";
 
 /*
  * Fences the holders of claims whose lease ran out that a batch ends (a
