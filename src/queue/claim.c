@@ -5,9 +5,11 @@
  * The usual claim is one statement, prepared once per backend: it locks the
  * first n open items the caller may see (FOR UPDATE SKIP LOCKED, so that it
  * never waits and cannot deadlock), takes them (in_progress, the worker's
- * lease), writes their "claimed" events and ends the worker's fences on
- * them (workqueue.lease_fence).  It takes nothing when a lease of the queue
- * has run out (item_lease_idx says so at once): then a second statement
+ * lease; the rows locked are updated by ctid, not looked up again) and
+ * writes their "claimed" events.  The worker's fences on the items taken
+ * (workqueue.lease_fence) end in a statement of its own, run only when that
+ * table has a block at all (FencesMayExist).  It takes nothing when a
+ * lease of the queue has run out (item_lease_idx says so at once): then a second statement
  * takes the first n of the open items and of those whose lease has run out
  * -- before the worker's sweep returned them -- writing "lease_expired"
  * then "claimed" for each of the latter and fencing its old holder (see
@@ -17,8 +19,9 @@
  * an empty one.
  *
  * The queue, the caller's rights and scopes are read inside the statements
- * (the lease timeout and the scope grants as one-time subqueries, the
- * latter evaluated only for an item that has a scope); the checks of the
+ * (the lease timeout as a one-time subquery, the scope grants by
+ * workqueue._scope_visible(), once per statement and only for an item that
+ * has a scope); the checks of the
  * arguments that come first, and raise in the order claim() always did
  * (queue, n, worker), look the queue up only when one of them fails.
  *
