@@ -8,22 +8,22 @@
  * lease; the rows locked are updated by ctid, not looked up again) and
  * writes their "claimed" events.  The worker's fences on the items taken
  * (workqueue.lease_fence) end in a statement of its own, run only when that
- * table has a block at all (FencesMayExist).  It takes nothing when a
- * lease of the queue has run out (item_lease_idx says so at once): then a second statement
- * takes the first n of the open items and of those whose lease has run out
- * -- before the worker's sweep returned them -- writing "lease_expired"
- * then "claimed" for each of the latter and fencing its old holder (see
- * doc/workflows.md, "Fencing").  The second statement also runs when the
- * first took nothing because there was nothing open; when it takes nothing
- * either, the queue is looked up, to tell a queue that does not exist from
- * an empty one.
+ * table has a block at all (FencesMayExist).  It takes nothing when a lease
+ * of the queue has run out (item_lease_idx says so at once): then a second
+ * statement takes the first n of the open items and of those whose lease has
+ * run out -- before the worker's sweep returned them -- writing
+ * "lease_expired" then "claimed" for each of the latter and fencing its old
+ * holder (see doc/workflows.md, "Fencing").  The second statement also runs
+ * when the first took nothing because there was nothing open; when it takes
+ * nothing either, the queue is looked up, to tell a queue that does not
+ * exist from an empty one.
  *
  * The queue, the caller's rights and scopes are read inside the statements
  * (the lease timeout as a one-time subquery, the scope grants by
  * workqueue._scope_visible(), once per statement and only for an item that
- * has a scope); the checks of the
- * arguments that come first, and raise in the order claim() always did
- * (queue, n, worker), look the queue up only when one of them fails.
+ * has a scope); the checks of the arguments that come first, and raise in
+ * the order claim() always did (queue, n, worker), look the queue up only
+ * when one of them fails.
  *
  * Plans do not depend on statistics: the statements run (and are planned,
  * once, as generic plans, and again whenever the tables change) with
