@@ -5,22 +5,25 @@
  * The usual claim is one statement, prepared once per backend: it locks the
  * first n open items the caller may see (FOR UPDATE SKIP LOCKED, so that it
  * never waits and cannot deadlock), takes them (in_progress, the worker's
- * lease), writes their "claimed" events and ends the worker's fences on
- * them (workqueue.lease_fence).  It takes nothing when a lease of the queue
- * has run out (item_lease_idx says so at once): then a second statement
- * takes the first n of the open items and of those whose lease has run out
- * -- before the worker's sweep returned them -- writing "lease_expired"
- * then "claimed" for each of the latter and fencing its old holder (see
- * doc/workflows.md, "Fencing").  The second statement also runs when the
- * first took nothing because there was nothing open; when it takes nothing
- * either, the queue is looked up, to tell a queue that does not exist from
- * an empty one.
+ * lease; the rows locked are updated by ctid, not looked up again) and
+ * writes their "claimed" events.  The worker's fences on the items taken
+ * (workqueue.lease_fence) end in a statement of its own, run only when that
+ * table has a block at all (FencesMayExist).  It takes nothing when a lease
+ * of the queue has run out (item_lease_idx says so at once): then a second
+ * statement takes the first n of the open items and of those whose lease has
+ * run out -- before the worker's sweep returned them -- writing
+ * "lease_expired" then "claimed" for each of the latter and fencing its old
+ * holder (see doc/workflows.md, "Fencing").  The second statement also runs
+ * when the first took nothing because there was nothing open; when it takes
+ * nothing either, the queue is looked up, to tell a queue that does not
+ * exist from an empty one.
  *
  * The queue, the caller's rights and scopes are read inside the statements
- * (the lease timeout and the scope grants as one-time subqueries, the
- * latter evaluated only for an item that has a scope); the checks of the
- * arguments that come first, and raise in the order claim() always did
- * (queue, n, worker), look the queue up only when one of them fails.
+ * (the lease timeout as a one-time subquery, the scope grants by
+ * workqueue._scope_visible(), once per statement and only for an item that
+ * has a scope); the checks of the arguments that come first, and raise in
+ * the order claim() always did (queue, n, worker), look the queue up only
+ * when one of them fails.
  *
  * Plans do not depend on statistics: the statements run (and are planned,
  * once, as generic plans, and again whenever the tables change) with
@@ -35,11 +38,18 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 
 #include "core/spi.h"
 #include "core/srf.h"
@@ -51,14 +61,10 @@
 /*
  * Whether the item (alias i) is in the caller's scopes: $4 the caller is an
  * administrator (sees all), $5 the caller's role OID.  The scopes granted
- * to the caller (workqueue._caller_scopes()) are read once per statement,
- * and only if an item with a scope comes up.
+ * to the caller are read once per statement, and only if an item with a
+ * scope comes up (workqueue_scope_visible below).
  */
-#define CLAIM_VISIBLE \
-	"(i.scope = '{}' OR $4 OR i.scope && (" \
-	"   SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g" \
-	"     JOIN pg_catalog.pg_roles r ON r.rolname = g.role" \
-	"    WHERE pg_catalog.pg_has_role($5, r.oid, 'MEMBER')))"
+#define CLAIM_VISIBLE "workqueue._scope_visible(i.scope, $4, $5)"
 
 /* the lease of a claim made now */
 #define CLAIM_LEASE \
@@ -71,7 +77,7 @@
  */
 static const char *const CLAIM_SQL =
 "WITH c AS ("
-"  SELECT i.queue, i.id FROM workqueue.item i"
+"  SELECT i.ctid FROM workqueue.item i"
 "   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
 "     AND NOT EXISTS (SELECT FROM workqueue.item x"
 "                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"
@@ -81,15 +87,12 @@ static const char *const CLAIM_SQL =
 " u AS ("
 "  UPDATE workqueue.item i"
 "     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
-"    FROM c WHERE i.queue = c.queue AND i.id = c.id"
+"    FROM c WHERE i.queue = $1 AND i.ctid = c.ctid"
 "  RETURNING i.*),"
 " e AS ("
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
 "  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"
-"    FROM u),"
-" f AS ("
-"  DELETE FROM workqueue.lease_fence f USING u"
-"   WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = $3)"
+"    FROM u)"
 " SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
 
 /*
@@ -99,7 +102,9 @@ static const char *const CLAIM_SQL =
  * that is not taken stays locked, and skipped by other claims, until this
  * transaction ends.  A taken item whose lease had run out gets its
  * "lease_expired" event just before its "claimed" one (one INSERT, in that
- * order), and its old holder is fenced.  Parameters as CLAIM_SQL.
+ * order), and its old holder is fenced.  The old holder and lease come
+ * through u's RETURNING (a join of u and c, nested loops only, would
+ * compare every pair).  Parameters as CLAIM_SQL.
  */
 static const char *const CLAIM_EXPIRED_SQL =
 "WITH o AS ("
@@ -124,7 +129,7 @@ static const char *const CLAIM_EXPIRED_SQL =
 "  UPDATE workqueue.item i"
 "     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
 "    FROM c WHERE i.queue = c.queue AND i.id = c.id"
-"  RETURNING i.*),"
+"  RETURNING i.*, c.old_holder, c.old_lease),"
 " fence AS ("
 "  INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"
 "  SELECT c.queue, c.id, c.old_holder, c.old_lease FROM c"
@@ -133,22 +138,84 @@ static const char *const CLAIM_EXPIRED_SQL =
 " e AS ("
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
 "  SELECT u.queue, u.id, k.actor, k.kind, u.step, u.step, k.payload"
-"    FROM u JOIN c ON c.queue = u.queue AND c.id = u.id"
-"   CROSS JOIN LATERAL (VALUES"
+"    FROM u CROSS JOIN LATERAL (VALUES"
 "         (1, 'workqueue', 'lease_expired',"
-"          jsonb_build_object('claimed_by', c.old_holder, 'lease_until', c.old_lease)),"
+"          jsonb_build_object('claimed_by', u.old_holder, 'lease_until', u.old_lease)),"
 "         (2, $3, 'claimed', jsonb_build_object('lease_until', u.lease_until)))"
 "     AS k(ord, actor, kind, payload)"
-"   WHERE k.ord = 2 OR c.old_holder IS NOT NULL"
-"   ORDER BY u.priority, u.created_at, u.id, k.ord),"
-" f AS ("
-"  DELETE FROM workqueue.lease_fence f USING u"
-"   WHERE f.queue = u.queue AND f.item_id = u.id AND f.worker = $3)"
+"   WHERE k.ord = 2 OR u.old_holder IS NOT NULL"
+"   ORDER BY u.priority, u.created_at, u.id, k.ord)"
 " SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
+
+/*
+ * Ends the worker's fences on the items it took (it has claimed them again):
+ * $1 queue, $2 worker, $3 the ids taken.
+ */
+static const char *const END_FENCES_SQL =
+"DELETE FROM workqueue.lease_fence f WHERE f.queue = $1 AND f.item_id = ANY ($3) AND f.worker = $2";
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_expired_plan;
+static SPIPlanPtr end_fences_plan;
 static SPIPlanPtr queue_plan;
+
+/*
+ * Whether workqueue.lease_fence may hold a row: false when the table has no
+ * block at all -- no fence was ever written, or vacuum has truncated the
+ * table after the last one went.  Checked after the claim statement, which
+ * has locked the items it took: every writer of a fence holds the item's
+ * row lock (the sweep, a claim that takes an item over, a move, release,
+ * an upstream close), so a fence on a taken item was written -- and the
+ * table extended -- before the claim could lock the item.  (A table's
+ * block count is a local fact: distributed tables need the statement
+ * always.)
+ */
+static bool
+FencesMayExist(void)
+{
+	Oid			relid = get_relname_relid("lease_fence", get_namespace_oid("workqueue", false));
+	Relation	rel;
+	bool		some;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table workqueue.lease_fence does not exist");
+	rel = table_open(relid, AccessShareLock);
+	some = RelationGetNumberOfBlocks(rel) > 0;
+	table_close(rel, NoLock);
+	return some;
+}
+
+/*
+ * Ends the worker's fences on the taken items (the rows of tt), if there
+ * may be any.
+ */
+static void
+EndFences(Datum queue, Datum worker, SPITupleTable *tt, uint64 taken)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
+	Datum		args[3];
+	Datum	   *ids;
+	int			idcol;
+
+	if (taken == 0 || !FencesMayExist())
+		return;
+	idcol = SPI_fnumber(tt->tupdesc, "id");
+	if (idcol <= 0)
+		elog(ERROR, "claimed rows have no id");
+	ids = palloc(sizeof(Datum) * taken);
+	for (uint64 r = 0; r < taken; r++)
+	{
+		bool		isnull;
+
+		ids[r] = SPI_getbinval(tt->vals[r], tt->tupdesc, idcol, &isnull);
+	}
+	args[0] = queue;
+	args[1] = worker;
+	args[2] = PointerGetDatum(construct_array(ids, (int) taken, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (WqExecuteIndexed(WqPlanGeneric(&end_fences_plan, END_FENCES_SQL, 3, types), args, false, 0, false)
+		!= SPI_OK_DELETE)
+		elog(ERROR, "could not end the fences of claimed items");
+}
 
 /*
  * Raises "queue ... does not exist" (as workqueue._queue()) unless the
@@ -207,6 +274,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Tuplestorestate *store;
 	uint64		taken;
+	SPITupleTable *claimed;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -242,15 +310,18 @@ workqueue_claim(PG_FUNCTION_ARGS)
 		if (taken == 0)
 			RequireQueue(queue);
 	}
+	claimed = SPI_tuptable;
+	EndFences(args[0], args[2], claimed, taken);
 
 	/*
 	 * The rows of u are the item's columns but its dropped ones, which the
-	 * result's descriptor (the table's row type) keeps as nulls.
+	 * result's descriptor (the table's row type) keeps as nulls (then, from
+	 * CLAIM_EXPIRED_SQL, the old holder and lease, which are not returned).
 	 */
 	{
 		Datum	   *values = palloc(sizeof(Datum) * desc->natts);
 		bool	   *nulls = palloc(sizeof(bool) * desc->natts);
-		SPITupleTable *tt = SPI_tuptable;
+		SPITupleTable *tt = claimed;
 
 		for (uint64 r = 0; r < taken; r++)
 		{
@@ -274,4 +345,83 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/* The scopes granted to a role, kept for one statement (fn_extra). */
+typedef struct ScopeGrants
+{
+	Oid			caller;
+	ArrayType  *scopes;
+	FmgrInfo	overlap;		/* arrayoverlap (it caches in fn_extra) */
+} ScopeGrants;
+
+PG_FUNCTION_INFO_V1(workqueue_scope_visible);
+
+/*
+ * SQL: workqueue._scope_visible(scope text[], admin boolean, caller oid)
+ * returns boolean
+ *
+ * scope = '{}' OR admin OR scope && (the scopes granted to caller or to a
+ * role it is a member of) -- the predicate of workqueue._visible(), as a
+ * function so that the statements filtering by it carry no subquery to set
+ * up on every run: the grants are read on the first scoped item of a
+ * statement and kept for the rest of it.
+ */
+Datum
+workqueue_scope_visible(PG_FUNCTION_ARGS)
+{
+	ArrayType  *scope;
+	ScopeGrants *grants;
+	Oid			caller;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	scope = PG_GETARG_ARRAYTYPE_P(0);
+	if (ArrayGetNItems(ARR_NDIM(scope), ARR_DIMS(scope)) == 0)
+		PG_RETURN_BOOL(true);
+	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
+		PG_RETURN_BOOL(true);
+	if (PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	caller = PG_GETARG_OID(2);
+
+	grants = (ScopeGrants *) fcinfo->flinfo->fn_extra;
+	if (grants == NULL || grants->caller != caller)
+	{
+		static SPIPlanPtr grants_plan;
+		Oid			types[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(caller)};
+		bool		isnull;
+		Datum		d;
+
+		if (grants == NULL)
+		{
+			grants = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ScopeGrants));
+			fmgr_info_cxt(F_ARRAYOVERLAP, &grants->overlap, fcinfo->flinfo->fn_mcxt);
+		}
+		SPI_connect();
+		if (SPI_execute_plan(WqPlan(&grants_plan,
+									"SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g"
+									" JOIN pg_catalog.pg_roles r ON r.rolname = g.role"
+									" WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER')", 1, types),
+							 args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read the scope grants of role %u", caller);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			grants->scopes = NULL;
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+			grants->scopes = DatumGetArrayTypePCopy(d);
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+		grants->caller = caller;
+		fcinfo->flinfo->fn_extra = grants;
+	}
+	if (grants->scopes == NULL)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_DATUM(FunctionCall2Coll(&grants->overlap, DEFAULT_COLLATION_OID,
+									  PointerGetDatum(scope), PointerGetDatum(grants->scopes)));
 }

@@ -12,6 +12,15 @@ REVOKE ALL ON FUNCTION workqueue._event_tx() FROM PUBLIC;
 
 ALTER TABLE workqueue.item_event ALTER COLUMN tx SET DEFAULT workqueue._event_tx();
 
+-- Whether an item with this scope is visible to the caller (as
+-- workqueue._visible(), with the caller's administrator flag and role passed
+-- in): what claim() and transition() filter items by.  The caller's scope
+-- grants are read once per statement, and only for an item with a scope.
+CREATE OR REPLACE FUNCTION workqueue._scope_visible(scope text[], admin boolean, caller oid) RETURNS boolean
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_scope_visible';
+
+REVOKE ALL ON FUNCTION workqueue._scope_visible(text[], boolean, oid) FROM PUBLIC;
+
 -- Appends one audit event; the announce worker sends NOTIFY workqueue for it
 -- once it commits.
 CREATE OR REPLACE FUNCTION workqueue._event(queue text, item bigint, actor text, kind text,

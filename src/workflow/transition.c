@@ -39,6 +39,7 @@
 #include "funcapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "storage/itemptr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -66,6 +67,7 @@ typedef struct ItemState
 	int			version;
 	bool		has_sla;		/* the item's SLA clock must follow its step */
 	bool		visible;		/* in the caller's scopes (else: "does not exist") */
+	ItemPointerData ctid;		/* the row version read (locked, by LockItems) */
 } ItemState;
 
 /*
@@ -78,38 +80,45 @@ typedef struct ItemState
 /*
  * Moves a batch: $1-$4 the items' queues, ids, new steps and statuses, $5
  * the payload, $6-$9 their old steps, statuses, claimants and assignees,
- * $10 the actor, $11 the transition, $12 whether each keeps its assignee.
+ * $10 the actor, $11 the transition, $12 whether each keeps its assignee,
+ * $13 the row versions LockItems locked (found by ctid: no index descent).
  * Writes the steps and an event per item (the event is the announcement:
  * no NOTIFY here); MOVE_SQL returns the number of events, MOVE_ONE_SQL the
  * moved item's row (transition() returns it, unless something changes the
- * item after the move).
+ * item after the move).  MOVE_SQL carries the old values through the
+ * UPDATE's RETURNING (o is u): the event needs no join of u and m, which
+ * with index scans and nested loops only would compare every pair of a
+ * batch; MOVE_ONE_SQL returns the row as it is and joins its one item (o is
+ * m).
  */
-#define MOVE_WITH(returning) \
+#define MOVE_WITH(returning, o, events_from) \
 "WITH m AS (" \
 "  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[]," \
-"                       $8::text[], $9::text[], $12::bool[])" \
-"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep))," \
+"                       $8::text[], $9::text[], $12::bool[], $13::tid[])" \
+"    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep, row_tid))," \
 " u AS (" \
 "  UPDATE workqueue.item i SET step = m.step, status = m.status," \
 "         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END," \
 "         claimed_by = NULL, lease_until = NULL," \
 "         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5," \
 "         updated_at = now()" \
-"    FROM m WHERE i.queue = m.queue AND i.id = m.id" \
+"    FROM m WHERE i.queue = m.queue AND i.ctid = m.row_tid" \
 "  RETURNING " returning ")," \
 " e AS (" \
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)" \
-"  SELECT u.queue, u.id, $10, 'transition', m.old_step, u.step, jsonb_build_object(" \
+"  SELECT u.queue, u.id, $10, 'transition', " o ".old_step, u.step, jsonb_build_object(" \
 "         'transition', $11, 'payload', $5," \
-"         'old', jsonb_build_object('step', m.old_step, 'status', m.old_status," \
-"                                   'claimed_by', m.old_claimed, 'assignee', m.old_assignee)," \
+"         'old', jsonb_build_object('step', " o ".old_step, 'status', " o ".old_status," \
+"                                   'claimed_by', " o ".old_claimed, 'assignee', " o ".old_assignee)," \
 "         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))" \
-"    FROM u JOIN m ON m.queue = u.queue AND m.id = u.id" \
+"    FROM " events_from \
 "  RETURNING id)"
 
 static const char *const MOVE_SQL =
-MOVE_WITH("i.queue, i.id, i.step, i.status, i.resolved_at") " SELECT count(*) FROM e";
-static const char *const MOVE_ONE_SQL = MOVE_WITH("i.*") " SELECT u.* FROM u";
+MOVE_WITH("i.queue, i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee",
+		  "u", "u") " SELECT count(*) FROM e";
+static const char *const MOVE_ONE_SQL =
+MOVE_WITH("i.*", "m", "u JOIN m ON m.queue = u.queue AND m.id = u.id") " SELECT u.* FROM u";
 
 /*
  * Fences the holders of claims whose lease ran out that a batch ends (a
@@ -133,16 +142,17 @@ static SPIPlanPtr on_enter_plan;
 static SPIPlanPtr after_enter_plan;
 
 /*
- * The columns FillItem reads.  The last one is workqueue._visible(scope),
- * written out ($2 the caller is an administrator, $3 the caller's role
- * OID), so that no SQL function runs per item; the caller's scope grants
- * are read only for an item that has a scope.
+ * The columns FillItem reads.  The twelfth is workqueue._visible(scope)
+ * with the caller passed in ($2 the caller is an administrator, $3 the
+ * caller's role OID; src/queue/claim.c), so that no SQL function runs per
+ * item; the caller's scope grants are read only for an item that has a
+ * scope.  The last is the row version, which the move updates by.
  */
 #define ITEM_COLUMNS \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
 	"workflow, workflow_version, sla_target IS NOT NULL, " \
-	"(scope = '{}' OR $2 OR scope && (SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g " \
-	"  JOIN pg_catalog.pg_roles r ON r.rolname = g.role WHERE pg_catalog.pg_has_role($3, r.oid, 'MEMBER'))) " \
+	"workqueue._scope_visible(scope, $2, $3), " \
+	"ctid " \
 	"FROM workqueue.item"
 
 /* $2 and $3 of ITEM_COLUMNS */
@@ -194,6 +204,7 @@ FillItem(ItemState *it, int r)
 	live = SPI_getvalue(tup, desc, 12);
 	it->visible = live != NULL && strcmp(live, "t") == 0;
 	it->fenced_until = NULL;	/* see ReadFences */
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 13, &isnull)), &it->ctid);
 }
 
 static void
@@ -539,6 +550,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	bool	   *claimed_nulls = palloc(sizeof(bool) * n);
 	bool	   *assignee_nulls = palloc(sizeof(bool) * n);
 	Datum	   *id_elems = palloc(sizeof(Datum) * n);
+	Datum	   *tid_elems = palloc(sizeof(Datum) * n);
 	const Workflow *wf = NULL;
 	const char *wf_name = NULL;
 	int			wf_version = 0;
@@ -578,6 +590,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		claimed_nulls[i] = it->claimed_by == NULL;
 		assignee_nulls[i] = it->assignee == NULL;
 		id_elems[i] = Int64GetDatum(it->id);
+		tid_elems[i] = PointerGetDatum(&it->ctid);
 		/* a claim whose lease ran out ends here: its holder is fenced */
 		if (it->claimed_by != NULL && !it->lease_live)
 		{
@@ -598,9 +611,9 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	}
 
 	{
-		Oid			types[12] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID};
-		Datum		args[12];
+		Oid			types[13] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID, TIDARRAYOID};
+		Datum		args[13];
 		bool		isnull;
 		Datum	   *keep = palloc(sizeof(Datum) * n);
 
@@ -619,10 +632,12 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[9] = CStringGetTextDatum(actor);
 		args[10] = CStringGetTextDatum(tname);
 		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+		args[12] = PointerGetDatum(construct_array(tid_elems, n, TIDOID, sizeof(ItemPointerData), false,
+												   TYPALIGN_SHORT));
 		if (moved != NULL)
 		{
 			Assert(n == 1);
-			if (WqExecuteIndexed(WqPlanGeneric(&move_one_plan, MOVE_ONE_SQL, 12, types), args, false, 0, false) != SPI_OK_SELECT ||
+			if (WqExecuteIndexed(WqPlanGeneric(&move_one_plan, MOVE_ONE_SQL, 13, types), args, false, 0, false) != SPI_OK_SELECT ||
 				SPI_processed != 1)
 				elog(ERROR, "could not move item " INT64_FORMAT, ids[0]);
 			/* kept (SPI frees it at SPI_finish) unless the item changes below */
@@ -630,7 +645,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		}
 		else
 		{
-			if (WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 12, types), args, false, 0, false) != SPI_OK_SELECT ||
+			if (WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 13, types), args, false, 0, false) != SPI_OK_SELECT ||
 				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 				elog(ERROR, "could not move %d items", n);
 			SPI_freetuptable(SPI_tuptable);
