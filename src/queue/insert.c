@@ -25,19 +25,25 @@
  *
  * Writers only record events: announcing them is not this file's job.
  *
- * Concurrency.  The INSERT uses ON CONFLICT (queue, external_id) DO
- * NOTHING: an external id that exists, or that another transaction inserts
- * first (after waiting for it to end), is skipped and returned to the caller
- * (add_many() raises, upsert_items() classifies it again).  A skipped item's
- * pick of an assignee is spent: in that race the role's turn moves on.
+ * Concurrency.  A batch with external ids is first inserted without ON
+ * CONFLICT, in a subtransaction (InsertTried): if an external id exists, or
+ * another transaction inserts it first (after waiting for it to end), the
+ * unique violation rolls that back and the batch goes in again with ON
+ * CONFLICT (queue, external_id) DO NOTHING, which skips those items and
+ * returns them to the caller (add_many() raises, upsert_items() classifies
+ * them again).  add() of an item with an external id looks for it first,
+ * then uses ON CONFLICT.  A skipped item's pick of an assignee is spent: in
+ * that race the role's turn moves on.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "core/spi.h"
 #include "queue/insert.h"
@@ -337,6 +343,61 @@ PickMembers(const char *role, int n, Datum *members, Datum *strategy, bool *stra
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/* The plan of the statement for q, with or without ON CONFLICT, for n items. */
+static SPIPlanPtr
+InsertPlan(const NewItemsQueue *q, bool on_conflict, int n)
+{
+	const char *sql = insert_sql[q->sla][on_conflict];
+
+	if (n <= INSERT_GENERIC_MAX)
+		return WqPlanGeneric(&insert_plans[q->sla][on_conflict][0], sql, INSERT_NARGS, insert_types);
+	return WqPlanCursor(&insert_plans[q->sla][on_conflict][1], sql, INSERT_NARGS, insert_types,
+						CURSOR_OPT_CUSTOM_PLAN);
+}
+
+/*
+ * Runs plan (the insert without ON CONFLICT) in a subtransaction.  Returns
+ * false, the subtransaction rolled back, if an external id exists in the
+ * queue (a unique violation of item_queue_external_id_key); raises any
+ * other error.  On success SPI_tuptable holds the statement's rows.
+ */
+static bool
+InsertTried(SPIPlanPtr plan, Datum *args, const char *nulls)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not insert items");
+		ReleaseCurrentSubTransaction();
+		done = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION || edata->constraint_name == NULL ||
+			strcmp(edata->constraint_name, "item_queue_external_id_key") != 0)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return done;
+}
+
 /*
  * Inserts items[pos[0..n-1]] (n > 0) into the queue, in that order, with
  * their events, and fills *res.  source (or NULL) is recorded on the items
@@ -351,8 +412,6 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 {
 	Datum		args[INSERT_NARGS];
 	char		nulls[INSERT_NARGS + 1];
-	SPIPlanPtr	plan;
-	const char *sql;
 	bool		keyed = false;
 	HeapTuple	row = NULL;
 	TupleDesc	desc;
@@ -392,14 +451,21 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 
 	for (int i = 0; i < n && !keyed; i++)
 		keyed = items[pos[i]].external_id != NULL;
-	sql = insert_sql[q->sla][keyed];
-	if (n <= INSERT_GENERIC_MAX)
-		plan = WqPlanGeneric(&insert_plans[q->sla][keyed][0], sql, INSERT_NARGS, insert_types);
-	else
-		plan = WqPlanCursor(&insert_plans[q->sla][keyed][1], sql, INSERT_NARGS, insert_types,
-							CURSOR_OPT_CUSTOM_PLAN);
-	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not insert items");
+
+	/*
+	 * A batch with external ids goes in first without ON CONFLICT, in a
+	 * subtransaction: the unique index checks each id as it inserts it,
+	 * where ON CONFLICT probes the index once more and confirms every row
+	 * with a WAL record of its own.  Only if an id exists (the rare case:
+	 * add_many raises, upsert_items lost a race) is that rolled back and
+	 * the batch inserted again with ON CONFLICT DO NOTHING, which finds
+	 * which ones.
+	 */
+	if (!keyed || precheck || !InsertTried(InsertPlan(q, false, n), args, nulls))
+	{
+		if (SPI_execute_plan(InsertPlan(q, keyed, n), args, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not insert items");
+	}
 
 	/*
 	 * The rows come in the order given, one per inserted item: walk both
