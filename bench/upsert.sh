@@ -158,7 +158,7 @@ timed() {
 }
 
 reset() {
-    q "TRUNCATE workqueue.item, copy_target CASCADE" >/dev/null   # and the events, fetches, ... of the items
+    q "TRUNCATE workqueue.item, workqueue.item_event, copy_target CASCADE" >/dev/null   # and the fetches, ... of the items
     q "CHECKPOINT" >/dev/null
 }
 

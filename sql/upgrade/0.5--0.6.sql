@@ -53,3 +53,20 @@ ALTER TABLE workqueue.item_event ADD CONSTRAINT item_event_kind_check
                     'transition', 'comment', 'field_update', 'assigned', 'sla_warning', 'sla_breach',
                     'escalated', 'upstream_closed', 'upstream_reopened', 'fetch_completed', 'fetch_failed',
                     'sla_recomputed', 'lease_extended'));
+
+-- The insert path without per-row foreign-key checks (src/queue/insert.c;
+-- doc/queue.md, "Integrity"): item no longer references queue,
+-- workflow_version, sla_policy and calendar, item_event no longer
+-- references item; queues and items can no longer be deleted, nor a
+-- queue's name or an item's queue changed, by workqueue_admin.
+ALTER TABLE workqueue.item DROP CONSTRAINT item_queue_fkey,
+                           DROP CONSTRAINT item_workflow_workflow_version_fkey,
+                           DROP CONSTRAINT item_sla_policy_sla_policy_version_fkey,
+                           DROP CONSTRAINT item_sla_calendar_sla_calendar_version_fkey;
+ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_queue_item_id_fkey;
+REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.queue, workqueue.item FROM workqueue_admin;
+GRANT UPDATE (workflow, sla_policy, lease_timeout, created_at, created_by, scope) ON workqueue.queue TO workqueue_admin;
+GRANT UPDATE (external_id, source, parent_id, step, status, priority, assignee, claimed_by, lease_until, data, notes,
+              scope, created_at, updated_at, resolved_at, due_at, sla_paused_at, last_seen_at, workflow,
+              workflow_version, sla_policy, sla_policy_version, sla_calendar, sla_calendar_version, sla_target,
+              sla_elapsed, sla_clock_from, sla_level, sla_next_at, step_due_at) ON workqueue.item TO workqueue_admin;

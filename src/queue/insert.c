@@ -25,25 +25,36 @@
  *
  * Writers only record events: announcing them is not this file's job.
  *
- * Concurrency.  The INSERT uses ON CONFLICT (queue, external_id) DO
- * NOTHING: an external id that exists, or that another transaction inserts
- * first (after waiting for it to end), is skipped and returned to the caller
- * (add_many() raises, upsert_items() classifies it again).  A skipped item's
- * pick of an assignee is spent: in that race the role's turn moves on.
+ * Concurrency.  A batch with external ids is first inserted without ON
+ * CONFLICT, in a subtransaction (InsertTried): if an external id exists, or
+ * another transaction inserts it first (after waiting for it to end), the
+ * unique violation rolls that back and the batch goes in again with ON
+ * CONFLICT (queue, external_id) DO NOTHING, which skips those items and
+ * returns them to the caller (add_many() raises, upsert_items() classifies
+ * them again).  add() of an item with an external id looks for it first,
+ * then uses ON CONFLICT.  A skipped item's pick of an assignee is spent: in
+ * that race the role's turn moves on.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "core/spi.h"
 #include "queue/insert.h"
 #include "sync/sync_db.h"
 
-/* Above this many items a batch is planned for its own values. */
+/*
+ * Up to this many items a batch runs one generic plan, made once per
+ * backend (a custom plan of the statement costs more to make than a small
+ * batch costs to write, and the plan cache keeps choosing custom plans for
+ * it); above, a batch is planned for its own values.
+ */
 #define INSERT_GENERIC_MAX		100
 
 #define INSERT_NARGS 14
@@ -57,13 +68,16 @@
  * whether to look for existing external ids first (add(): so that an
  * external id that exists draws no id from the sequence, as before).
  *
- * Returns the count of items inserted, of events, the 1-based positions of
- * items skipped for an existing external id (NULL if none) and the ids of
- * the new items in the order given.  The arrays are read with unnest() in
- * a target list, which streams them in order, and each item meets its SLA
- * through a nested loop (a LATERAL subquery), which keeps that order: the
- * items are inserted -- and their ids drawn -- in the order given, without
- * a sort.
+ * Returns a row per new item -- its id, its external id and whether it got
+ * an assignee -- in the order given; an item skipped for an existing
+ * external id has none (NewItemsInsert finds which from that order).  The
+ * arrays are read with unnest() in a target list, which streams them in
+ * order, and each item meets its SLA through a nested loop (a LATERAL
+ * subquery), which keeps that order: the items are inserted -- and their
+ * ids drawn -- in the order given, without a sort, and RETURNING gives them
+ * in that order.  (No counts or arrays computed in SQL: every subplan of
+ * the statement is set up on each call, which is most of what a call of
+ * one item costs.)
  *
  * The SLA columns follow workqueue._sla_enter()'s created case: the
  * policy's latest version, the calendar (calendar_by) at its latest
@@ -121,6 +135,22 @@
 "     WHERE NOT $14 OR y.external_id IS NULL" \
 "        OR NOT EXISTS (SELECT FROM workqueue.item e WHERE e.queue = $1 AND e.external_id = y.external_id)"
 
+/*
+ * The same for a queue without an SLA policy (most queues, and add()'s
+ * usual case): no SLA columns, so none of the SLA subqueries -- a plan of a
+ * few nodes, which is what one add() call pays to start.
+ */
+#define INSERT_PLAIN_SQL_HEAD \
+"WITH ins AS (" \
+"    INSERT INTO workqueue.item AS i (queue, external_id, source, step, status, priority, data, workflow," \
+"                                     workflow_version, last_seen_at, scope, assignee)" \
+"    SELECT $1, y.external_id, $5, $9, 'open', y.priority, y.data, $7, $8, CASE WHEN $13 THEN now() END," \
+"           (SELECT q.scope FROM workqueue.queue q WHERE q.name = $1), y.member" \
+"      FROM (SELECT unnest($2::text[]) AS external_id, unnest($3::int2[]) AS priority," \
+"                   unnest($4::jsonb[]) AS data, unnest($10::text[]) AS member) y" \
+"     WHERE NOT $14 OR y.external_id IS NULL" \
+"        OR NOT EXISTS (SELECT FROM workqueue.item e WHERE e.queue = $1 AND e.external_id = y.external_id)"
+
 #define INSERT_SQL_TAIL \
 "    RETURNING i.id, i.external_id, i.priority, i.assignee" \
 "), ev AS (" \
@@ -136,32 +166,28 @@
 "    SELECT $1, ins.id, $6, 'assigned', $9, $9," \
 "           pg_catalog.jsonb_build_object('assignee', ins.assignee, 'role', $11, 'strategy', $12)" \
 "      FROM ins WHERE ins.assignee IS NOT NULL" \
-"    RETURNING 1" \
 ")" \
-"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM ev)," \
-"       CASE WHEN (SELECT count(*) FROM ins) < pg_catalog.cardinality($4::jsonb[]) THEN" \
-"            ARRAY(SELECT n.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS n(external_id, ord)" \
-"                   WHERE n.external_id IS NOT NULL" \
-"                     AND NOT EXISTS (SELECT FROM ins WHERE ins.external_id = n.external_id)" \
-"                   ORDER BY n.ord) END," \
-"       ARRAY(SELECT ins.id FROM ins ORDER BY ins.id)"
+"SELECT ins.id, ins.external_id, ins.assignee IS NOT NULL FROM ins"
 
-static const char *const INSERT_SQL =
-INSERT_SQL_HEAD
-"        ON CONFLICT (queue, external_id) DO NOTHING"
-INSERT_SQL_TAIL;
+#define INSERT_ON_CONFLICT "        ON CONFLICT (queue, external_id) DO NOTHING"
 
-/* The same for a batch without external ids: no speculative insertion. */
-static const char *const INSERT_NOKEY_SQL =
-INSERT_SQL_HEAD
-INSERT_SQL_TAIL;
+/*
+ * The statements, by [sla][keyed]: with or without the SLA columns (the
+ * queue has a policy), with or without ON CONFLICT (a batch without
+ * external ids needs no speculative insertion).
+ */
+static const char *const insert_sql[2][2] = {
+	{INSERT_PLAIN_SQL_HEAD INSERT_SQL_TAIL, INSERT_PLAIN_SQL_HEAD INSERT_ON_CONFLICT INSERT_SQL_TAIL},
+	{INSERT_SQL_HEAD INSERT_SQL_TAIL, INSERT_SQL_HEAD INSERT_ON_CONFLICT INSERT_SQL_TAIL},
+};
 
 /*
  * The queue's workflow, its current version and start step, and the start
  * step's role (a working step's).
  */
 static const char *const QUEUE_SQL =
-"SELECT q.workflow, v.version, v.start_step, CASE WHEN s.kind = 'work' THEN s.role END"
+"SELECT q.workflow, v.version, v.start_step, CASE WHEN s.kind = 'work' THEN s.role END,"
+"       q.sla_policy IS NOT NULL"
 "  FROM workqueue.queue q"
 "  JOIN workqueue.workflow w ON w.name = q.workflow"
 "  JOIN workqueue.workflow_version v"
@@ -174,10 +200,8 @@ static Oid	insert_types[INSERT_NARGS] = {TEXTOID, TEXTARRAYOID, INT2ARRAYOID, JS
 	TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID};
 
 static SPIPlanPtr queue_plan;
-static SPIPlanPtr insert_plan;
-static SPIPlanPtr insert_custom_plan;
-static SPIPlanPtr nokey_plan;
-static SPIPlanPtr nokey_custom_plan;
+/* the plans of insert_sql, generic [..][..][0] and custom [..][..][1] */
+static SPIPlanPtr insert_plans[2][2][2];
 static SPIPlanPtr pick_plan;
 
 /*
@@ -193,7 +217,7 @@ NewItemsReadQueue(text *queue, NewItemsQueue *q)
 	TupleDesc	desc;
 	bool		isnull;
 
-	if (SPI_execute_plan(WqPlan(&queue_plan, QUEUE_SQL, 1, types), args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(WqPlanGeneric(&queue_plan, QUEUE_SQL, 1, types), args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read workqueue.queue");
 	if (SPI_processed == 0)
 		SYNC_QUEUE_NOT_FOUND(text_to_cstring(queue));
@@ -203,6 +227,7 @@ NewItemsReadQueue(text *queue, NewItemsQueue *q)
 	q->version = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
 	q->start_step = SPI_getvalue(row, desc, 3);
 	q->role = SPI_getvalue(row, desc, 4);	/* NULL if null */
+	q->sla = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -292,7 +317,7 @@ PickMembers(const char *role, int n, Datum *members, Datum *strategy, bool *stra
 	bool		isnull;
 	Datum		d;
 
-	if (SPI_execute_plan(WqPlan(&pick_plan, "SELECT m.members, m.strategy FROM workqueue._pick_members($1, $2) m",
+	if (SPI_execute_plan(WqPlanGeneric(&pick_plan, "SELECT m.members, m.strategy FROM workqueue._pick_members($1, $2) m",
 								2, types),
 						 args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not pick members of role \"%s\"", role);
@@ -318,6 +343,61 @@ PickMembers(const char *role, int n, Datum *members, Datum *strategy, bool *stra
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/* The plan of the statement for q, with or without ON CONFLICT, for n items. */
+static SPIPlanPtr
+InsertPlan(const NewItemsQueue *q, bool on_conflict, int n)
+{
+	const char *sql = insert_sql[q->sla][on_conflict];
+
+	if (n <= INSERT_GENERIC_MAX)
+		return WqPlanGeneric(&insert_plans[q->sla][on_conflict][0], sql, INSERT_NARGS, insert_types);
+	return WqPlanCursor(&insert_plans[q->sla][on_conflict][1], sql, INSERT_NARGS, insert_types,
+						CURSOR_OPT_CUSTOM_PLAN);
+}
+
+/*
+ * Runs plan (the insert without ON CONFLICT) in a subtransaction.  Returns
+ * false, the subtransaction rolled back, if an external id exists in the
+ * queue (a unique violation of item_queue_external_id_key); raises any
+ * other error.  On success SPI_tuptable holds the statement's rows.
+ */
+static bool
+InsertTried(SPIPlanPtr plan, Datum *args, const char *nulls)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not insert items");
+		ReleaseCurrentSubTransaction();
+		done = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION || edata->constraint_name == NULL ||
+			strcmp(edata->constraint_name, "item_queue_external_id_key") != 0)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return done;
+}
+
 /*
  * Inserts items[pos[0..n-1]] (n > 0) into the queue, in that order, with
  * their events, and fills *res.  source (or NULL) is recorded on the items
@@ -332,12 +412,13 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 {
 	Datum		args[INSERT_NARGS];
 	char		nulls[INSERT_NARGS + 1];
-	SPIPlanPtr	plan;
 	bool		keyed = false;
-	HeapTuple	row;
+	HeapTuple	row = NULL;
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
+	int			k;
+	int			r = 0;
 
 	Assert(n > 0);
 	memset(nulls, ' ', INSERT_NARGS);
@@ -370,49 +451,67 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 
 	for (int i = 0; i < n && !keyed; i++)
 		keyed = items[pos[i]].external_id != NULL;
-	if (keyed)
-		plan = n <= INSERT_GENERIC_MAX
-			? WqPlan(&insert_plan, INSERT_SQL, INSERT_NARGS, insert_types)
-			: WqPlanCursor(&insert_custom_plan, INSERT_SQL, INSERT_NARGS, insert_types, CURSOR_OPT_CUSTOM_PLAN);
-	else
-		plan = n <= INSERT_GENERIC_MAX
-			? WqPlan(&nokey_plan, INSERT_NOKEY_SQL, INSERT_NARGS, insert_types)
-			: WqPlanCursor(&nokey_custom_plan, INSERT_NOKEY_SQL, INSERT_NARGS, insert_types, CURSOR_OPT_CUSTOM_PLAN);
-	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not insert items");
 
-	row = SPI_tuptable->vals[0];
+	/*
+	 * A batch with external ids goes in first without ON CONFLICT, in a
+	 * subtransaction: the unique index checks each id as it inserts it,
+	 * where ON CONFLICT probes the index once more and confirms every row
+	 * with a WAL record of its own.  Only if an id exists (the rare case:
+	 * add_many raises, upsert_items lost a race) is that rolled back and
+	 * the batch inserted again with ON CONFLICT DO NOTHING, which finds
+	 * which ones.
+	 */
+	if (!keyed || precheck || !InsertTried(InsertPlan(q, false, n), args, nulls))
+	{
+		if (SPI_execute_plan(InsertPlan(q, keyed, n), args, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not insert items");
+	}
+
+	/*
+	 * The rows come in the order given, one per inserted item: walk both
+	 * lists together; an item whose row does not come next was skipped.
+	 */
 	desc = SPI_tuptable->tupdesc;
-	res->inserted = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-	res->events = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-	res->skipped = NULL;
+	if (SPI_processed > (uint64) n)
+		elog(ERROR, "inserted " UINT64_FORMAT " of %d items", SPI_processed, n);
+	k = (int) SPI_processed;
+	res->inserted = k;
+	res->events = k;
+	res->ids = palloc(sizeof(int64) * Max(k, 1));
+	res->skipped = k < n ? palloc(sizeof(int) * (n - k)) : NULL;
 	res->nskipped = 0;
-	d = SPI_getbinval(row, desc, 3, &isnull);
-	if (!isnull)
+	for (int i = 0; i < n; i++)
 	{
-		Datum	   *elems;
-		bool	   *enulls;
-		int			k;
+		const NewItem *item = &items[pos[i]];
+		bool		match = false;
 
-		deconstruct_array(DatumGetArrayTypeP(d), INT4OID, 4, true, TYPALIGN_INT, &elems, &enulls, &k);
-		res->skipped = palloc(sizeof(int) * Max(k, 1));
-		for (int i = 0; i < k; i++)
-			res->skipped[i] = DatumGetInt32(elems[i]) - 1;
-		res->nskipped = k;
-	}
-	res->ids = palloc(sizeof(int64) * Max(res->inserted, 1));
-	d = SPI_getbinval(row, desc, 4, &isnull);
-	if (!isnull)
-	{
-		Datum	   *elems;
-		bool	   *enulls;
-		int			k;
+		if (r < k)
+		{
+			row = SPI_tuptable->vals[r];
+			d = SPI_getbinval(row, desc, 2, &isnull);
+			if (item->external_id == NULL)
+				match = isnull;
+			else if (!isnull)
+			{
+				text	   *ext = DatumGetTextPP(d);
 
-		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &elems, &enulls, &k);
-		Assert(k == res->inserted);
-		for (int i = 0; i < k; i++)
-			res->ids[i] = DatumGetInt64(elems[i]);
+				match = VARSIZE_ANY_EXHDR(ext) == (Size) item->external_id_len &&
+					memcmp(VARDATA_ANY(ext), item->external_id, item->external_id_len) == 0;
+			}
+		}
+		if (!match)
+		{
+			if (item->external_id == NULL || res->nskipped >= n - k)
+				elog(ERROR, "could not match the new items to the items given");
+			res->skipped[res->nskipped++] = i;
+			continue;
+		}
+		res->ids[r] = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		if (DatumGetBool(SPI_getbinval(row, desc, 3, &isnull)))
+			res->events++;
+		r++;
 	}
+	if (r != k)
+		elog(ERROR, "could not match the new items to the items given");
 	SPI_freetuptable(SPI_tuptable);
 }

@@ -17,6 +17,7 @@ typedef struct NewItemsQueue
 	int32		version;		/* the workflow's current version */
 	char	   *start_step;
 	char	   *role;			/* the start step's role, or NULL */
+	bool		sla;			/* the queue has an SLA policy */
 } NewItemsQueue;
 
 /* One new item; data points into the caller's value. */

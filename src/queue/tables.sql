@@ -15,7 +15,10 @@ CREATE TABLE workqueue.queue (
 
 CREATE TABLE workqueue.item (
     id               bigint GENERATED ALWAYS AS IDENTITY,
-    queue            text NOT NULL REFERENCES workqueue.queue (name),
+    -- no foreign keys to queue or workflow_version: checked per row, they
+    -- cost a query per new item; the insert path reads both in the same
+    -- transaction, and neither is ever deleted (doc/queue.md, "Integrity")
+    queue            text NOT NULL,
     external_id      text,
     source           text,
     parent_id        bigint,
@@ -40,7 +43,6 @@ CREATE TABLE workqueue.item (
     PRIMARY KEY (queue, id),
     UNIQUE (queue, external_id),
     FOREIGN KEY (queue, parent_id) REFERENCES workqueue.item (queue, id),
-    FOREIGN KEY (workflow, workflow_version) REFERENCES workqueue.workflow_version (workflow, version),
     CHECK ((status = 'in_progress') = (claimed_by IS NOT NULL))
 );
 CREATE INDEX item_id_idx ON workqueue.item (id);
@@ -87,8 +89,10 @@ CREATE TABLE workqueue.item_event (
     -- the transaction that wrote it; the default, workqueue._event_tx()
     -- (src/queue/queue.sql), also wakes the announce worker at its commit
     tx        xid8,
-    PRIMARY KEY (queue, id),
-    FOREIGN KEY (queue, item_id) REFERENCES workqueue.item (queue, id)
+    -- no foreign key to item (a query per event): events are written only
+    -- by the API for items it has just written or locked, and items are
+    -- never deleted (doc/queue.md, "Integrity")
+    PRIMARY KEY (queue, id)
 );
 CREATE INDEX item_event_item_idx ON workqueue.item_event (queue, item_id, id);
 -- the events of the transactions that committed since the last announcement
@@ -142,3 +146,11 @@ REVOKE ALL ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.l
 GRANT SELECT ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence TO PUBLIC;
 GRANT ALL ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence TO workqueue_admin;
 REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.item_event FROM workqueue_admin;
+-- Queues and items are never deleted, and neither a queue's name nor an
+-- item's queue changes: what the foreign keys that item and item_event do
+-- without used to ensure (doc/queue.md, "Integrity").
+REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.queue, workqueue.item FROM workqueue_admin;
+GRANT UPDATE (workflow, sla_policy, lease_timeout, created_at, created_by, scope) ON workqueue.queue TO workqueue_admin;
+GRANT UPDATE (external_id, source, parent_id, step, status, priority, assignee, claimed_by, lease_until, data, notes,
+              scope, created_at, updated_at, resolved_at, due_at, sla_paused_at, last_seen_at, workflow,
+              workflow_version) ON workqueue.item TO workqueue_admin;

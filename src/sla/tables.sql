@@ -58,9 +58,13 @@ ALTER TABLE workqueue.item
     ADD COLUMN sla_clock_from       timestamptz,
     ADD COLUMN sla_level            smallint NOT NULL DEFAULT 0,
     ADD COLUMN sla_next_at          timestamptz,
-    ADD COLUMN step_due_at          timestamptz,
-    ADD FOREIGN KEY (sla_policy, sla_policy_version) REFERENCES workqueue.sla_policy (name, version),
-    ADD FOREIGN KEY (sla_calendar, sla_calendar_version) REFERENCES workqueue.calendar (name, version);
+    ADD COLUMN step_due_at          timestamptz;
+-- No foreign keys to sla_policy and calendar (a query per new item): the
+-- versions an item pins are read from those tables in the statement that
+-- writes them, and versions are never changed or deleted (doc/queue.md,
+-- "Integrity").
+GRANT UPDATE (sla_policy, sla_policy_version, sla_calendar, sla_calendar_version, sla_target, sla_elapsed,
+              sla_clock_from, sla_level, sla_next_at, step_due_at) ON workqueue.item TO workqueue_admin;
 
 -- the timer index: the worker reads the next due instant from it
 CREATE INDEX item_sla_timer_idx ON workqueue.item (sla_next_at) WHERE sla_next_at IS NOT NULL;

@@ -37,10 +37,11 @@
  *	   elements.  The announce worker announces the events after the
  *	   commit (src/queue/announce.c; one summary for a bulk of them).
  *
- * Concurrency.  Inserts use ON CONFLICT (queue, external_id) DO NOTHING:
- * when another transaction inserts the same new external id first, our row
- * is skipped (after waiting for that transaction to end), never duplicated
- * and never a unique violation.  The statement returns the skipped records
+ * Concurrency.  New items go in through the insert path, which ends up
+ * with ON CONFLICT (queue, external_id) DO NOTHING when an id exists
+ * (src/queue/insert.c): when another transaction inserts the same new
+ * external id first, our row is skipped (after waiting for that
+ * transaction to end), never duplicated and never a unique violation.  The statement returns the skipped records
  * and the call classifies and writes just those once more, with a new
  * snapshot in which they exist (under REPEATABLE READ the conflict is a
  * serialization failure instead, as for any write-write conflict).  Rows
