@@ -419,6 +419,7 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 	Datum		d;
 	int			k;
 	int			r = 0;
+	MemoryContext caller = CurrentMemoryContext;
 
 	Assert(n > 0);
 	memset(nulls, ' ', INSERT_NARGS);
@@ -466,6 +467,8 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 		if (SPI_execute_plan(InsertPlan(q, keyed, n), args, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not insert items");
 	}
+	/* SPI leaves us in its procedure context, which SPI_finish() frees */
+	MemoryContextSwitchTo(caller);
 
 	/*
 	 * The rows come in the order given, one per inserted item: walk both
