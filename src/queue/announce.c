@@ -35,7 +35,12 @@
  * "pending" with the last event id sent.  More than ANNOUNCE_BULK "created"
  * and "synced" events of one transaction in one queue (a load of 100k
  * items) get one summary notification instead of one each, as upsert_items
- * sent before announcements moved here.  Events written before the state
+ * sent before announcements moved here.  An event of an item with a scope
+ * is announced as {"event": id} alone (and a bulk of them as {"event":
+ * first id, "bulk": true}): PostgreSQL has no privilege on LISTEN, so a
+ * payload may say only what every listener may know; a listener with the
+ * scope reads the event (and its item) through row-level security.  Events
+ * written before the state
  * row was made (a restored dump's, whose transaction ids are another
  * cluster's) are never announced.
  *
@@ -100,27 +105,32 @@ static const char *const ROUND_SQL =
 "  SELECT $1::pg_catalog.pg_snapshot AS old,"
 "         coalesce($2::pg_catalog.pg_snapshot, pg_catalog.pg_current_snapshot()) AS new"
 "), win AS MATERIALIZED ("
-"  SELECT e.id, e.tx, e.queue, e.item_id, e.kind, e.to_step"
+"  SELECT e.id, e.tx, e.queue, e.item_id, e.kind, e.to_step,"
+"         EXISTS (SELECT FROM workqueue.item i"
+"                  WHERE i.queue = e.queue AND i.id = e.item_id AND i.scope <> '{}') AS hidden"
 "    FROM workqueue.item_event e, w"
 "   WHERE e.tx >= pg_catalog.pg_snapshot_xmin(w.old) AND e.tx < pg_catalog.pg_snapshot_xmax(w.new)"
 "     AND NOT pg_catalog.pg_visible_in_snapshot(e.tx, w.old)"
 "     AND pg_catalog.pg_visible_in_snapshot(e.tx, w.new)"
 "     AND e.at >= $6"
 "), bulk AS MATERIALIZED ("
-"  SELECT tx, queue, min(id) AS id, count(*) FILTER (WHERE kind = 'created') AS inserted,"
+"  SELECT tx, queue, hidden, min(id) AS id, count(*) FILTER (WHERE kind = 'created') AS inserted,"
 "         count(*) FILTER (WHERE kind = 'synced') AS updated"
 "    FROM win WHERE kind IN ('created', 'synced')"
-"   GROUP BY tx, queue HAVING count(*) > $5"
+"   GROUP BY tx, queue, hidden HAVING count(*) > $5"
 "), out AS ("
-"  SELECT win.id, pg_catalog.json_build_object('item', win.item_id, 'queue', win.queue, 'kind', win.kind,"
-"                                              'event', win.id, 'step', win.to_step)::text AS payload"
+"  SELECT win.id, CASE WHEN win.hidden THEN pg_catalog.json_build_object('event', win.id)"
+"                   ELSE pg_catalog.json_build_object('item', win.item_id, 'queue', win.queue, 'kind', win.kind,"
+"                                                     'event', win.id, 'step', win.to_step) END::text AS payload"
 "    FROM win"
 "   WHERE win.id > $3"
 "     AND NOT (win.kind IN ('created', 'synced')"
-"              AND EXISTS (SELECT FROM bulk b WHERE b.tx = win.tx AND b.queue = win.queue))"
+"              AND EXISTS (SELECT FROM bulk b"
+"                           WHERE b.tx = win.tx AND b.queue = win.queue AND b.hidden = win.hidden))"
 "  UNION ALL"
-"  SELECT b.id, pg_catalog.format('{\"queue\": %s, \"kind\": \"synced\", \"inserted\": %s, \"updated\": %s, \"bulk\": true}',"
-"                                 pg_catalog.to_json(b.queue), b.inserted, b.updated)"
+"  SELECT b.id, CASE WHEN b.hidden THEN pg_catalog.format('{\"event\": %s, \"bulk\": true}', b.id)"
+"              ELSE pg_catalog.format('{\"queue\": %s, \"kind\": \"synced\", \"inserted\": %s, \"updated\": %s, \"bulk\": true}',"
+"                                     pg_catalog.to_json(b.queue), b.inserted, b.updated) END"
 "    FROM bulk b WHERE b.id > $3"
 "   ORDER BY 1 LIMIT $4"
 ")"

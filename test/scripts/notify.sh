@@ -193,6 +193,37 @@ is "$(listen_payloads "$tmp/listen.out" | grep -c '{"queue": "nq", "kind": "sync
    "1,500 new items in one call: one summary notification"
 is "$(listen_payloads "$tmp/listen.out" | grep -c '"kind" : "created"')" 0 "and no notification per item"
 
+# ---------------------------------------------------- items with a scope
+# PostgreSQL has no privilege on LISTEN: the announcement of an event of an
+# item with a scope says only its event id; a role with the scope reads the
+# event through row-level security, one without it reads nothing.
+: >"$tmp/listen.out"
+listen_stop
+listen_start "$tmp/listen.out" "$db"
+qd "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wq_notify_in') THEN CREATE ROLE wq_notify_in; END IF;
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wq_notify_out') THEN CREATE ROLE wq_notify_out; END IF;
+    END \$\$;
+    SELECT workqueue.create_queue('nq_secret');
+    SELECT workqueue.alter_queue('nq_secret', '{\"scope\": [\"secret\"]}');
+    SELECT workqueue.grant_scope('wq_notify_in', 'secret')" >/dev/null
+g=$(qd "SELECT workqueue.add('nq_secret', '{\"title\": \"hidden\"}')")
+qd "SELECT workqueue.comment($g, 'hidden comment', 'wn')" >/dev/null
+qd "SELECT count(*) FROM workqueue.upsert_items('nq_secret', (SELECT jsonb_agg(jsonb_build_object('external_id', 'S-' || x)) FROM generate_series(1, 1200) x))" >/dev/null
+wait_until 10 "three notifications about the hidden items" listen_heard "$tmp/listen.out" 3 || true
+load hidden "$tmp/listen.out"
+gev=$(qd "SELECT string_agg(id::text, ',' ORDER BY id) FROM workqueue.item_event WHERE item_id = $g")
+is "$(qd "SELECT string_agg(payload, ' ' ORDER BY seq) FROM hidden WHERE payload NOT LIKE '%bulk%'")" \
+   "$(qd "SELECT string_agg(format('{\"event\" : %s}', id), ' ' ORDER BY id) FROM workqueue.item_event WHERE item_id = $g")" \
+   "an event of an item with a scope is announced by its event id alone ({\"event\" : N}, events $gev)"
+is "$(qd "SELECT count(*) FROM hidden WHERE payload LIKE '%bulk%'")|$(qd "SELECT count(*) FROM hidden WHERE payload::json->>'bulk' = 'true' AND payload::json->>'queue' IS NULL AND (payload::json->>'event')::bigint > 0")" "1|1" \
+   "a bulk of them is one summary without queue or counts ({\"event\": first, \"bulk\": true})"
+is "$(grep -c 'nq_secret\|hidden\|S-' <(listen_payloads "$tmp/listen.out") || true)" 0 \
+   "no payload names the queue, the item or its data"
+first=${gev%%,*}
+is "$(psql -XAtq -d "$db" -c "SET ROLE wq_notify_in" -c "SELECT count(*) FROM workqueue.item_event WHERE id = $first")|$(psql -XAtq -d "$db" -c "SET ROLE wq_notify_out" -c "SELECT count(*) FROM workqueue.item_event WHERE id = $first")" "1|0" \
+   "a role with the scope reads the announced event; a role without it reads nothing"
+
 # ------------------------------------------- the announce worker restarts
 # The announce worker is held up (another session locks its state row), an
 # event commits, the worker is terminated before it could announce it: the
