@@ -102,6 +102,14 @@ BEGIN
         PERFORM workqueue._raise_undefined('source', coalesce(sync.source, 'NULL'),
             'Create it with workqueue.create_source(), or list sources with: SELECT name FROM workqueue.sources;');
     END IF;
+    -- Forcing another run (which the worker executes with the source's
+    -- credentials, as often as asked) is for administrators; anyone else
+    -- gets the run already queued or running, as without force.
+    IF coalesce(sync.force, false) AND NOT workqueue.is_admin() THEN
+        RAISE NOTICE 'force => true is for administrators; not forcing another run of source "%"', sync.source
+            USING HINT = 'An administrator (workqueue_admin) may force a run; without force you get the run already queued.';
+        sync.force := false;
+    END IF;
     IF NOT coalesce(sync.force, false) THEN
         SELECT id INTO run_id FROM workqueue.sync_run
          WHERE source = sync.source AND status IN ('queued', 'running')

@@ -1,7 +1,7 @@
 -- Sources and sync requests: validation, errors, secrets, scheduling.
 -- (Runs of the worker against the sample API are in test/scripts/sync.sh.)
 BEGIN;
-SELECT plan(38);
+SELECT plan(41);
 
 SELECT workqueue.create_queue('q50');
 
@@ -73,7 +73,12 @@ SELECT throws_ok($$SELECT workqueue.create_source('y', 'q50', 'http://h/ids', NU
 SELECT throws_ok($$SELECT workqueue.alter_source('s50', '{}')$$, '42501', 'permission denied to alter sources',
     'ordinary roles cannot alter sources');
 SELECT lives_ok($$SELECT workqueue.sync('s50')$$, 'ordinary roles may request a sync');
+SELECT is(workqueue.sync('s50', force => true), workqueue.sync('s50'),
+    'an ordinary role''s force => true gets the queued run, not another one');
+SELECT is(workqueue.sync('s50', true, true), workqueue.sync('s50'), '... also for a full run');
 RESET ROLE;
+SELECT is((SELECT count(*) FROM workqueue.sync_run WHERE source = 's50' AND status IN ('queued', 'running')), 1::bigint,
+    'so an ordinary role cannot queue runs beyond the one queued');
 
 -- sync requests
 SELECT is(workqueue.sync('s50'), workqueue.sync('s50'), 'a second request returns the queued run');
