@@ -68,8 +68,8 @@
  * whether to look for existing external ids first (add(): so that an
  * external id that exists draws no id from the sequence, as before).
  *
- * Returns a row per new item -- its id, its external id and whether it got
- * an assignee -- in the order given; an item skipped for an existing
+ * Returns a row per new item -- its id and its external id -- in the order
+ * given; an item skipped for an existing
  * external id has none (NewItemsInsert finds which from that order).  The
  * arrays are read with unnest() in a target list, which streams them in
  * order, and each item meets its SLA through a nested loop (a LATERAL
@@ -167,7 +167,7 @@
 "           pg_catalog.jsonb_build_object('assignee', ins.assignee, 'role', $11, 'strategy', $12)" \
 "      FROM ins WHERE ins.assignee IS NOT NULL" \
 ")" \
-"SELECT ins.id, ins.external_id, ins.assignee IS NOT NULL FROM ins"
+"SELECT ins.id, ins.external_id FROM ins"
 
 #define INSERT_ON_CONFLICT "        ON CONFLICT (queue, external_id) DO NOTHING"
 
@@ -479,7 +479,6 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 		elog(ERROR, "inserted " UINT64_FORMAT " of %d items", SPI_processed, n);
 	k = (int) SPI_processed;
 	res->inserted = k;
-	res->events = k;
 	res->ids = palloc(sizeof(int64) * Max(k, 1));
 	res->skipped = k < n ? palloc(sizeof(int) * (n - k)) : NULL;
 	res->nskipped = 0;
@@ -510,8 +509,6 @@ NewItemsInsert(text *queue, const NewItemsQueue *q, text *source, Datum actor, b
 			continue;
 		}
 		res->ids[r] = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		if (DatumGetBool(SPI_getbinval(row, desc, 3, &isnull)))
-			res->events++;
 		r++;
 	}
 	if (r != k)

@@ -34,7 +34,6 @@ typedef struct NewItem
 typedef struct NewItemsResult
 {
 	int64		inserted;
-	int64		events;
 	int		   *skipped;		/* indexes (into pos) lost to an existing external id */
 	int			nskipped;
 	int64	   *ids;			/* the new items' ids, in the order of pos */

@@ -120,7 +120,6 @@ typedef struct PassResult
 {
 	int64		inserted;
 	int64		updated;
-	int64		events;
 	int		   *skipped;		/* positions of new items lost to a race */
 	int			nskipped;
 } PassResult;
@@ -131,7 +130,7 @@ typedef struct PassResult
  * $1 queue, $2 source, $3 actor, $4-$6 the changed items (item ids,
  * priorities, data) in id order.
  *
- * Returns the counts of updated items and of events.  The arrays are read
+ * Returns the count of updated items.  The arrays are read
  * with unnest() in the target list, which streams them in order (unnest()
  * in FROM would first copy them into a tuplestore).
  */
@@ -159,7 +158,7 @@ static const char *const UPDATE_SQL =
 "      FROM upd"
 "    RETURNING id"
 ")"
-"SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev)";
+"SELECT count(*) FROM upd";
 
 /* the types of $1 to $6 of UPDATE_SQL */
 static Oid	update_types[UPDATE_NARGS] = {TEXTOID, TEXTOID, TEXTOID,
@@ -578,7 +577,6 @@ RunPass(SyncItem *items, const NewItem *newitems, Classified *c, text *queue, co
 {
 	res->inserted = 0;
 	res->updated = 0;
-	res->events = 0;
 	res->skipped = NULL;
 	res->nskipped = 0;
 
@@ -597,7 +595,6 @@ RunPass(SyncItem *items, const NewItem *newitems, Classified *c, text *queue, co
 							 args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not update items");
 		res->updated = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		res->events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		SPI_freetuptable(SPI_tuptable);
 		pfree(ids);
 	}
@@ -608,7 +605,6 @@ RunPass(SyncItem *items, const NewItem *newitems, Classified *c, text *queue, co
 
 		NewItemsInsert(queue, q, source, args[2], true, false, newitems, c->newpos, c->nnew, &ins);
 		res->inserted = ins.inserted;
-		res->events += ins.events;
 		if (ins.nskipped > 0)
 		{
 			res->skipped = palloc(sizeof(int) * ins.nskipped);
