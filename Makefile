@@ -22,7 +22,8 @@ SQL_DEFS     = src/core/privileges.sql src/core/scopes.sql \
                src/workflow/workflow.sql src/workflow/assignment.sql \
                src/queue/queue.sql \
                src/sla/calendar.sql src/sla/sla.sql \
-               src/sync/sync.sql src/fetch/fetch.sql src/worker/worker.sql
+               src/sync/sync.sql src/fetch/fetch.sql src/worker/worker.sql \
+               src/core/grants.sql
 UPGRADES     = $(patsubst sql/upgrade/%.sql,sql/$(EXTENSION)--%.sql,$(wildcard sql/upgrade/*--$(EXTVERSION).sql))
 DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)
 

@@ -24,9 +24,6 @@ CREATE TABLE workqueue.lease_fence (
 );
 CREATE INDEX lease_fence_worker_idx ON workqueue.lease_fence (queue, worker);
 SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
-REVOKE ALL ON workqueue.lease_fence FROM PUBLIC;
-GRANT SELECT ON workqueue.lease_fence TO PUBLIC;
-GRANT ALL ON workqueue.lease_fence TO workqueue_admin;
 
 -- Announcements sent by the announce worker, not by writers
 -- (src/queue/announce.c): each event records its transaction; events
@@ -43,8 +40,6 @@ CREATE TABLE workqueue.announce_state (
     events       bigint NOT NULL DEFAULT 0
 );
 INSERT INTO workqueue.announce_state DEFAULT VALUES;
-REVOKE ALL ON workqueue.announce_state FROM PUBLIC;
-GRANT SELECT ON workqueue.announce_state TO PUBLIC;
 
 -- extend_lease() writes an event now (it announced without one before).
 ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_kind_check;
@@ -64,9 +59,3 @@ ALTER TABLE workqueue.item DROP CONSTRAINT item_queue_fkey,
                            DROP CONSTRAINT item_sla_policy_sla_policy_version_fkey,
                            DROP CONSTRAINT item_sla_calendar_sla_calendar_version_fkey;
 ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_queue_item_id_fkey;
-REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.queue, workqueue.item FROM workqueue_admin;
-GRANT UPDATE (workflow, sla_policy, lease_timeout, created_at, created_by, scope) ON workqueue.queue TO workqueue_admin;
-GRANT UPDATE (external_id, source, parent_id, step, status, priority, assignee, claimed_by, lease_until, data, notes,
-              scope, created_at, updated_at, resolved_at, due_at, sla_paused_at, last_seen_at, workflow,
-              workflow_version, sla_policy, sla_policy_version, sla_calendar, sla_calendar_version, sla_target,
-              sla_elapsed, sla_clock_from, sla_level, sla_next_at, step_due_at) ON workqueue.item TO workqueue_admin;

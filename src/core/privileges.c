@@ -27,7 +27,7 @@ RoleIsAdmin(Oid roleid)
 	if (superuser_arg(roleid))
 		return true;
 	admin = get_role_oid("workqueue_admin", true);
-	return OidIsValid(admin) && is_member_of_role(roleid, admin);
+	return OidIsValid(admin) && has_privs_of_role(roleid, admin);
 }
 
 /* Is the named database role (or, if NULL, the caller) an administrator? */
@@ -72,7 +72,7 @@ WorkqueueActorAcceptable(const char *actor)
 	if (strcmp(actor, GetUserNameFromId(caller, false)) == 0 || RoleIsAdmin(caller))
 		return true;
 	agent = get_role_oid("workqueue_agent", true);
-	return OidIsValid(agent) && is_member_of_role(caller, agent);
+	return OidIsValid(agent) && has_privs_of_role(caller, agent);
 }
 
 void
@@ -92,7 +92,7 @@ WorkqueueCheckActor(const char *actor, const char *what)
 	if (strcmp(actor, caller_name) == 0 || RoleIsAdmin(caller))
 		return;
 	agent = get_role_oid("workqueue_agent", true);
-	if (OidIsValid(agent) && is_member_of_role(caller, agent))
+	if (OidIsValid(agent) && has_privs_of_role(caller, agent))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

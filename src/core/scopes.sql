@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION workqueue._caller_scopes() RETURNS text[]
     SELECT CASE WHEN workqueue.is_admin(workqueue._caller()) THEN NULL
                 ELSE coalesce((SELECT array_agg(DISTINCT g.scope)
                                  FROM workqueue.scope_grant g JOIN pg_roles r ON r.rolname = g.role
-                                WHERE pg_has_role(workqueue._caller(), r.oid, 'MEMBER')), '{}') END
+                                WHERE pg_has_role(workqueue._caller(), r.oid, 'USAGE')), '{}') END
 $$;
 
 -- May the caller see an item with this scope?
@@ -98,7 +98,7 @@ END
 $$;
 
 -- Direct reads: items by scope, events and fetches of visible items only.
--- Administrators (workqueue_admin) may read and write everything;
+-- Administrators (workqueue_admin) read everything (and write nothing directly);
 -- superusers, the owner and SECURITY DEFINER functions are exempt.  (Policies
 -- are dropped and created again, so that an upgrade, which runs this file
 -- again, leaves exactly these.)
@@ -107,7 +107,7 @@ DROP POLICY IF EXISTS item_by_scope ON workqueue.item;
 CREATE POLICY item_by_scope ON workqueue.item FOR SELECT
     USING (scope = '{}' OR coalesce(scope && (SELECT workqueue._caller_scopes()), true));
 DROP POLICY IF EXISTS item_admin ON workqueue.item;
-CREATE POLICY item_admin ON workqueue.item TO workqueue_admin USING (true) WITH CHECK (true);
+CREATE POLICY item_admin ON workqueue.item FOR SELECT TO workqueue_admin USING (true);
 -- What belongs to an item -- its events, fetches and lease fences
 -- (src/queue/tables.sql) -- is visible exactly when the item is; the same
 -- two policies on each of those tables.
@@ -121,7 +121,7 @@ BEGIN
         EXECUTE format('CREATE POLICY %I ON workqueue.%I FOR SELECT USING (EXISTS (SELECT 1 FROM workqueue.item i'
                        ' WHERE i.queue = %I.queue AND i.id = %I.item_id))', t || '_by_scope', t, t, t);
         EXECUTE format('DROP POLICY IF EXISTS %I ON workqueue.%I', t || '_admin', t);
-        EXECUTE format('CREATE POLICY %I ON workqueue.%I TO workqueue_admin USING (true) WITH CHECK (true)',
+        EXECUTE format('CREATE POLICY %I ON workqueue.%I FOR SELECT TO workqueue_admin USING (true)',
                        t || '_admin', t);
     END LOOP;
 END

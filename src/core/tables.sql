@@ -32,5 +32,3 @@ CREATE TABLE workqueue.scope_grant (
     PRIMARY KEY (role, scope)
 );
 SELECT pg_catalog.pg_extension_config_dump('workqueue.scope_grant', '');
-REVOKE ALL ON workqueue.scope_grant FROM PUBLIC;
-GRANT SELECT ON workqueue.scope_grant TO PUBLIC;

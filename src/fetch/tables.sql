@@ -30,6 +30,3 @@ CREATE INDEX fetch_failed_idx ON workqueue.fetch (source, finished_at) WHERE sta
 CREATE INDEX fetch_id_idx ON workqueue.fetch (id);
 
 SELECT pg_catalog.pg_extension_config_dump('workqueue.fetch', '');
-REVOKE ALL ON workqueue.fetch FROM PUBLIC;
-GRANT SELECT ON workqueue.fetch TO PUBLIC;
-GRANT ALL ON workqueue.fetch TO workqueue_admin;

@@ -403,7 +403,7 @@ workqueue_scope_visible(PG_FUNCTION_ARGS)
 		if (SPI_execute_plan(WqPlan(&grants_plan,
 									"SELECT coalesce(array_agg(g.scope), '{}') FROM workqueue.scope_grant g"
 									" JOIN pg_catalog.pg_roles r ON r.rolname = g.role"
-									" WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER')", 1, types),
+									" WHERE pg_catalog.pg_has_role($1, r.oid, 'USAGE')", 1, types),
 							 args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not read the scope grants of role %u", caller);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -505,4 +505,3 @@ CREATE OR REPLACE VIEW workqueue.queue_stats AS
            count(i.id) FILTER (WHERE i.status IN ('open', 'in_progress') AND i.sla_paused_at IS NOT NULL) AS sla_paused
       FROM workqueue.queue q LEFT JOIN workqueue.item i ON i.queue = q.name
      GROUP BY q.name;
-GRANT SELECT ON workqueue.queue_stats TO PUBLIC;

@@ -114,8 +114,6 @@ CREATE TABLE workqueue.announce_state (
     events       bigint NOT NULL DEFAULT 0      -- announced since the row was made
 );
 INSERT INTO workqueue.announce_state DEFAULT VALUES;
-REVOKE ALL ON workqueue.announce_state FROM PUBLIC;
-GRANT SELECT ON workqueue.announce_state TO PUBLIC;
 
 -- Fencing (doc/workflows.md, "Moving items"): a worker whose claim on an
 -- item ended with its lease run out -- swept by the worker, taken over by
@@ -140,17 +138,5 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.item', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item_event', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
 
--- Read for everyone (items, events and fences through row-level security by
--- scope), writes only through the API; events are never changed or deleted.
-REVOKE ALL ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence FROM PUBLIC;
-GRANT SELECT ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence TO PUBLIC;
-GRANT ALL ON workqueue.queue, workqueue.item, workqueue.item_event, workqueue.lease_fence TO workqueue_admin;
-REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.item_event FROM workqueue_admin;
--- Queues and items are never deleted, and neither a queue's name nor an
--- item's queue changes: what the foreign keys that item and item_event do
--- without used to ensure (doc/queue.md, "Integrity").
-REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.queue, workqueue.item FROM workqueue_admin;
-GRANT UPDATE (workflow, sla_policy, lease_timeout, created_at, created_by, scope) ON workqueue.queue TO workqueue_admin;
-GRANT UPDATE (external_id, source, parent_id, step, status, priority, assignee, claimed_by, lease_until, data, notes,
-              scope, created_at, updated_at, resolved_at, due_at, sla_paused_at, last_seen_at, workflow,
-              workflow_version) ON workqueue.item TO workqueue_admin;
+-- Privileges (read for everyone, writes only through the API, for
+-- administrators too): src/core/grants.sql.

@@ -63,13 +63,10 @@ ALTER TABLE workqueue.item
 -- versions an item pins are read from those tables in the statement that
 -- writes them, and versions are never changed or deleted (doc/queue.md,
 -- "Integrity").
-GRANT UPDATE (sla_policy, sla_policy_version, sla_calendar, sla_calendar_version, sla_target, sla_elapsed,
-              sla_clock_from, sla_level, sla_next_at, step_due_at) ON workqueue.item TO workqueue_admin;
 
 -- the timer index: the worker reads the next due instant from it
 CREATE INDEX item_sla_timer_idx ON workqueue.item (sla_next_at) WHERE sla_next_at IS NOT NULL;
 
 -- Everyone reads calendars and policies; administrators define them
--- through create_calendar() and create_sla_policy(), which validate them.
-REVOKE ALL ON workqueue.calendar, workqueue.sla_policy FROM PUBLIC;
-GRANT SELECT ON workqueue.calendar, workqueue.sla_policy TO PUBLIC;
+-- through create_calendar() and create_sla_policy(), which validate them
+-- (privileges: src/core/grants.sql).

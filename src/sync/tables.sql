@@ -49,7 +49,5 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.source', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.sync_run', '');
 
 -- Source options may hold API tokens (headers): only administrators read
--- them (everyone else reads the view workqueue.sources, src/sync/sync.sql).
-REVOKE ALL ON workqueue.source, workqueue.sync_run FROM PUBLIC;
-GRANT ALL ON workqueue.source, workqueue.sync_run TO workqueue_admin;
-GRANT SELECT ON workqueue.sync_run TO PUBLIC;
+-- them (everyone else reads the view workqueue.sources, src/sync/sync.sql;
+-- privileges: src/core/grants.sql).

@@ -27,8 +27,12 @@ CREATE OR REPLACE VIEW workqueue.worker_status AS
            (SELECT count(*) FROM workqueue.fetch WHERE status = 'processing') AS fetches_processing,
            (SELECT count(*) FROM workqueue.fetch
              WHERE status = 'failed' AND finished_at > now() - interval '1 hour') AS fetches_failed_last_hour,
-           (SELECT f.error FROM workqueue.fetch f WHERE f.status = 'failed' ORDER BY f.finished_at DESC LIMIT 1)
-               AS last_fetch_error,
+           -- (upstream text about one item: only of an item the caller may see)
+           (SELECT f.error FROM workqueue.fetch f
+             WHERE f.status = 'failed'
+               AND EXISTS (SELECT 1 FROM workqueue.item i
+                            WHERE i.queue = f.queue AND i.id = f.item_id AND workqueue._visible(i.scope))
+             ORDER BY f.finished_at DESC LIMIT 1) AS last_fetch_error,
            (SELECT r.error FROM workqueue.sync_run r WHERE r.status = 'failed' ORDER BY r.finished_at DESC LIMIT 1)
                AS last_sync_error,
            least((SELECT min(next_attempt_at) FROM workqueue.fetch WHERE status = 'queued'),
@@ -36,4 +40,3 @@ CREATE OR REPLACE VIEW workqueue.worker_status AS
                  (SELECT min(sla_next_at) FROM workqueue.item WHERE sla_next_at IS NOT NULL)) AS next_timer
       FROM workqueue._workers() w
      WHERE w.database = current_database();
-GRANT SELECT ON workqueue.worker_status TO PUBLIC;

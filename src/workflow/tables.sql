@@ -67,12 +67,5 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.workflow_step', 'WHERE NOT
 SELECT pg_catalog.pg_extension_config_dump('workqueue.role_member', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.role_assignment', '');
 
--- Read for everyone, writes only through the API.  Versions and their
--- steps are immutable, for administrators too.
-REVOKE ALL ON workqueue.workflow, workqueue.workflow_version, workqueue.workflow_step,
-              workqueue.role_member, workqueue.role_assignment FROM PUBLIC;
-GRANT SELECT ON workqueue.workflow, workqueue.workflow_version, workqueue.workflow_step,
-                workqueue.role_member, workqueue.role_assignment TO PUBLIC;
-GRANT ALL ON workqueue.workflow, workqueue.workflow_version, workqueue.workflow_step,
-             workqueue.role_member TO workqueue_admin;
-REVOKE UPDATE, DELETE, TRUNCATE ON workqueue.workflow_version, workqueue.workflow_step FROM workqueue_admin;
+-- Privileges (read for everyone, writes only through the API; versions and
+-- their steps are never changed): src/core/grants.sql.

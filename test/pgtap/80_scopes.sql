@@ -175,7 +175,8 @@ SELECT throws_ok($$INSERT INTO workqueue.item (queue, step, workflow, workflow_v
     '42501', 'permission denied for table item', 'nobody writes the table directly');
 RESET ROLE;
 SET ROLE wq80_admin;
-SELECT lives_ok($$UPDATE workqueue.item SET notes = notes WHERE queue = 'q80'$$, 'administrators may still write directly');
+SELECT throws_ok($$UPDATE workqueue.item SET notes = notes WHERE queue = 'q80'$$,
+    '42501', 'permission denied for table item', 'administrators do not write the table directly either (issue 13.1)');
 RESET ROLE;
 
 SELECT * FROM finish();
