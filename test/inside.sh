@@ -64,7 +64,7 @@ if [[ " $suites " == *" pgtap "* ]]; then
     dropdb --if-exists wq_tap >/dev/null 2>&1
     createdb wq_tap
     psql -Xq -d wq_tap -c "CREATE EXTENSION workqueue; CREATE EXTENSION pgtap;" -f test/pgtap_setup.sql >/dev/null
-    pg_prove --verbose -d wq_tap test/pgtap/*.sql >"$log/pgtap.out" 2>&1
+    pg_prove --verbose -d wq_tap ${PGTAP_FILES:-test/pgtap/*.sql} >"$log/pgtap.out" 2>&1
     grep -vE '^ok ' "$log/pgtap.out"
     p=$(grep -cE '^ok ' "$log/pgtap.out")
     f=$(grep -cE '^not ok ' "$log/pgtap.out")

@@ -24,6 +24,15 @@ CREATE OR REPLACE FUNCTION workqueue._visible(scope text[]) RETURNS boolean
     SELECT scope = '{}' OR coalesce(scope && workqueue._caller_scopes(), true)
 $$;
 
+-- Whether an item with this scope is visible to the caller (as
+-- workqueue._visible(), with the caller's administrator flag and role passed
+-- in; C, src/core/scopes.c): what claim() and transition() filter items by.  The caller's scope
+-- grants are read once per statement, and only for an item with a scope.
+CREATE OR REPLACE FUNCTION workqueue._scope_visible(scope text[], admin boolean, caller oid) RETURNS boolean
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_scope_visible';
+
+REVOKE ALL ON FUNCTION workqueue._scope_visible(text[], boolean, oid) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION workqueue.grant_scope(role text, scope text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

@@ -6,6 +6,7 @@
 #define WORKQUEUE_H
 
 #include "core/compat.h"
+#include "fmgr.h"
 
 /* guc.c */
 extern int	workqueue_page_size;
@@ -33,5 +34,18 @@ extern bool WorkqueueIsAdmin(const char *role);
 extern bool WorkqueueActorIsAdmin(const char *actor);
 extern void WorkqueueCheckActor(const char *actor, const char *what);
 extern bool WorkqueueActorAcceptable(const char *actor);
+
+/* scopes.c: the scope check (an item out of the caller's scopes is not there) */
+typedef struct WqScopeCheck
+{
+	Oid			caller;
+	bool		admin;			/* sees everything */
+	bool		loaded;			/* grants read */
+	struct ArrayType *scopes;	/* granted to the caller; NULL: none */
+	MemoryContext cxt;
+	FmgrInfo	overlap;		/* arrayoverlap (it caches in fn_extra) */
+} WqScopeCheck;
+extern void WqScopeCheckInit(WqScopeCheck *check, Oid caller, bool admin, MemoryContext cxt);
+extern bool WqScopeVisible(WqScopeCheck *check, struct ArrayType *scope);
 
 #endif							/* WORKQUEUE_H */

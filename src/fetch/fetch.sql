@@ -94,7 +94,13 @@ CREATE OR REPLACE FUNCTION workqueue.cancel_fetch(id bigint) RETURNS workqueue.f
 DECLARE
     f workqueue.fetch;
 BEGIN
-    SELECT * INTO f FROM workqueue.fetch g WHERE g.id = cancel_fetch.id FOR UPDATE OF g;
+    -- a fetch of an item out of the caller's scopes is not there (and is not
+    -- locked: the scope is checked before the row lock is taken)
+    SELECT g.* INTO f FROM workqueue.fetch g
+     WHERE g.id = cancel_fetch.id
+       AND EXISTS (SELECT 1 FROM workqueue.item i
+                    WHERE i.queue = g.queue AND i.id = g.item_id AND workqueue._visible(i.scope))
+       FOR UPDATE OF g;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'fetch % does not exist', coalesce(cancel_fetch.id::text, 'NULL')
             USING ERRCODE = 'undefined_object', HINT = 'List fetches with: SELECT * FROM workqueue.fetch;';

@@ -277,18 +277,31 @@ RaiseExists(text *queue, const NewItem *item, int pos)
 	Datum		args[2] = {PointerGetDatum(queue),
 	PointerGetDatum(cstring_to_text_with_len(item->external_id, item->external_id_len))};
 	char	   *id = NULL;
+	WqScopeCheck scopes;
 
-	/* the one that won (NULL if a concurrent one rolled back after all) */
-	if (SPI_execute_with_args("SELECT id FROM workqueue.item WHERE queue = $1 AND external_id = $2",
+	/*
+	 * The one that won (NULL if a concurrent one rolled back after all), if
+	 * the caller may see it: the error names no item out of its scopes.
+	 */
+	WqScopeCheckInit(&scopes, GetOuterUserId(), WorkqueueIsAdmin(NULL), CurrentMemoryContext);
+	if (SPI_execute_with_args("SELECT id, scope FROM workqueue.item WHERE queue = $1 AND external_id = $2",
 							  2, types, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-		id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	{
+		bool		isnull;
+		Datum		scope = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (isnull || WqScopeVisible(&scopes, DatumGetArrayTypeP(scope)))
+			id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_UNIQUE_VIOLATION),
 			 errmsg("external id \"%s\" already exists in queue \"%s\"",
 					WorkqueueClip(item->external_id, item->external_id_len), text_to_cstring(queue)),
-			 pos > 0
-			 ? errdetail("Element %d of items has it; it belongs to item %s.", pos, id ? id : "(unknown)")
-			 : errdetail("It belongs to item %s.", id ? id : "(unknown)"),
+			 id == NULL
+			 ? (pos > 0 ? errdetail("Element %d of items has it.", pos) : 0)
+			 : pos > 0
+			 ? errdetail("Element %d of items has it; it belongs to item %s.", pos, id)
+			 : errdetail("It belongs to item %s.", id),
 			 errhint(EXISTS_HINT)));
 }
 

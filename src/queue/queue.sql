@@ -12,15 +12,6 @@ REVOKE ALL ON FUNCTION workqueue._event_tx() FROM PUBLIC;
 
 ALTER TABLE workqueue.item_event ALTER COLUMN tx SET DEFAULT workqueue._event_tx();
 
--- Whether an item with this scope is visible to the caller (as
--- workqueue._visible(), with the caller's administrator flag and role passed
--- in): what claim() and transition() filter items by.  The caller's scope
--- grants are read once per statement, and only for an item with a scope.
-CREATE OR REPLACE FUNCTION workqueue._scope_visible(scope text[], admin boolean, caller oid) RETURNS boolean
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_scope_visible';
-
-REVOKE ALL ON FUNCTION workqueue._scope_visible(text[], boolean, oid) FROM PUBLIC;
-
 -- Appends one audit event; the announce worker sends NOTIFY workqueue for it
 -- once it commits.
 CREATE OR REPLACE FUNCTION workqueue._event(queue text, item bigint, actor text, kind text,
@@ -55,7 +46,10 @@ BEGIN
 END
 $$;
 
--- Locks and returns an item by id.
+-- Locks and returns an item by id.  An item out of the caller's scopes is
+-- not there, and is not locked either: the scope is part of the condition
+-- the row lock is taken under, so a hidden item that someone else holds
+-- locked makes the caller wait no more than a missing one.
 CREATE OR REPLACE FUNCTION workqueue._item_for_update(id bigint) RETURNS workqueue.item
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -64,8 +58,9 @@ BEGIN
     IF _item_for_update.id IS NULL THEN
         RAISE EXCEPTION 'item id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT * INTO it FROM workqueue.item WHERE item.id = _item_for_update.id FOR UPDATE;
-    IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN     -- out of the caller's scopes: not there
+    SELECT * INTO it FROM workqueue.item
+     WHERE item.id = _item_for_update.id AND workqueue._visible(item.scope) FOR UPDATE;
+    IF NOT FOUND THEN
         PERFORM workqueue._raise_no_item(_item_for_update.id);
     END IF;
     RETURN it;
@@ -493,7 +488,9 @@ $$;
 
 -- For the DBA: counts per queue.  breached: the SLA clock has reached the
 -- target (a paused clock has not).
-CREATE OR REPLACE VIEW workqueue.queue_stats AS
+-- (security_invoker: the items are counted through the reader's row-level
+-- security, so a count includes only the items the reader may see)
+CREATE OR REPLACE VIEW workqueue.queue_stats WITH (security_invoker = true) AS
     SELECT q.name AS queue,
            count(i.id) FILTER (WHERE i.status = 'open') AS open,
            count(i.id) FILTER (WHERE i.status = 'in_progress') AS in_progress,

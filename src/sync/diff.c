@@ -72,6 +72,7 @@
 
 #include "core/spi.h"
 #include "core/srf.h"
+#include "core/workqueue.h"
 #include "sync/sync_db.h"
 
 /*
@@ -673,12 +674,13 @@ ItemsDistributed(void)
 /*
  * The SQL path of missing_ids: marks found the ids of the set that
  * "SELECT external_id FROM workqueue.item WHERE queue = $1 AND external_id
- * = ANY ($2)" returns, read through a cursor in batches.  Slower than the
- * index pass (the array goes through the executor and each element is
- * compared under the column's collation), but correct wherever SQL is.
+ * = ANY ($2)" returns, read through a cursor in batches, and that check (if
+ * not NULL) lets the caller see.  Slower than the index pass (the array
+ * goes through the executor and each element is compared under the
+ * column's collation), but correct wherever SQL is.
  */
 static void
-FindItemsSql(SyncIdSet *set, text *queue, ArrayType *arr)
+FindItemsSql(SyncIdSet *set, text *queue, ArrayType *arr, WqScopeCheck *check)
 {
 	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
 	Datum		args[2] = {PointerGetDatum(queue), PointerGetDatum(arr)};
@@ -687,7 +689,7 @@ FindItemsSql(SyncIdSet *set, text *queue, ArrayType *arr)
 	SPI_connect();
 	portal = SPI_cursor_open(NULL,
 							 WqPlan(&existing_plan,
-									"SELECT external_id FROM workqueue.item"
+									"SELECT external_id, scope FROM workqueue.item"
 									" WHERE queue = $1 AND external_id = ANY ($2)", 2, types),
 							 args, NULL, true);
 	for (;;)
@@ -703,6 +705,14 @@ FindItemsSql(SyncIdSet *set, text *queue, ArrayType *arr)
 
 			if (isnull)
 				continue;
+			if (check != NULL)
+			{
+				bool		scope_null;
+				Datum		scope = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &scope_null);
+
+				if (!scope_null && !WqScopeVisible(check, DatumGetArrayTypeP(scope)))
+					continue;
+			}
 			t = DatumGetTextPP(d);
 			IdSetMarkFound(set, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 			if ((Pointer) t != DatumGetPointer(d))
@@ -713,6 +723,29 @@ FindItemsSql(SyncIdSet *set, text *queue, ArrayType *arr)
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
+}
+
+/*
+ * For a caller who is not an administrator, the ids found of items out of
+ * the caller's scopes: missing_ids reports them missing, as it reports an
+ * id that no item has (a scope does not reveal that an item exists).
+ */
+typedef struct HiddenIds
+{
+	WqScopeCheck check;
+	AttrNumber	scope_att;
+	List	   *indexes;		/* of the set, found but hidden */
+} HiddenIds;
+
+static void
+NoteHidden(void *arg, uint32 index, TupleTableSlot *slot)
+{
+	HiddenIds  *hidden = (HiddenIds *) arg;
+	bool		isnull;
+	Datum		scope = slot_getattr(slot, hidden->scope_att, &isnull);
+
+	if (!isnull && !WqScopeVisible(&hidden->check, DatumGetArrayTypeP(scope)))
+		hidden->indexes = lappend_int(hidden->indexes, (int) index);
 }
 
 PG_FUNCTION_INFO_V1(workqueue_missing_ids);
@@ -736,6 +769,8 @@ workqueue_missing_ids(PG_FUNCTION_ARGS)
 	bits8	   *nulls;
 	char	   *p;
 	bool		isnull = false;
+	HiddenIds	hidden;
+	ListCell   *lc;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -752,10 +787,19 @@ workqueue_missing_ids(PG_FUNCTION_ARGS)
 
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	set = SyncIdSetFromArray(arr);
+	hidden.indexes = NIL;
+	WqScopeCheckInit(&hidden.check, GetOuterUserId(), WorkqueueIsAdmin(NULL), cxt);
+	hidden.scope_att = get_attnum(get_relname_relid("item", get_namespace_oid("workqueue", false)), "scope");
 	if (set->pending > 0 && ItemsDistributed())
-		FindItemsSql(set, queue, arr);
+		FindItemsSql(set, queue, arr, hidden.check.admin ? NULL : &hidden.check);
 	else
-		SyncFindItems(set, queue, GetActiveSnapshot(), NULL, NULL);
+		SyncFindItems(set, queue, GetActiveSnapshot(),
+					  hidden.check.admin ? NULL : NoteHidden, &hidden);
+	foreach(lc, hidden.indexes)
+	{
+		BIT_SET(set->missing, lfirst_int(lc));
+		set->pending++;
+	}
 
 	/* the ids still marked, in input order */
 	nelems = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));

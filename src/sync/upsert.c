@@ -431,6 +431,9 @@ typedef struct ClassifyRecordsState
 	Changed    *changed;
 	int			nch;
 	MemoryContext tmp;
+	text	   *queue;
+	AttrNumber	col_scope;
+	WqScopeCheck scopes;		/* the caller's */
 } ClassifyRecordsState;
 
 /* Compares a record with its item's row (a SyncFoundFn). */
@@ -441,6 +444,20 @@ ItemFound(void *arg, uint32 index, TupleTableSlot *slot)
 	SyncItem   *item = &st->items[st->pos[index]];
 	bool		isnull;
 	bool		same;
+	Datum		scope = slot_getattr(slot, st->col_scope, &isnull);
+
+	/*
+	 * An item out of the caller's scopes is neither compared nor written:
+	 * the record is refused as a duplicate of an item it cannot see, with
+	 * the error add() gives, which names no item (doc/security.md).
+	 */
+	if (!isnull && !WqScopeVisible(&st->scopes, DatumGetArrayTypeP(scope)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("external id \"%s\" already exists in queue \"%s\"",
+						WorkqueueClip(item->id.s, item->id.len), text_to_cstring(st->queue)),
+				 errdetail("Element %d of items has it.", st->pos[index] + 1),
+				 errhint("Leave it out of items, or ask an administrator to upsert it.")));
 
 	same = !item->has_priority ||
 		DatumGetInt16(slot_getattr(slot, st->col_priority, &isnull)) == item->priority;
@@ -477,6 +494,9 @@ ClassifyRecords(text *queue, SyncItem *items, int *pos, int npos, SyncIdSet *set
 	st.col_id = get_attnum(itemrel, "id");
 	st.col_priority = get_attnum(itemrel, "priority");
 	st.col_data = get_attnum(itemrel, "data");
+	st.col_scope = get_attnum(itemrel, "scope");
+	st.queue = queue;
+	WqScopeCheckInit(&st.scopes, GetOuterUserId(), WorkqueueIsAdmin(NULL), CurrentMemoryContext);
 	st.items = items;
 	st.pos = pos;
 	st.changed = palloc(sizeof(Changed) * Max(npos, 1));

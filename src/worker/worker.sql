@@ -21,18 +21,17 @@ CREATE OR REPLACE FUNCTION workqueue._workers(OUT database text, OUT kind text, 
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_workers';
 
 -- For the DBA: the workers of this database and what waits for them.
-CREATE OR REPLACE VIEW workqueue.worker_status AS
+-- (security_invoker: fetches and items through the reader's row-level
+-- security, so counts and the last fetch error cover only the items the
+-- reader may see)
+CREATE OR REPLACE VIEW workqueue.worker_status WITH (security_invoker = true) AS
     SELECT w.database, w.kind, w.pid, w.started_at, w.last_loop_at, w.jobs_done, w.in_flight,
            (SELECT count(*) FROM workqueue.fetch WHERE status = 'queued') AS fetches_queued,
            (SELECT count(*) FROM workqueue.fetch WHERE status = 'processing') AS fetches_processing,
            (SELECT count(*) FROM workqueue.fetch
              WHERE status = 'failed' AND finished_at > now() - interval '1 hour') AS fetches_failed_last_hour,
-           -- (upstream text about one item: only of an item the caller may see)
-           (SELECT f.error FROM workqueue.fetch f
-             WHERE f.status = 'failed'
-               AND EXISTS (SELECT 1 FROM workqueue.item i
-                            WHERE i.queue = f.queue AND i.id = f.item_id AND workqueue._visible(i.scope))
-             ORDER BY f.finished_at DESC LIMIT 1) AS last_fetch_error,
+           (SELECT f.error FROM workqueue.fetch f WHERE f.status = 'failed' ORDER BY f.finished_at DESC LIMIT 1)
+               AS last_fetch_error,
            (SELECT r.error FROM workqueue.sync_run r WHERE r.status = 'failed' ORDER BY r.finished_at DESC LIMIT 1)
                AS last_sync_error,
            least((SELECT min(next_attempt_at) FROM workqueue.fetch WHERE status = 'queued'),

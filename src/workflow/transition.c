@@ -304,7 +304,10 @@ ReadItem(int64 id, ItemState *it)
  * queue that is (queue, id) order), so that concurrent batches, a batch and
  * a sync's close or reopen, and a batch and the fetch worker's recording
  * cannot deadlock -- and reads them; raises for the first id that does not
- * exist.
+ * exist.  An item out of the caller's scopes does not exist, and is not
+ * locked either: the scope is part of the condition the row lock is taken
+ * under, so that waiting for a lock someone else holds cannot tell that a
+ * hidden item is there.
  */
 static ItemState *
 LockItems(int64 *ids, int n)
@@ -318,7 +321,8 @@ LockItems(int64 *ids, int n)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	VisibleArgs(types, args);
-	if (WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+	if (WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1)"
+									   " AND workqueue._scope_visible(scope, $2, $3) ORDER BY id FOR UPDATE",
 									   3, types), args, false, 0, false) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
 	for (int i = 0, r = 0; i < n; i++)
