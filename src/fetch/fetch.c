@@ -147,6 +147,8 @@ OptionsFor(const SourceDef *src)
 	o.retries = 0;
 	o.max_response_bytes = workqueue_http_max_response_bytes;
 	o.headers = src->headers;
+	o.origins = src->origins;
+	o.source = src->name;
 	return o;
 }
 

@@ -5,22 +5,38 @@
 CREATE OR REPLACE FUNCTION workqueue._url_encode(text) RETURNS text
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'workqueue_url_encode';
 
-CREATE OR REPLACE FUNCTION workqueue.enqueue_fetch(item bigint, source text DEFAULT NULL) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- A fetch sends the source's headers (its API tokens) upstream and writes
+-- the answer onto the item, which the caller can read: so a fetch may use
+-- only a source of the item's own queue (issue 13.4), unless any_queue --
+-- an administrator's call, or an on_enter hook of a workflow (which an
+-- administrator defined: src/workflow/transition.c).  The item is looked
+-- up first, so an item out of the caller's scopes answers "item N does not
+-- exist" whatever the source.  Rules: doc/fetch.md, doc/security.md.
+CREATE OR REPLACE FUNCTION workqueue._enqueue_fetch(item bigint, source text, any_queue boolean) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    it workqueue.item := workqueue._item_for_update(enqueue_fetch.item);
+    it workqueue.item := workqueue._item_for_update(_enqueue_fetch.item);
     fetch_id bigint;
     s workqueue.source;
 BEGIN
-    SELECT * INTO s FROM workqueue.source WHERE name = coalesce(enqueue_fetch.source, it.source);
+    SELECT * INTO s FROM workqueue.source WHERE name = coalesce(_enqueue_fetch.source, it.source);
     IF NOT FOUND THEN
-        IF coalesce(enqueue_fetch.source, it.source) IS NULL THEN
+        IF coalesce(_enqueue_fetch.source, it.source) IS NULL THEN
             RAISE EXCEPTION 'item % has no source', it.id
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Name the source to fetch from: workqueue.enqueue_fetch(item, ''source'').';
         END IF;
-        PERFORM workqueue._raise_undefined('source', enqueue_fetch.source, 'Create it with workqueue.create_source().');
+        PERFORM workqueue._raise_undefined('source', coalesce(_enqueue_fetch.source, it.source),
+                                           'Create it with workqueue.create_source().');
+    END IF;
+    IF s.queue <> it.queue AND NOT coalesce(_enqueue_fetch.any_queue, false) THEN
+        RAISE EXCEPTION 'permission denied to fetch item % from source "%"', it.id, s.name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Source "%s" belongs to queue "%s"; item %s is in queue "%s". '
+                                  'A fetch sends the source''s headers upstream, so it may use only a source of the item''s own queue.',
+                                  s.name, s.queue, it.id, it.queue),
+                  HINT = format('Fetch from a source of queue "%s", or ask an administrator to queue the fetch.', it.queue);
     END IF;
     IF s.details_url IS NULL THEN
         RAISE EXCEPTION 'source "%" has no details_url', s.name
@@ -48,6 +64,13 @@ BEGIN
     PERFORM workqueue._wake_fetch();
     RETURN fetch_id;
 END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._enqueue_fetch(bigint, text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION workqueue.enqueue_fetch(item bigint, source text DEFAULT NULL) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT workqueue._enqueue_fetch(enqueue_fetch.item, enqueue_fetch.source, workqueue.is_admin())
 $$;
 
 CREATE OR REPLACE FUNCTION workqueue.retry_fetches(source text DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS int

@@ -14,6 +14,15 @@
  * refuses the socket, and the pre-request callback checks again before
  * each request is sent, which covers a kept-alive connection reused after
  * the setting changed.  A refusal is its own, final error (never retried).
+ *
+ * A source's headers (API tokens) go only to the origins of its own URLs:
+ * the pre-request callback also compares the origin (scheme, host, port)
+ * of the URL about to be requested -- after a redirect, the Location's --
+ * with the source's (HttpOptions.origins) and aborts the transfer before
+ * anything is sent to another one.  libcurl itself drops only
+ * Authorization and Cookie on a redirect to another host; an X-Api-Key
+ * would go along.  A source without headers has nothing to leak and
+ * follows redirects anywhere workqueue.allowed_hosts allows.
  */
 #include "postgres.h"
 
@@ -64,6 +73,10 @@ typedef struct Transfer
 	char		refusal[HOST_REFUSAL_LEN];
 	long		refused_hop;
 	long		opened_hop;		/* redirect count at the last allowed socket */
+	/* the origin check: where headers may go, malloc'd; NULL: anywhere */
+	char	   *origins;		/* "\norigin\norigin\n" */
+	char	   *source;
+	char		origin_refusal[1024];
 } Transfer;
 
 static bool curl_ready = false;
@@ -221,6 +234,131 @@ HeaderCallback(char *line, size_t size, size_t nmemb, void *arg)
 }
 
 /*
+ * The origin of url, "scheme://host:port" in lower case with the scheme's
+ * default port filled in, into buf; false if it cannot be told.  No palloc,
+ * no ereport (libcurl callbacks call it).
+ */
+static bool
+OriginOf(const char *url, char *buf, size_t len)
+{
+	CURLU	   *u;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	bool		found = false;
+
+	buf[0] = '\0';
+	if (url == NULL || (u = curl_url()) == NULL)
+		return false;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
+	{
+		int			n = snprintf(buf, len, "%s://%s:%s", scheme, host, port);
+
+		found = n > 0 && (size_t) n < len;
+		for (char *p = buf; *p; p++)
+			*p = pg_ascii_tolower((unsigned char) *p);
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	if (!found)
+		buf[0] = '\0';
+	return found;
+}
+
+/* Is origin (of OriginOf) one of list ("\no1\no2\n")? */
+static bool
+OriginListed(const char *list, const char *origin)
+{
+	size_t		n = strlen(origin);
+
+	for (const char *p = list; (p = strchr(p, '\n')) != NULL; p++)
+		if (strncmp(p + 1, origin, n) == 0 && p[1 + n] == '\n')
+			return true;
+	return false;
+}
+
+/*
+ * The origins a transfer's headers may go to, as OriginListed reads them,
+ * malloc'd; NULL if the request carries no source headers (or no origins
+ * were given): no restriction.
+ */
+static char *
+OriginsFor(const HttpOptions *opts)
+{
+	size_t		len = 2;
+	char	   *list;
+	ListCell   *lc;
+
+	if (opts->headers == NIL || opts->origins == NIL)
+		return NULL;
+	foreach(lc, opts->origins)
+		len += strlen((char *) lfirst(lc)) + 1;
+	list = malloc(len);
+	if (list == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	strcpy(list, "\n");
+	foreach(lc, opts->origins)
+	{
+		strcat(list, (char *) lfirst(lc));
+		strcat(list, "\n");
+	}
+	return list;
+}
+
+/* A malloc'd copy of s (or of ""), for a transfer. */
+static char *
+MallocStrdup(const char *s)
+{
+	char	   *copy = strdup(s ? s : "");
+
+	if (copy == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return copy;
+}
+
+/* The origin of url (see OriginOf), palloc'd; NULL if it has none. */
+char *
+HttpOrigin(const char *url)
+{
+	char		buf[1024];
+
+	return OriginOf(url, buf, sizeof(buf)) ? pstrdup(buf) : NULL;
+}
+
+/* Is url's origin one of origins (a List of HttpOrigin strings)? */
+bool
+HttpOriginAllowed(const char *url, List *origins)
+{
+	char		buf[1024];
+	ListCell   *lc;
+
+	if (!OriginOf(url, buf, sizeof(buf)))
+		return false;
+	foreach(lc, origins)
+		if (strcmp((char *) lfirst(lc), buf) == 0)
+			return true;
+	return false;
+}
+
+/* origins as "a, b" (palloc'd), for messages. */
+char *
+HttpOriginList(List *origins)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, origins)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", (char *) lfirst(lc));
+	return buf.data;
+}
+
+/*
  * The host of the URL being requested now (after any redirects), into buf;
  * empty if it cannot be told.  Called from libcurl callbacks: no palloc,
  * no ereport.
@@ -285,7 +423,8 @@ OpenSocketCallback(void *arg, curlsocktype purpose, struct curl_sockaddr *addres
 #if LIBCURL_VERSION_NUM >= 0x075000
 /*
  * Called before every request, on a new or a reused connection: aborts the
- * transfer if workqueue.allowed_hosts (perhaps changed since the
+ * transfer if it carries a source's headers to another origin than the
+ * source's, or if workqueue.allowed_hosts (perhaps changed since the
  * connection was opened) does not allow it.
  */
 static int
@@ -296,6 +435,20 @@ PrereqCallback(void *arg, char *primary_ip, char *local_ip, int primary_port, in
 	struct sockaddr_storage ss;
 	struct sockaddr *sa = (struct sockaddr *) &ss;
 
+	if (t->origins != NULL)
+	{
+		char	   *url = NULL;
+		char		origin[1024];
+
+		if (curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || url == NULL ||
+			!OriginOf(url, origin, sizeof(origin)) || !OriginListed(t->origins, origin))
+		{
+			snprintf(t->origin_refusal, sizeof(t->origin_refusal),
+					 "%s to another origin refused: %s is not an origin of source \"%s\"",
+					 CurrentHop(t) > 0 ? "redirect" : "request", url ? url : "(unknown URL)", t->source);
+			return CURL_PREREQFUNC_ABORT;
+		}
+	}
 	if (!HostPolicyActive())
 		return CURL_PREREQFUNC_OK;
 	CurrentHost(t, host, sizeof(host));
@@ -332,6 +485,7 @@ StartTransfer(CURLM *multi, Transfer *t, const HttpOptions *opts, struct curl_sl
 	t->refusal[0] = '\0';
 	t->refused_hop = -1;
 	t->opened_hop = -1;
+	t->origin_refusal[0] = '\0';
 	t->req->attempts++;
 
 	curl_easy_setopt(e, CURLOPT_URL, t->req->url);
@@ -344,7 +498,12 @@ StartTransfer(CURLM *multi, Transfer *t, const HttpOptions *opts, struct curl_sl
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opts->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075000
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+#else
+	/* no pre-request callback to check a redirect's origin: follow none with headers */
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, t->origins == NULL ? 1L : 0L);
+#endif
 	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) opts->max_response_bytes);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
@@ -404,12 +563,21 @@ ClassifyAttempt(Transfer *t, CURLcode rc, MemoryContext cxt)
 	req->error = NULL;
 	req->retryable = false;
 	req->refused = false;
+	req->cross_origin = false;
+
+	/* the source's headers would have gone to another origin */
+	if (rc == CURLE_ABORTED_BY_CALLBACK && t->origin_refusal[0] != '\0')
+	{
+		req->error = MemoryContextStrdup(cxt, t->origin_refusal);
+		req->refused = true;
+		req->cross_origin = true;
+	}
 
 	/*
 	 * Refused by workqueue.allowed_hosts: the pre-request callback aborted,
 	 * or every address tried since the last redirect was refused.
 	 */
-	if (rc != CURLE_OK && t->refusal[0] != '\0' &&
+	else if (rc != CURLE_OK && t->refusal[0] != '\0' &&
 		(rc == CURLE_ABORTED_BY_CALLBACK || t->refused_hop > t->opened_hop))
 	{
 		req->error = MemoryContextStrdup(cxt, t->refusal);
@@ -487,6 +655,7 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 		ts[i].limit = opts->max_response_bytes;
 		ts[i].retry_after = -1;
 		reqs[i].attempts = 0;
+		reqs[i].cross_origin = false;
 		reqs[i].error = NULL;
 		reqs[i].response = NULL;
 		reqs[i].next_link = NULL;
@@ -505,6 +674,12 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("could not create a libcurl multi handle")));
 		headers = BuildHeaders(opts);
+		for (int i = 0; i < nreqs; i++)
+		{
+			ts[i].origins = OriginsFor(opts);
+			if (ts[i].origins)
+				ts[i].source = MallocStrdup(opts->source);
+		}
 
 		while (done < nreqs)
 		{
@@ -580,6 +755,8 @@ HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts)
 			}
 			free(ts[i].buf);
 			free(ts[i].link_next);
+			free(ts[i].origins);
+			free(ts[i].source);
 		}
 		if (multi)
 			curl_multi_cleanup(multi);
@@ -648,8 +825,12 @@ HttpAsyncStart(HttpAsync *a, HttpRequest *req, const HttpOptions *opts)
 	req->next_link = NULL;
 	req->status = 0;
 	req->refused = false;
+	req->cross_origin = false;
 	PG_TRY();
 	{
+		t->origins = OriginsFor(opts);
+		if (t->origins)
+			t->source = MallocStrdup(opts->source);
 		StartTransfer(a->multi, t, opts, t->own_headers);
 	}
 	PG_CATCH();
@@ -657,6 +838,8 @@ HttpAsyncStart(HttpAsync *a, HttpRequest *req, const HttpOptions *opts)
 		if (t->easy)
 			curl_easy_cleanup(t->easy);
 		curl_slist_free_all(t->own_headers);
+		free(t->origins);
+		free(t->source);
 		free(t);
 		PG_RE_THROW();
 	}
@@ -693,6 +876,8 @@ HttpAsyncWait(HttpAsync *a, long timeout_ms)
 		curl_easy_cleanup(t->easy);
 		free(t->buf);
 		free(t->link_next);
+		free(t->origins);
+		free(t->source);
 		curl_slist_free_all(t->own_headers);
 		if (a->ndone == a->cap)
 		{
@@ -719,17 +904,25 @@ HttpAsyncInFlight(HttpAsync *a)
 	return a->inflight;
 }
 
-/* Percent-encodes everything but RFC 3986's unreserved characters. */
+/*
+ * Percent-encodes everything but RFC 3986's unreserved characters -- and
+ * the dots of a string made of dots only: an external id "." or ".."
+ * substituted into a URL's path would be a dot segment, which libcurl
+ * (and servers) resolve, so that /tickets/.. asks for / instead of one
+ * ticket; "%2E%2E" stays a segment of its own.  With "/" (and "\\", "?",
+ * "#", "%") encoded too, an id is always one path segment.
+ */
 char *
 HttpEncode(const char *s)
 {
 	StringInfoData buf;
+	bool		dots = s[0] != '\0' && strspn(s, ".") == strlen(s);
 
 	initStringInfo(&buf);
 	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
 	{
 		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-			*p == '-' || *p == '_' || *p == '.' || *p == '~')
+			*p == '-' || *p == '_' || (*p == '.' && !dots) || *p == '~')
 			appendStringInfoChar(&buf, (char) *p);
 		else
 			appendStringInfo(&buf, "%%%02X", *p);

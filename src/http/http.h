@@ -9,6 +9,12 @@
  * connect: ...", "HTTP 503", "response too large", ..., or 'host "x"
  * (address a) is not in workqueue.allowed_hosts' when the destination of
  * the request or of a redirect is not allowed (see hosts.h).
+ *
+ * A request that carries a source's headers goes only to the origins
+ * (scheme, host, port) of the source's own URLs (HttpOptions.origins): a
+ * redirect elsewhere is refused before it is sent, with the error
+ * 'redirect to another origin refused: URL is not an origin of source "s"'
+ * (never retried).
  */
 #ifndef WORKQUEUE_HTTP_H
 #define WORKQUEUE_HTTP_H
@@ -29,7 +35,10 @@ typedef struct HttpRequest
 	char	   *error;			/* NULL on success */
 	int			attempts;
 	bool		retryable;		/* the final error was of a transient kind */
-	bool		refused;		/* by workqueue.allowed_hosts (never retried) */
+	bool		refused;		/* by workqueue.allowed_hosts or the origin check
+								 * (never retried) */
+	bool		cross_origin;	/* refused: it would have carried the source's
+								 * headers to another origin */
 	long		retry_delay_ms; /* backoff (or Retry-After) before another try */
 	void	   *tag;			/* the caller's, untouched */
 } HttpRequest;
@@ -42,6 +51,9 @@ typedef struct HttpOptions
 	int			retries;		/* extra attempts after the first */
 	long		max_response_bytes;
 	List	   *headers;		/* of char *, "Name: value" */
+	List	   *origins;		/* of char *: the only origins a request with
+								 * headers may go to (HttpOrigin); NIL: any */
+	const char *source;			/* for the origin check's message */
 } HttpOptions;
 
 extern void HttpPerform(HttpRequest *reqs, int nreqs, const HttpOptions *opts);
@@ -63,5 +75,8 @@ extern int	HttpAsyncInFlight(HttpAsync *a);
 extern char *HttpResolveUrl(const char *base, const char *ref);
 extern char *HttpUrlWithParam(const char *url, const char *name, const char *value);
 extern char *HttpEncode(const char *s);
+extern char *HttpOrigin(const char *url);
+extern bool HttpOriginAllowed(const char *url, List *origins);
+extern char *HttpOriginList(List *origins);
 
 #endif							/* WORKQUEUE_HTTP_H */

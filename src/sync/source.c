@@ -20,6 +20,7 @@
 #include "utils/numeric.h"
 
 #include "core/jsonutil.h"
+#include "http/http.h"
 #include "queue/priority.h"
 #include "sync/source.h"
 #include "core/workqueue.h"
@@ -133,6 +134,32 @@ CheckUrl(const char *url, const char *what)
 		OPT_ERROR(errmsg("%s must not contain a user name or password", what),
 				  errdetail("Everyone can read a source's URLs; only its headers are kept from non-administrators."),
 				  errhint("Send credentials in a header instead, e.g. {\"headers\": {\"Authorization\": \"Basic ...\"}}."));
+}
+
+/*
+ * The origins (scheme, host, port) of a source's URLs, without duplicates:
+ * where its headers may go (doc/security.md, Credentials).  Only the part
+ * before the path is parsed, so "{ids}" anywhere after it does not matter.
+ */
+static List *
+SourceOrigins(const char *ids_url, const char *details_url)
+{
+	List	   *origins = NIL;
+	const char *urls[2] = {ids_url, details_url};
+
+	for (int i = 0; i < 2; i++)
+	{
+		const char *authority;
+		char	   *origin;
+
+		if (urls[i] == NULL || (authority = strstr(urls[i], "://")) == NULL)
+			continue;
+		authority += 3;
+		origin = HttpOrigin(psprintf("%.*s/", (int) (authority - urls[i] + strcspn(authority, "/?#")), urls[i]));
+		if (origin != NULL && (origins == NIL || strcmp(linitial(origins), origin) != 0))
+			origins = lappend(origins, origin);
+	}
+	return origins;
 }
 
 /*
@@ -310,6 +337,7 @@ SourceParse(const char *name, const char *queue, const char *ids_url, const char
 		CheckUrl(details_url, "details_url");
 		src->details_url = pstrdup(details_url);
 	}
+	src->origins = SourceOrigins(ids_url, details_url);
 	src->batch_size = 100;
 	src->timeout_ms = workqueue_http_timeout_ms;
 	src->max_concurrency = 4;

@@ -52,6 +52,8 @@ typedef struct SourceDef
 	int			max_concurrency;
 	int			retries;
 	List	   *headers;		/* of char *, "Name: value" */
+	List	   *origins;		/* of char *: the origins of ids_url and
+								 * details_url, the only ones the headers go to */
 	bool		confirm_close;
 	/* pagination */
 	PageStyle	page_style;

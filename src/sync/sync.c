@@ -104,6 +104,13 @@ AppendStrings(List *list, List *strings, MemoryContext cxt)
 static void
 HttpFailed(SyncRun *run, HttpRequest *req, const char *what)
 {
+	if (req->cross_origin)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s request failed: %s", what, req->error),
+				 errdetail("The source's headers go only to the origins of its ids_url and details_url (%s); the request for %s was not sent.",
+						   HttpOriginList(run->src->origins), req->url),
+				 errhint("Point the source at the API's final address with workqueue.alter_source().")));
 	if (req->refused)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -147,6 +154,8 @@ LoadRun(SyncRun *run)
 	run->http.retries = run->src->retries;
 	run->http.max_response_bytes = workqueue_http_max_response_bytes;
 	run->http.headers = run->src->headers;
+	run->http.origins = run->src->origins;
+	run->http.source = run->src->name;
 	run->errs.samples = makeStringInfo();
 	MemoryContextSwitchTo(old);
 	WorkerTxCommit(run->cxt);
@@ -277,6 +286,19 @@ ListIds(SyncRun *run)
 					break;
 				}
 		}
+		/*
+		 * a page link elsewhere would take the source's headers to another
+		 * origin: the run fails (and closes nothing).  Cursor and offset
+		 * pages are built on ids_url.
+		 */
+		if (next && src->headers != NIL && !HttpOriginAllowed(next, src->origins))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("next page link to another origin refused: %s is not an origin of source \"%s\"",
+							next, src->name),
+					 errdetail("The source's headers go only to the origins of its ids_url and details_url (%s); page %d of the listing linked to %s.",
+							   HttpOriginList(src->origins), page, next),
+					 errhint("Point the source at the API's final address with workqueue.alter_source(); nothing was closed.")));
 		values[0] = Int64GetDatum(run->id);
 		values[1] = Int32GetDatum(page);
 		values[2] = Int32GetDatum(list_length(run->ids));

@@ -686,7 +686,10 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 
 	/*
 	 * on_enter hooks: queue an enrichment fetch per item, in this transaction
-	 * (items without an external id have nothing to fetch)
+	 * (items without an external id have nothing to fetch).  The source is
+	 * the one an administrator named in the workflow, so it may belong to
+	 * another queue (a workflow serves several queues): any_queue => true,
+	 * for the caller of the transition too (doc/security.md, Credentials).
 	 */
 	if (nfetch > 0)
 	{
@@ -696,7 +699,7 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[0] = PointerGetDatum(construct_array(fetch_items, nfetch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = PointerGetDatum(construct_array(fetch_sources, nfetch, TEXTOID, -1, false, TYPALIGN_INT));
 		if (SPI_execute_plan(WqPlan(&on_enter_plan,
-									"SELECT count(workqueue.enqueue_fetch(x.i, x.s)) FROM unnest($1::int8[], $2::text[]) AS x(i, s) "
+									"SELECT count(workqueue._enqueue_fetch(x.i, x.s, true)) FROM unnest($1::int8[], $2::text[]) AS x(i, s) "
 									"JOIN workqueue.item it ON it.id = x.i WHERE it.external_id IS NOT NULL",
 									2, types), args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not queue the fetches of on_enter");
