@@ -70,3 +70,10 @@ GRANT UPDATE (external_id, source, parent_id, step, status, priority, assignee, 
               scope, created_at, updated_at, resolved_at, due_at, sla_paused_at, last_seen_at, workflow,
               workflow_version, sla_policy, sla_policy_version, sla_calendar, sla_calendar_version, sla_target,
               sla_elapsed, sla_clock_from, sla_level, sla_next_at, step_due_at) ON workqueue.item TO workqueue_admin;
+
+-- Leases bounded per queue (issue 13.6): extend_lease() refuses to run a
+-- lease beyond now() + max_lease.  A queue whose lease_timeout is longer
+-- than the default day keeps it as its maximum.
+ALTER TABLE workqueue.queue ADD COLUMN max_lease interval NOT NULL DEFAULT '1 day' CHECK (max_lease > interval '0');
+UPDATE workqueue.queue SET max_lease = lease_timeout WHERE lease_timeout > max_lease;
+ALTER TABLE workqueue.queue ADD CONSTRAINT queue_lease_timeout_max CHECK (lease_timeout <= max_lease);

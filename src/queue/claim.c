@@ -66,19 +66,32 @@
  */
 #define CLAIM_VISIBLE "workqueue._scope_visible(i.scope, $4, $5)"
 
+/*
+ * Whether the worker may act on the item (alias i) at its step, the rule of
+ * transitions (src/workflow/transition.c): $6 the worker acts with
+ * administrator rights, else the step has no role, or the worker is the
+ * item's assignee or an active member of the step's role.  Steps' roles
+ * and the worker's memberships are read once per statement, and a member
+ * only for a step that has a role.  An item the worker may not act on is
+ * not claimable by it: skipped, as one out of scope.
+ */
+#define CLAIM_MAY_ACT \
+	"($6 OR workqueue._may_claim(i.workflow, i.workflow_version, i.step, i.assignee, $3))"
+
 /* the lease of a claim made now */
 #define CLAIM_LEASE \
 	"now() + (SELECT q.lease_timeout FROM workqueue.queue q WHERE q.name = $1)"
 
 /*
- * The usual claim: $1 queue, $2 n, $3 worker, $4 admin, $5 caller.  Takes
+ * The usual claim: $1 queue, $2 n, $3 worker, $4 admin, $5 caller, $6 the
+ * worker acts as an administrator.  Takes
  * nothing if a lease of the queue has run out.  Returns the items taken, in
  * inbox order.
  */
 static const char *const CLAIM_SQL =
 "WITH c AS ("
 "  SELECT i.ctid FROM workqueue.item i"
-"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
+"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT
 "     AND NOT EXISTS (SELECT FROM workqueue.item x"
 "                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"
 "   ORDER BY i.priority, i.created_at, i.id"
@@ -110,7 +123,7 @@ static const char *const CLAIM_EXPIRED_SQL =
 "WITH o AS ("
 "  SELECT i.queue, i.id, i.priority, i.created_at, NULL::text AS old_holder, NULL::timestamptz AS old_lease"
 "    FROM workqueue.item i"
-"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
+"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT
 "   ORDER BY i.priority, i.created_at, i.id"
 "   LIMIT $2"
 "     FOR UPDATE SKIP LOCKED),"
@@ -118,6 +131,7 @@ static const char *const CLAIM_EXPIRED_SQL =
 "  SELECT i.queue, i.id, i.priority, i.created_at, i.claimed_by, i.lease_until"
 "    FROM workqueue.item i"
 "   WHERE i.queue = $1 AND i.status = 'in_progress' AND i.lease_until <= now() AND " CLAIM_VISIBLE
+"     AND " CLAIM_MAY_ACT
 "   ORDER BY i.priority, i.created_at, i.id"
 "   LIMIT $2"
 "     FOR UPDATE SKIP LOCKED),"
@@ -246,8 +260,8 @@ RequireQueue(const char *name)
 static uint64
 RunClaim(SPIPlanPtr *slot, const char *sql, Datum *args)
 {
-	static Oid	types[5] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID};
-	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, 5, types), args, false, 0, true);
+	static Oid	types[6] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID, BOOLOID};
+	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, 6, types), args, false, 0, true);
 
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim items: %s", SPI_result_code_string(rc));
@@ -270,7 +284,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	char	   *queue;
 	bool		n_ok = !PG_ARGISNULL(1) && PG_GETARG_INT32(1) >= 1 && PG_GETARG_INT32(1) <= CLAIM_MAX;
 	char	   *worker = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	Datum		args[5];
+	Datum		args[6];
 	TupleDesc	desc;
 	Tuplestorestate *store;
 	uint64		taken;
@@ -301,6 +315,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	args[2] = PG_GETARG_DATUM(2);
 	args[3] = BoolGetDatum(WorkqueueIsAdmin(NULL));
 	args[4] = ObjectIdGetDatum(GetOuterUserId());
+	args[5] = BoolGetDatum(WorkqueueActorIsAdmin(worker));
 
 	taken = RunClaim(&claim_plan, CLAIM_SQL, args);
 	if (taken == 0)
