@@ -18,10 +18,17 @@
  * nothing either, the queue is looked up, to tell a queue that does not
  * exist from an empty one.
  *
+ * Items are claimable only by a worker that may act at their step, by the
+ * role rule of transitions (a member of the step's role, the assignee, an
+ * administrator; for an agent, the worker it names): the others are
+ * skipped, as items out of scope are.
+ *
  * The queue, the caller's rights and scopes are read inside the statements
  * (the lease timeout as a one-time subquery, the scope grants by
  * workqueue._scope_visible(), once per statement and only for an item that
- * has a scope); the checks of the arguments that come first, and raise in
+ * has a scope; steps' roles and the worker's memberships by
+ * workqueue._may_claim(), once per step and statement, skipped for a worker
+ * acting as an administrator); the checks of the arguments that come first, and raise in
  * the order claim() always did (queue, n, worker), look the queue up only
  * when one of them fails.
  *
@@ -276,7 +283,8 @@ PG_FUNCTION_INFO_V1(workqueue_claim);
  *
  * Raises, in this order, for a NULL queue (22004), a queue that does not
  * exist (42704), n out of 1..10000 (22023) and a worker the caller may not
- * act as (workqueue._check_actor()).
+ * act as (workqueue._check_actor()).  Items the worker may not act on at
+ * their step are skipped, not an error.
  */
 Datum
 workqueue_claim(PG_FUNCTION_ARGS)
