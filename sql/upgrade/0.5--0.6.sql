@@ -59,3 +59,10 @@ ALTER TABLE workqueue.item DROP CONSTRAINT item_queue_fkey,
                            DROP CONSTRAINT item_sla_policy_sla_policy_version_fkey,
                            DROP CONSTRAINT item_sla_calendar_sla_calendar_version_fkey;
 ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_queue_item_id_fkey;
+
+-- Leases bounded per queue (issue 13.6): extend_lease() refuses to run a
+-- lease beyond now() + max_lease.  A queue whose lease_timeout is longer
+-- than the default day keeps it as its maximum.
+ALTER TABLE workqueue.queue ADD COLUMN max_lease interval NOT NULL DEFAULT '1 day' CHECK (max_lease > interval '0');
+UPDATE workqueue.queue SET max_lease = lease_timeout WHERE lease_timeout > max_lease;
+ALTER TABLE workqueue.queue ADD CONSTRAINT queue_lease_timeout_max CHECK (lease_timeout <= max_lease);

@@ -18,10 +18,17 @@
  * nothing either, the queue is looked up, to tell a queue that does not
  * exist from an empty one.
  *
+ * Items are claimable only by a worker that may act at their step, by the
+ * role rule of transitions (a member of the step's role, the assignee, an
+ * administrator; for an agent, the worker it names): the others are
+ * skipped, as items out of scope are.
+ *
  * The queue, the caller's rights and scopes are read inside the statements
  * (the lease timeout as a one-time subquery, the scope grants by
  * workqueue._scope_visible(), once per statement and only for an item that
- * has a scope); the checks of the arguments that come first, and raise in
+ * has a scope; steps' roles and the worker's memberships by
+ * workqueue._may_claim(), once per step and statement, skipped for a worker
+ * acting as an administrator); the checks of the arguments that come first, and raise in
  * the order claim() always did (queue, n, worker), look the queue up only
  * when one of them fails.
  *
@@ -66,19 +73,32 @@
  */
 #define CLAIM_VISIBLE "workqueue._scope_visible(i.scope, $4, $5)"
 
+/*
+ * Whether the worker may act on the item (alias i) at its step, the rule of
+ * transitions (src/workflow/transition.c): $6 the worker acts with
+ * administrator rights, else the step has no role, or the worker is the
+ * item's assignee or an active member of the step's role.  Steps' roles
+ * and the worker's memberships are read once per statement, and a member
+ * only for a step that has a role.  An item the worker may not act on is
+ * not claimable by it: skipped, as one out of scope.
+ */
+#define CLAIM_MAY_ACT \
+	"($6 OR workqueue._may_claim(i.workflow, i.workflow_version, i.step, i.assignee, $3))"
+
 /* the lease of a claim made now */
 #define CLAIM_LEASE \
 	"now() + (SELECT q.lease_timeout FROM workqueue.queue q WHERE q.name = $1)"
 
 /*
- * The usual claim: $1 queue, $2 n, $3 worker, $4 admin, $5 caller.  Takes
+ * The usual claim: $1 queue, $2 n, $3 worker, $4 admin, $5 caller, $6 the
+ * worker acts as an administrator.  Takes
  * nothing if a lease of the queue has run out.  Returns the items taken, in
  * inbox order.
  */
 static const char *const CLAIM_SQL =
 "WITH c AS ("
 "  SELECT i.ctid FROM workqueue.item i"
-"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
+"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT
 "     AND NOT EXISTS (SELECT FROM workqueue.item x"
 "                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"
 "   ORDER BY i.priority, i.created_at, i.id"
@@ -110,7 +130,7 @@ static const char *const CLAIM_EXPIRED_SQL =
 "WITH o AS ("
 "  SELECT i.queue, i.id, i.priority, i.created_at, NULL::text AS old_holder, NULL::timestamptz AS old_lease"
 "    FROM workqueue.item i"
-"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE
+"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT
 "   ORDER BY i.priority, i.created_at, i.id"
 "   LIMIT $2"
 "     FOR UPDATE SKIP LOCKED),"
@@ -118,6 +138,7 @@ static const char *const CLAIM_EXPIRED_SQL =
 "  SELECT i.queue, i.id, i.priority, i.created_at, i.claimed_by, i.lease_until"
 "    FROM workqueue.item i"
 "   WHERE i.queue = $1 AND i.status = 'in_progress' AND i.lease_until <= now() AND " CLAIM_VISIBLE
+"     AND " CLAIM_MAY_ACT
 "   ORDER BY i.priority, i.created_at, i.id"
 "   LIMIT $2"
 "     FOR UPDATE SKIP LOCKED),"
@@ -246,8 +267,8 @@ RequireQueue(const char *name)
 static uint64
 RunClaim(SPIPlanPtr *slot, const char *sql, Datum *args)
 {
-	static Oid	types[5] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID};
-	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, 5, types), args, false, 0, true);
+	static Oid	types[6] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID, BOOLOID};
+	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, 6, types), args, false, 0, true);
 
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim items: %s", SPI_result_code_string(rc));
@@ -262,7 +283,8 @@ PG_FUNCTION_INFO_V1(workqueue_claim);
  *
  * Raises, in this order, for a NULL queue (22004), a queue that does not
  * exist (42704), n out of 1..10000 (22023) and a worker the caller may not
- * act as (workqueue._check_actor()).
+ * act as (workqueue._check_actor()).  Items the worker may not act on at
+ * their step are skipped, not an error.
  */
 Datum
 workqueue_claim(PG_FUNCTION_ARGS)
@@ -270,7 +292,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	char	   *queue;
 	bool		n_ok = !PG_ARGISNULL(1) && PG_GETARG_INT32(1) >= 1 && PG_GETARG_INT32(1) <= CLAIM_MAX;
 	char	   *worker = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	Datum		args[5];
+	Datum		args[6];
 	TupleDesc	desc;
 	Tuplestorestate *store;
 	uint64		taken;
@@ -301,6 +323,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	args[2] = PG_GETARG_DATUM(2);
 	args[3] = BoolGetDatum(WorkqueueIsAdmin(NULL));
 	args[4] = ObjectIdGetDatum(GetOuterUserId());
+	args[5] = BoolGetDatum(WorkqueueActorIsAdmin(worker));
 
 	taken = RunClaim(&claim_plan, CLAIM_SQL, args);
 	if (taken == 0)

@@ -12,6 +12,17 @@ REVOKE ALL ON FUNCTION workqueue._event_tx() FROM PUBLIC;
 
 ALTER TABLE workqueue.item_event ALTER COLUMN tx SET DEFAULT workqueue._event_tx();
 
+-- Whether a worker may act on an item at its step (an item's workflow,
+-- version, step and assignee): the role rule of transitions, without the
+-- administrator's exemption, which claim() passes in itself.  Steps' roles
+-- and the worker's memberships are read once per statement
+-- (src/workflow/transition.c).
+CREATE OR REPLACE FUNCTION workqueue._may_claim(workflow text, version int, step text, assignee text, worker text)
+    RETURNS boolean
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'workqueue_may_claim';
+
+REVOKE ALL ON FUNCTION workqueue._may_claim(text, int, text, text, text) FROM PUBLIC;
+
 -- Appends one audit event; the announce worker sends NOTIFY workqueue for it
 -- once it commits.
 CREATE OR REPLACE FUNCTION workqueue._event(queue text, item bigint, actor text, kind text,
@@ -113,15 +124,18 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Pick another name; queues are never dropped by workqueue.';
     END IF;
-    INSERT INTO workqueue.queue (name, workflow, sla_policy, lease_timeout, created_by)
+    -- the maximum lease is a day, or the lease timeout if that is longer
+    INSERT INTO workqueue.queue (name, workflow, sla_policy, lease_timeout, max_lease, created_by)
     VALUES (create_queue.name, create_queue.workflow, create_queue.sla_policy, create_queue.lease_timeout,
-            workqueue._caller());
+            greatest(interval '1 day', create_queue.lease_timeout), workqueue._caller());
 END
 $$;
 
--- Changes a queue's sla_policy (NULL: none), lease_timeout or scope (of
--- new items).  Items keep
--- the SLA they started with; workqueue.recompute_sla() moves them.
+-- Changes a queue's sla_policy (NULL: none), lease_timeout, max_lease (the
+-- longest a lease may run from now; at least lease_timeout) or scope (of
+-- new items).  Items keep the SLA they started with;
+-- workqueue.recompute_sla() moves them.  Leases already running keep their
+-- end: a lower max_lease bounds their next extension.
 CREATE OR REPLACE FUNCTION workqueue.alter_queue(name text, changes jsonb) RETURNS workqueue.queue
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -129,6 +143,7 @@ DECLARE
     q workqueue.queue;
     k text;
     lt interval;
+    setting text;
 BEGIN
     PERFORM workqueue._require_admin('alter queues');
     q := workqueue._queue(alter_queue.name);
@@ -138,10 +153,10 @@ BEGIN
                   HINT = 'Pass e.g. {"sla_policy": "standard"} or {"lease_timeout": "30 minutes"}.';
     END IF;
     FOR k IN SELECT jsonb_object_keys(alter_queue.changes) LOOP
-        IF k NOT IN ('sla_policy', 'lease_timeout', 'scope') THEN
+        IF k NOT IN ('sla_policy', 'lease_timeout', 'max_lease', 'scope') THEN
             RAISE EXCEPTION 'queue setting "%" cannot be changed', left(k, 100)
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'alter_queue changes "sla_policy", "lease_timeout" and "scope"; a queue''s workflow is fixed.';
+                      HINT = 'alter_queue changes "sla_policy", "lease_timeout", "max_lease" and "scope"; a queue''s workflow is fixed.';
         END IF;
     END LOOP;
     IF alter_queue.changes ? 'sla_policy' THEN
@@ -151,24 +166,38 @@ BEGIN
         PERFORM workqueue._require_sla_policy(alter_queue.changes->>'sla_policy');
         q.sla_policy := alter_queue.changes->>'sla_policy';
     END IF;
-    IF alter_queue.changes ? 'lease_timeout' THEN
+    FOREACH setting IN ARRAY ARRAY['lease_timeout', 'max_lease'] LOOP
+        CONTINUE WHEN NOT alter_queue.changes ? setting;
         BEGIN
-            lt := (alter_queue.changes->>'lease_timeout')::interval;
+            lt := CASE WHEN jsonb_typeof(alter_queue.changes->setting) = 'string'
+                       THEN (alter_queue.changes->>setting)::interval END;
         EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
             lt := NULL;
         END;
         IF lt IS NULL OR lt <= interval '0' THEN
-            RAISE EXCEPTION 'lease_timeout must be a positive interval'
+            RAISE EXCEPTION '% must be a positive interval', setting
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('The value given is %s.', left((alter_queue.changes->'lease_timeout')::text, 100));
+                      DETAIL = format('The value given is %s.', left((alter_queue.changes->setting)::text, 100)),
+                      HINT = format('Pass e.g. {"%s": "30 minutes"}.', setting);
         END IF;
         IF lt > interval '1 year' THEN
-            RAISE EXCEPTION 'lease_timeout must be at most 1 year'
+            RAISE EXCEPTION '% must be at most 1 year', setting
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('The value given was %s.', lt),
                       HINT = 'Workers that need longer extend their lease with workqueue.extend_lease().';
         END IF;
-        q.lease_timeout := lt;
+        IF setting = 'lease_timeout' THEN
+            q.lease_timeout := lt;
+        ELSE
+            q.max_lease := lt;
+        END IF;
+    END LOOP;
+    IF q.lease_timeout > q.max_lease THEN
+        RAISE EXCEPTION 'lease_timeout must not be longer than max_lease'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Queue "%s" would have lease_timeout %s and max_lease %s.',
+                                  q.name, q.lease_timeout, q.max_lease),
+                  HINT = 'Lower lease_timeout, or raise max_lease in the same call.';
     END IF;
     IF alter_queue.changes ? 'scope' THEN
         IF jsonb_typeof(alter_queue.changes->'scope') <> 'array'
@@ -180,7 +209,8 @@ BEGIN
         END IF;
         q.scope := ARRAY(SELECT jsonb_array_elements_text(alter_queue.changes->'scope'));
     END IF;
-    UPDATE workqueue.queue x SET sla_policy = q.sla_policy, lease_timeout = q.lease_timeout, scope = q.scope
+    UPDATE workqueue.queue x SET sla_policy = q.sla_policy, lease_timeout = q.lease_timeout, max_lease = q.max_lease,
+                                 scope = q.scope
      WHERE x.name = q.name RETURNING * INTO q;
     RETURN q;
 END
@@ -316,23 +346,35 @@ BEGIN
 END
 $$;
 
+-- Returns a claimed item to the queue: its holder (or an agent acting as
+-- it) gives it back, or an administrator breaks the claim, live lease or
+-- not.  A claim ended by someone else, or whose lease had run out, fences
+-- its holder as the worker's sweep does: it may not act on the item until
+-- it claims it again.  The "released" event of a broken claim names the
+-- former holder and its lease.
 CREATE OR REPLACE FUNCTION workqueue.release(item bigint, worker text DEFAULT current_user) RETURNS workqueue.item
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     it workqueue.item := workqueue._item_for_update(release.item);
+    holder text;
+    lease timestamptz;
+    broken boolean;
 BEGIN
     PERFORM workqueue._check_holder(it, release.worker);
-    IF it.lease_until <= now() THEN
-        -- an administrator ends a claim whose lease ran out: its holder is
-        -- fenced, as by the worker's sweep
+    holder := it.claimed_by;
+    lease := it.lease_until;
+    broken := holder <> release.worker;
+    IF broken OR lease <= now() THEN
+        -- the lease ended now, or when it ran out
         INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)
-        VALUES (it.queue, it.id, it.claimed_by, it.lease_until)
+        VALUES (it.queue, it.id, holder, least(lease, now()))
         ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until;
     END IF;
     UPDATE workqueue.item SET status = 'open', claimed_by = NULL, lease_until = NULL, updated_at = now()
      WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
-    PERFORM workqueue._event(it.queue, it.id, release.worker, 'released', it.step, it.step);
+    PERFORM workqueue._event(it.queue, it.id, release.worker, 'released', it.step, it.step,
+                             CASE WHEN broken THEN jsonb_build_object('claimed_by', holder, 'lease_until', lease) END);
     RETURN it;
 END
 $$;
@@ -342,6 +384,7 @@ CREATE OR REPLACE FUNCTION workqueue.extend_lease(item bigint, by interval, work
 #variable_conflict use_column
 DECLARE
     it workqueue.item := workqueue._item_for_update(extend_lease.item);
+    max_lease interval;
 BEGIN
     IF extend_lease.by IS NULL OR extend_lease.by <= interval '0' THEN
         RAISE EXCEPTION 'lease extension must be positive'
@@ -349,6 +392,19 @@ BEGIN
                   DETAIL = format('The value given was %s.', coalesce(extend_lease.by::text, 'NULL'));
     END IF;
     PERFORM workqueue._check_holder(it, extend_lease.worker);
+    SELECT q.max_lease INTO max_lease FROM workqueue.queue q WHERE q.name = it.queue;
+    -- (by alone beyond the maximum: the sum could overflow)
+    IF extend_lease.by > max_lease OR greatest(it.lease_until, now()) + extend_lease.by > now() + max_lease THEN
+        RAISE EXCEPTION 'lease on item % cannot run longer than the maximum lease of queue "%"', it.id, it.queue
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The maximum lease is %s, so it may run until %s; extending by %s asks for %s.',
+                                  max_lease, now() + max_lease, extend_lease.by,
+                                  CASE WHEN extend_lease.by > max_lease
+                                       THEN format('%s past %s', extend_lease.by, greatest(it.lease_until, now()))
+                                       ELSE (greatest(it.lease_until, now()) + extend_lease.by)::text END),
+                  HINT = 'Extend by less, and again before the lease runs out; an administrator can raise the '
+                         'maximum with workqueue.alter_queue(queue, ''{"max_lease": "2 days"}'').';
+    END IF;
     UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
      WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
     -- the new end of the lease is in the audit trail (fencing is judged by it)

@@ -10,7 +10,10 @@ CREATE TABLE workqueue.queue (
     lease_timeout interval NOT NULL DEFAULT '15 minutes' CHECK (lease_timeout > interval '0'),
     created_at    timestamptz NOT NULL DEFAULT now(),
     created_by    text NOT NULL DEFAULT current_user,
-    scope         text[] NOT NULL DEFAULT '{}'      -- the scope new items of the queue get
+    scope         text[] NOT NULL DEFAULT '{}',     -- the scope new items of the queue get
+    -- the longest a lease may run from now: extend_lease() refuses more
+    max_lease     interval NOT NULL DEFAULT '1 day' CHECK (max_lease > interval '0'),
+    CONSTRAINT queue_lease_timeout_max CHECK (lease_timeout <= max_lease)
 );
 
 CREATE TABLE workqueue.item (

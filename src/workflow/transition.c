@@ -394,15 +394,27 @@ CheckLease(const ItemState *it, const char *actor, bool quiet)
 	return false;
 }
 
+/*
+ * Role rule (4) without raising: whether the actor may act on an item at
+ * the step -- the step has no role, the actor is the item's assignee, or
+ * an active member of the step's role.  (Administrators are the caller's
+ * business.)  Transitions and claims (workqueue._may_claim) both ask here.
+ */
+static bool
+MayActAt(const char *role, const char *assignee, const char *actor)
+{
+	if (role == NULL)
+		return true;
+	if (assignee != NULL && strcmp(assignee, actor) == 0)
+		return true;
+	return IsActiveMember(role, actor);
+}
+
 /* Role rule (4). */
 static bool
 CheckRole(const ItemState *it, const WfStep *step, const char *actor, bool quiet)
 {
-	if (step->role == NULL)
-		return true;
-	if (it->assignee != NULL && strcmp(it->assignee, actor) == 0)
-		return true;
-	if (IsActiveMember(step->role, actor))
+	if (MayActAt(step->role, it->assignee, actor))
 		return true;
 	if (quiet)
 		return false;
@@ -847,4 +859,118 @@ workqueue_allowed_transitions(PG_FUNCTION_ARGS)
 	if (astate == NULL)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
 	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
+}
+
+/*
+ * What workqueue._may_claim() found out about one step of one workflow
+ * version, for the rest of the statement: the step's role (NULL: none) and
+ * whether the worker is an active member of it.
+ */
+typedef struct ClaimStep
+{
+	char	   *workflow;
+	int			version;
+	char	   *step;
+	char	   *role;
+	bool		member;
+} ClaimStep;
+
+typedef struct ClaimSteps
+{
+	char	   *worker;
+	List	   *steps;			/* of ClaimStep */
+} ClaimSteps;
+
+/* Does the text equal the NUL-terminated string? */
+static bool
+TextIs(text *t, const char *s)
+{
+	size_t		len = VARSIZE_ANY_EXHDR(t);
+
+	return strlen(s) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+PG_FUNCTION_INFO_V1(workqueue_may_claim);
+
+/*
+ * SQL: workqueue._may_claim(workflow text, version int, step text, assignee
+ * text, worker text) returns boolean
+ *
+ * Role rule (4) for claim() (src/queue/claim.c), which passes an item's
+ * workflow, version, step and assignee: whether the worker may act on it
+ * (MayActAt, the rule transitions apply; the caller skips it for a worker
+ * acting with administrator rights).  A step's role and the worker's
+ * membership are read on the first item at that step in a statement and
+ * kept for the rest of it, so a statement that sees only steps without a
+ * role reads no member, and one of a queue's items read costs a lookup in
+ * a short list.
+ */
+Datum
+workqueue_may_claim(PG_FUNCTION_ARGS)
+{
+	text	   *workflow;
+	int32		version;
+	text	   *step;
+	ClaimSteps *memo;
+	ClaimStep  *found = NULL;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4))
+		PG_RETURN_BOOL(false);
+	workflow = PG_GETARG_TEXT_PP(0);
+	version = PG_GETARG_INT32(1);
+	step = PG_GETARG_TEXT_PP(2);
+
+	memo = (ClaimSteps *) fcinfo->flinfo->fn_extra;
+	if (memo == NULL || !TextIs(PG_GETARG_TEXT_PP(4), memo->worker))
+	{
+		memo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ClaimSteps));
+		memo->worker = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, text_to_cstring(PG_GETARG_TEXT_PP(4)));
+		fcinfo->flinfo->fn_extra = memo;
+	}
+	foreach(lc, memo->steps)
+	{
+		ClaimStep  *s = lfirst(lc);
+
+		if (s->version == version && TextIs(step, s->step) && TextIs(workflow, s->workflow))
+		{
+			found = s;
+			break;
+		}
+	}
+	if (found == NULL)
+	{
+		char	   *wfname = text_to_cstring(workflow);
+		char	   *stepname = text_to_cstring(step);
+		const Workflow *wf;
+		int			cur;
+		MemoryContext old;
+		char	   *role = NULL;
+		bool		member = false;
+
+		SPI_connect();
+		wf = WorkflowGet(wfname, version);
+		cur = WorkflowFindStep(wf, stepname);
+		if (cur < 0)
+			role = "";			/* a step the version lacks: nobody's */
+		else if (wf->steps[cur].role != NULL)
+		{
+			role = wf->steps[cur].role;
+			member = MayActAt(role, NULL, memo->worker);
+		}
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		found = palloc(sizeof(ClaimStep));
+		found->workflow = pstrdup(wfname);
+		found->version = version;
+		found->step = pstrdup(stepname);
+		found->role = role ? pstrdup(role) : NULL;
+		found->member = member;
+		memo->steps = lappend(memo->steps, found);
+		MemoryContextSwitchTo(old);
+		SPI_finish();
+	}
+	if (found->role == NULL || found->member)
+		PG_RETURN_BOOL(true);
+	/* MayActAt's assignee clause, on the row's text */
+	PG_RETURN_BOOL(!PG_ARGISNULL(3) && TextIs(PG_GETARG_TEXT_PP(3), memo->worker));
 }

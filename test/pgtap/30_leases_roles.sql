@@ -5,7 +5,7 @@
 -- Every actor is a LOGIN role entered with SET ROLE, so the checks see the
 -- session's role as the caller.  Runs in one transaction that is rolled back.
 BEGIN;
-SELECT plan(48);
+SELECT plan(72);
 
 -- wqt.err(sql): the SQLSTATE, message, detail and hint a statement raises
 -- (all NULL when it succeeds); for asserting hints and details.
@@ -165,14 +165,15 @@ SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'send')$$, :c1),
     'being assignee of the previous step gives no rights on the next');
 RESET ROLE;
 
--- a lease is not a role: holding the item does not let a non-member move it
+-- a non-member cannot even claim the item (claims honour the step's role)
 SET ROLE wq30_nina;
-SELECT is((SELECT id FROM workqueue.claim('q30_roles2')), :c2::bigint, 'nina claims an item');
+SELECT is_empty($$SELECT * FROM workqueue.claim('q30_roles2')$$, 'nina, in none of the step''s roles, claims nothing');
 SELECT throws_ok(format($$SELECT workqueue.transition(%s, 'accept')$$, :c2),
     '42501', format('"wq30_nina" may not act on step "triage" of item %s', :c2),
-    'a holder who is not in the step''s role is refused');
-SELECT is((SELECT status FROM workqueue.release(:c2)), 'open', 'nina releases it');
+    'nor may she move it');
 RESET ROLE;
+SELECT results_eq(format('SELECT status, claimed_by FROM workqueue.item WHERE id = %s', :c2),
+    $$VALUES ('open'::text, NULL::text)$$, 'the item stays open');
 
 -- remove_member deactivates
 SET ROLE wq30_bob;
@@ -211,6 +212,89 @@ SELECT results_eq(format('SELECT * FROM workqueue.allowed_transitions(%s)', :c2)
 SELECT results_eq(format($$SELECT step, status FROM workqueue.transition(%s, 'close')$$, :c2),
     $$VALUES ('done'::text, 'resolved'::text)$$, 'someone in no role closes the item');
 RESET ROLE;
+
+------------------------------------------------------------------------------
+-- claims honour the step's role (issue 13.6): the rule of transitions
+------------------------------------------------------------------------------
+
+CREATE ROLE wq30_app LOGIN;     -- an application acting for its users
+GRANT workqueue_agent TO wq30_app;
+SELECT workqueue.create_queue('q30_claim', 'wq30_flow') AS _ \gset
+SELECT workqueue.add('q30_claim', '{}', 1) AS k1 \gset
+-- k2, later in inbox order, is moved to "polish", a step without a role
+SELECT workqueue.add('q30_claim', '{}', 2) AS k2 \gset
+SELECT is((SELECT step FROM workqueue.transition(:k2, 'accept')), 'review', 'k2 accepted');
+SELECT is((SELECT step FROM workqueue.transition(:k2, 'send')), 'polish', 'k2 at polish, a step without a role');
+
+SET ROLE wq30_nina;
+SELECT results_eq($$SELECT id FROM workqueue.claim('q30_claim', 10)$$, ARRAY[:k2::bigint],
+    'a non-member skips the item at a role''s step (first in inbox order) and claims the one at a step without a role');
+SELECT is((SELECT status FROM workqueue.release(:k2)), 'open', 'she releases it');
+SET ROLE wq30_rita;
+SELECT results_eq($$SELECT id FROM workqueue.claim('q30_claim', 10)$$, ARRAY[:k2::bigint],
+    'a member of another role skips it too');
+SELECT is((SELECT status FROM workqueue.release(:k2)), 'open', 'rita releases hers');
+RESET ROLE;
+SELECT workqueue.add_member('wq30_coord', 'wq30_nina') AS _ \gset
+SET ROLE wq30_nina;
+SELECT results_eq($$SELECT id FROM workqueue.claim('q30_claim', 1)$$, ARRAY[:k1::bigint],
+    'once added as a member she claims it');
+SELECT is((SELECT status FROM workqueue.release(:k1)), 'open', 'and releases it');
+RESET ROLE;
+SELECT workqueue.remove_member('wq30_coord', 'wq30_nina') AS _ \gset
+SET ROLE wq30_nina;
+SELECT results_eq($$SELECT id FROM workqueue.claim('q30_claim', 1)$$, ARRAY[:k2::bigint],
+    'removed again, she skips it again');
+SELECT is((SELECT status FROM workqueue.release(:k2)), 'open', 'she releases the other');
+RESET ROLE;
+
+-- the assignee may claim without being a member
+UPDATE workqueue.item SET assignee = 'wq30_nina' WHERE id = :k1;
+SET ROLE wq30_nina;
+SELECT results_eq($$SELECT id, claimed_by FROM workqueue.claim('q30_claim', 1)$$,
+    format('VALUES (%s::bigint, %L::text)', :k1, 'wq30_nina'), 'the assignee claims the item at the role''s step');
+SELECT is((SELECT status FROM workqueue.release(:k1)), 'open', 'she releases it');
+RESET ROLE;
+UPDATE workqueue.item SET assignee = NULL WHERE id = :k1;
+
+-- an agent's claim is checked for the worker it names, not for itself
+SELECT workqueue.add_member('wq30_coord', 'wq30_app') AS _ \gset
+SET ROLE wq30_app;
+SELECT results_eq($$SELECT id, claimed_by FROM workqueue.claim('q30_claim', 10, 'wq30_nina')$$,
+    format('VALUES (%s::bigint, %L::text)', :k2, 'wq30_nina'),
+    'an agent in the role claiming for nina gets only what nina may work');
+SELECT is((SELECT status FROM workqueue.release(:k2, 'wq30_nina')), 'open', 'and releases it as nina');
+SELECT results_eq($$SELECT id, claimed_by FROM workqueue.claim('q30_claim', 1, 'wq30_alice')$$,
+    format('VALUES (%s::bigint, %L::text)', :k1, 'wq30_alice'), 'claiming for alice, a member, it gets the item');
+SELECT is((SELECT status FROM workqueue.release(:k1, 'wq30_alice')), 'open', 'and releases it as alice');
+RESET ROLE;
+SELECT workqueue.remove_member('wq30_coord', 'wq30_app') AS _ \gset
+
+-- administrators claim anything, but naming someone else gains nothing
+SET ROLE wq30_adam;
+SELECT results_eq($$SELECT id FROM workqueue.claim('q30_claim', 1)$$, ARRAY[:k1::bigint],
+    'an administrator outside the role claims the item at the role''s step');
+SELECT is((SELECT status FROM workqueue.release(:k1)), 'open', 'and releases it');
+SELECT results_eq($$SELECT id FROM workqueue.claim('q30_claim', 10, 'wq30_nina')$$, ARRAY[:k2::bigint],
+    'an administrator claiming for nina gets only what nina may work');
+SELECT is((SELECT status FROM workqueue.release(:k2)), 'open', 'and breaks that claim');
+RESET ROLE;
+
+-- a lease that ran out is taken over only by someone who may act at the step
+SELECT is((SELECT id FROM workqueue.claim('q30_claim', 1, 'wq30_alice')), :k1::bigint, 'alice claims k1');
+UPDATE workqueue.item SET lease_until = now() - interval '1 second' WHERE id = :k1;
+UPDATE workqueue.item SET status = 'resolved', step = 'done' WHERE id = :k2;      -- nothing open
+SET ROLE wq30_nina;
+SELECT is_empty($$SELECT * FROM workqueue.claim('q30_claim')$$, 'a non-member does not take over the expired claim');
+SET ROLE wq30_bob;
+SELECT results_eq($$SELECT id, claimed_by FROM workqueue.claim('q30_claim')$$,
+    format('VALUES (%s::bigint, %L::text)', :k1, 'wq30_bob'), 'a member does');
+RESET ROLE;
+SELECT results_eq(format($$SELECT kind, actor FROM workqueue.item_event WHERE item_id = %s
+                            AND kind IN ('claimed', 'lease_expired') ORDER BY id$$, :k1),
+    $$VALUES ('claimed'::text, 'wq30_nina'::text), ('claimed', 'wq30_nina'), ('claimed', 'wq30_alice'), ('claimed', 'wq30_adam'),
+             ('claimed', 'wq30_alice'), ('lease_expired', 'workqueue'), ('claimed', 'wq30_bob')$$,
+    'the audit trail has only the claims that were allowed');
 
 SELECT * FROM finish();
 ROLLBACK;

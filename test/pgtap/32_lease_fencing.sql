@@ -11,7 +11,7 @@
 -- Leases run out by setting lease_until in the past.  Every actor is a LOGIN
 -- role entered with SET ROLE.  Runs in one transaction that is rolled back.
 BEGIN;
-SELECT plan(80);
+SELECT plan(119);
 
 CREATE ROLE wq32_alice LOGIN;
 CREATE ROLE wq32_bob LOGIN;
@@ -330,6 +330,124 @@ RESET ROLE;
 SELECT is(pg_temp.state(:s1), :'s1_state', 'the bad calls changed nothing');
 SELECT results_eq(format('SELECT worker FROM workqueue.lease_fence WHERE item_id = %s', :s1),
     $$VALUES ('wq32_alice'::text)$$, 'and alice''s fence is still there');
+
+------------------------------------------------------------------------------
+-- leases are bounded per queue (issue 13.6): max_lease
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q32_max', 'wq32_flow') AS _ \gset
+SELECT workqueue.create_queue('q32_max_long', 'wq32_flow', lease_timeout => '2 days') AS _ \gset
+SELECT results_eq($$SELECT name, lease_timeout, max_lease FROM workqueue.queue WHERE name LIKE 'q32_max%' ORDER BY name$$,
+    $$VALUES ('q32_max'::text, interval '15 minutes', interval '1 day'), ('q32_max_long', '2 days', '2 days')$$,
+    'a queue''s maximum lease is a day, or its lease timeout if that is longer');
+SELECT workqueue.add('q32_max') AS m1 \gset
+SELECT is((SELECT id FROM workqueue.claim('q32_max', 1, 'wq32_alice')), :m1::bigint, 'alice claims an item');
+SET ROLE wq32_alice;
+SELECT ok((SELECT lease_until BETWEEN now() + interval '23 hours' AND now() + interval '1 day'
+             FROM workqueue.extend_lease(:m1, '23 hours')), 'she extends her lease to nearly the maximum');
+SELECT pg_temp.state(:m1) AS m1_state \gset
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.extend_lease(%s, '2 hours')$$, :m1)),
+    format('22023 lease on item %s cannot run longer than the maximum lease of queue "q32_max"', :m1),
+    'an extension beyond now() + max_lease is refused');
+SELECT matches((wqt.err(format($$SELECT workqueue.extend_lease(%s, '2 hours')$$, :m1))).detail,
+    '^The maximum lease is 1 day, so it may run until .*; extending by 02:00:00 asks for .*\.$',
+    'the detail names the maximum, the latest end and the end asked for');
+SELECT is((wqt.err(format($$SELECT workqueue.extend_lease(%s, '2 hours')$$, :m1))).hint,
+    'Extend by less, and again before the lease runs out; an administrator can raise the maximum with '
+    'workqueue.alter_queue(queue, ''{"max_lease": "2 days"}'').', 'the hint says what to do');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.extend_lease(%s, '1000 years')$$, :m1)),
+    format('22023 lease on item %s cannot run longer than the maximum lease of queue "q32_max"', :m1),
+    'a thousand years is refused the same way');
+SET ROLE wq32_adam;
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.extend_lease(%s, '2 hours')$$, :m1)),
+    format('22023 lease on item %s cannot run longer than the maximum lease of queue "q32_max"', :m1),
+    'an administrator is bounded too');
+RESET ROLE;
+SELECT is(pg_temp.state(:m1), :'m1_state', 'the refused extensions changed nothing and wrote no event');
+
+-- alter_queue sets and checks max_lease
+SELECT is(pg_temp.outcome($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": "-1 hour"}')$$),
+    '22023 max_lease must be a positive interval', 'max_lease: negative');
+SELECT is(pg_temp.outcome($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": "0 seconds"}')$$),
+    '22023 max_lease must be a positive interval', 'max_lease: zero');
+SELECT is(pg_temp.error($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": "soon"}')$$),
+    '22023 / max_lease must be a positive interval / The value given is "soon". / Pass e.g. {"max_lease": "30 minutes"}.',
+    'max_lease: garbage, with the value and an example');
+SELECT is(pg_temp.outcome($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": 3600}')$$),
+    '22023 max_lease must be a positive interval', 'max_lease: a number');
+SELECT is(pg_temp.outcome($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": null}')$$),
+    '22023 max_lease must be a positive interval', 'max_lease: null');
+SELECT is(pg_temp.outcome($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": "2 years"}')$$),
+    '22023 max_lease must be at most 1 year', 'max_lease: beyond a year');
+SELECT is(pg_temp.error($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": "10 minutes"}')$$),
+    '22023 / lease_timeout must not be longer than max_lease / Queue "q32_max" would have lease_timeout 00:15:00 '
+    'and max_lease 00:10:00. / Lower lease_timeout, or raise max_lease in the same call.',
+    'max_lease below the lease timeout is refused');
+SELECT is(pg_temp.outcome($$SELECT workqueue.alter_queue('q32_max', '{"lease_timeout": "2 days"}')$$),
+    '22023 lease_timeout must not be longer than max_lease', 'a lease timeout above max_lease is refused');
+SELECT results_eq($$SELECT lease_timeout, max_lease FROM workqueue.queue WHERE name = 'q32_max'$$,
+    $$VALUES (interval '15 minutes', interval '1 day')$$, 'the refused changes changed nothing');
+SELECT results_eq($$SELECT lease_timeout, max_lease FROM workqueue.alter_queue('q32_max', '{"max_lease": "3 days", "lease_timeout": "2 days"}')$$,
+    $$VALUES (interval '2 days', interval '3 days')$$, 'both in one call');
+SELECT results_eq($$SELECT lease_timeout, max_lease FROM workqueue.alter_queue('q32_max', '{"lease_timeout": "5 minutes", "max_lease": "2 hours"}')$$,
+    $$VALUES (interval '5 minutes', interval '2 hours')$$, 'lowered again');
+SET ROLE wq32_alice;
+SELECT is(pg_temp.outcome($$SELECT workqueue.alter_queue('q32_max', '{"max_lease": "1000 years"}')$$),
+    '42501 permission denied to alter queues', 'a plain role cannot change it');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.extend_lease(%s, '1 minute')$$, :m1)),
+    format('22023 lease on item %s cannot run longer than the maximum lease of queue "q32_max"', :m1),
+    'a lease already beyond a lowered maximum cannot be extended');
+RESET ROLE;
+SELECT throws_ok($$UPDATE workqueue.queue SET max_lease = '1 minute' WHERE name = 'q32_max'$$, '23514', NULL,
+    'the table refuses a maximum below the lease timeout too');
+
+------------------------------------------------------------------------------
+-- an administrator breaks any lease; the old holder is fenced
+------------------------------------------------------------------------------
+
+SELECT workqueue.create_queue('q32_break', 'wq32_flow') AS _ \gset
+SELECT workqueue.add('q32_break') AS r1 \gset
+SELECT is((SELECT id FROM workqueue.claim('q32_break', 1, 'wq32_alice')), :r1::bigint, 'alice claims an item');
+SELECT lease_until AS r1_lease FROM workqueue.item WHERE id = :r1 \gset
+SET ROLE wq32_bob;
+SELECT is(pg_temp.outcome(format('SELECT workqueue.release(%s)', :r1)), format('55P03 item %s is claimed by "wq32_alice"', :r1),
+    'bob cannot release alice''s live claim');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.release(%s, 'wq32_alice')$$, :r1)),
+    '42501 role "wq32_bob" cannot act as "wq32_alice"', 'nor release it in her name');
+SET ROLE wq32_adam;
+SELECT results_eq(format('SELECT status, claimed_by, lease_until FROM workqueue.release(%s)', :r1),
+    $$VALUES ('open'::text, NULL::text, NULL::timestamptz)$$, 'an administrator breaks her live lease');
+RESET ROLE;
+SELECT results_eq(format($$SELECT actor, payload FROM workqueue.item_event WHERE item_id = %s AND kind = 'released'$$, :r1),
+    format($$VALUES ('wq32_adam'::text, jsonb_build_object('claimed_by', 'wq32_alice', 'lease_until', %L::timestamptz))$$,
+           :'r1_lease'),
+    'the "released" event names the administrator and the former holder and lease');
+SELECT ok((SELECT lease_until <= now() FROM workqueue.lease_fence WHERE item_id = :r1 AND worker = 'wq32_alice'),
+    'alice is fenced, her lease ended now');
+SET ROLE wq32_alice;
+SELECT results_eq(format('SELECT call, outcome FROM pg_temp.holder_calls(%s)', :r1),
+    format('SELECT call, outcome FROM pg_temp.fenced(%s, %L)', :r1, 'wq32_alice'),
+    'alice is refused by transition, transition_many, release and extend_lease, and offered nothing');
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.transition(%s, 'finish')$$, :r1)),
+    format('55000 lease of "wq32_alice" on item %s has expired', :r1), 'her completing the item is refused');
+SELECT is((SELECT id FROM workqueue.claim('q32_break')), :r1::bigint, 'she claims it again');
+SELECT is((SELECT status FROM workqueue.transition(:r1, 'finish')), 'resolved', 'and completes it');
+RESET ROLE;
+SELECT is_empty(format('SELECT * FROM workqueue.lease_fence WHERE item_id = %s', :r1), 'her fence is gone');
+
+-- the holder's own release, and an agent's in its name, break nothing
+SELECT workqueue.add('q32_break') AS r2 \gset
+CREATE ROLE wq32_app LOGIN;
+GRANT workqueue_agent TO wq32_app;
+SELECT is((SELECT id FROM workqueue.claim('q32_break', 1, 'wq32_bob')), :r2::bigint, 'bob claims an item');
+SET ROLE wq32_app;
+SELECT is(pg_temp.outcome(format($$SELECT workqueue.release(%s, 'wq32_alice')$$, :r2)),
+    format('55P03 item %s is claimed by "wq32_bob"', :r2), 'an agent cannot release it in someone else''s name');
+SELECT is((SELECT status FROM workqueue.release(:r2, 'wq32_bob')), 'open', 'an agent releases it in bob''s name');
+RESET ROLE;
+SELECT results_eq(format($$SELECT actor, payload FROM workqueue.item_event WHERE item_id = %s AND kind = 'released'$$, :r2),
+    $$VALUES ('wq32_bob'::text, '{}'::jsonb)$$, 'a release by the holder names nobody else');
+SELECT is_empty(format('SELECT * FROM workqueue.lease_fence WHERE item_id = %s', :r2), 'and fences nobody');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -64,7 +64,7 @@ SELECT ok(NOT has_any_column_privilege('wq85_plain', 'workqueue.source', 'SELECT
 SELECT is_empty($$SELECT p.oid::regprocedure::text FROM pg_proc p
                    WHERE p.pronamespace = 'workqueue'::regnamespace
                      AND p.proname IN ('_event', '_expire_leases', '_expire_all_leases', '_claim_fetches', '_requeue_fetches',
-                                       '_wake', '_wake_fetch', '_event_tx', '_scope_visible', '_item_for_update',
+                                       '_wake', '_wake_fetch', '_event_tx', '_scope_visible', '_may_claim', '_item_for_update',
                                        '_sla_enter', '_step_shares', '_pick_members', '_assignments',
                                        '_after_enter', '_fire_sla_timers', '_enqueue_fetch')
                      AND has_function_privilege('wq85_plain', p.oid, 'EXECUTE')$$,

@@ -14,7 +14,9 @@
 #   3. a lease of the queue has run out: the claim that takes it back
 #      (its second statement);
 #   4. the same on a queue whose items all carry a scope, by a caller who
-#      is not an administrator (the scope check reads the grants).
+#      is not an administrator (the scope check reads the grants);
+#   5. a queue whose items are at a step with a workflow role, by a member
+#      (the role check reads the step's role and the membership).
 # In each, the claim's statements must read item_inbox_idx in order and
 # stop after n rows (no sequential or bitmap scan of item, no other index
 # of item except probes by id, a TID scan of the rows locked (one per loop)
@@ -102,8 +104,20 @@ psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -f "$tmp/s3.sql" >"$tmp/s3.out" 2>"$tmp/s
     echo "BEGIN; SELECT count(*) FROM workqueue.claim('scoped', 1); SELECT count(*) FROM workqueue.claim('scoped', 10); ROLLBACK;"
 } >"$tmp/s4.sql"
 psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -f "$tmp/s4.sql" >"$tmp/s4.out" 2>"$tmp/s4.log"
-is "$(tr '\n' ' ' <"$tmp/s1.out")|$(tr '\n' ' ' <"$tmp/s3.out")|$(tr '\n' ' ' <"$tmp/s4.out")" \
-   "1 10 1 10 1 10 |1 10 |1 10 " "every claim took its n items"
+# case 5: a queue whose start step has a workflow role, by a member (the
+# role check reads the step's role and the membership once per statement)
+pq "SELECT workqueue.define_workflow('roled', '{\"steps\": [{\"name\": \"a\", \"role\": \"rr\", \"start\": true},
+        {\"name\": \"done\", \"kind\": \"resolved\"}], \"transitions\": [{\"name\": \"fin\", \"from\": \"a\", \"to\": \"done\"}]}');
+    SELECT workqueue.create_queue('roles', 'roled');
+    SELECT workqueue.add_member('rr', 'w')" >/dev/null
+load roles 1 1000
+{
+    echo "$explain"
+    echo "BEGIN; SELECT count(*) FROM workqueue.claim('roles', 1, 'w'); SELECT count(*) FROM workqueue.claim('roles', 10, 'w'); ROLLBACK;"
+} >"$tmp/s5.sql"
+psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -f "$tmp/s5.sql" >"$tmp/s5.out" 2>"$tmp/s5.log"
+is "$(tr '\n' ' ' <"$tmp/s1.out")|$(tr '\n' ' ' <"$tmp/s3.out")|$(tr '\n' ' ' <"$tmp/s4.out")|$(tr '\n' ' ' <"$tmp/s5.out")" \
+   "1 10 1 10 1 10 |1 10 |1 10 |1 10 " "every claim took its n items"
 
 # plans FILE: for every plan of a claim statement in FILE (auto_explain's
 # JSON), one line "N|problems" -- N the items it took, problems what it did
@@ -170,6 +184,8 @@ check "$tmp/s3.log" "1 10 " \
    "with two leases run out: the claim takes the expired items back and open ones, reading at most n rows of each scan"
 check "$tmp/s4.log" "1 10 " \
    "a caller with a scope grant on a queue whose 49,000 items have a scope: item_inbox_idx in order, n rows"
+check "$tmp/s5.log" "1 10 " \
+   "a member of the role of the step all 1,000 items are at: item_inbox_idx in order, n rows"
 is "$(pq "SELECT count(*) FROM workqueue.item_event WHERE kind IN ('claimed', 'lease_expired') AND actor <> 'old'")" 0 \
    "the claims were rolled back"
 
