@@ -59,3 +59,11 @@ ALTER TABLE workqueue.item DROP CONSTRAINT item_queue_fkey,
                            DROP CONSTRAINT item_sla_policy_sla_policy_version_fkey,
                            DROP CONSTRAINT item_sla_calendar_sla_calendar_version_fkey;
 ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_queue_item_id_fkey;
+
+-- The identity sequences behind item, item_event, sync_run and fetch are
+-- dumped too (a setval each), so that ids continue after a pg_restore
+-- instead of starting again at 1 (doc/operations.md, "Backup and restore").
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item_event', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.sync_run', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.fetch', 'id'), '');
