@@ -66,3 +66,11 @@ ALTER TABLE workqueue.item_event DROP CONSTRAINT item_event_queue_item_id_fkey;
 ALTER TABLE workqueue.queue ADD COLUMN max_lease interval NOT NULL DEFAULT '1 day' CHECK (max_lease > interval '0');
 UPDATE workqueue.queue SET max_lease = lease_timeout WHERE lease_timeout > max_lease;
 ALTER TABLE workqueue.queue ADD CONSTRAINT queue_lease_timeout_max CHECK (lease_timeout <= max_lease);
+
+-- The identity sequences behind item, item_event, sync_run and fetch are
+-- dumped too (a setval each), so that ids continue after a pg_restore
+-- instead of starting again at 1 (doc/operations.md, "Backup and restore").
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item_event', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.sync_run', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.fetch', 'id'), '');

@@ -30,3 +30,4 @@ CREATE INDEX fetch_failed_idx ON workqueue.fetch (source, finished_at) WHERE sta
 CREATE INDEX fetch_id_idx ON workqueue.fetch (id);
 
 SELECT pg_catalog.pg_extension_config_dump('workqueue.fetch', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.fetch', 'id'), '');

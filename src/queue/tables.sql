@@ -140,6 +140,11 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.queue', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item_event', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
+-- The identity sequences too (a setval in the dump), or the ids of a
+-- restored database start again at 1 (doc/operations.md, "Backup and
+-- restore"); the same for sync_run and fetch.
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item_event', 'id'), '');
 
 -- Privileges (read for everyone, writes only through the API, for
 -- administrators too): src/core/grants.sql.

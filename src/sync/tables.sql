@@ -47,6 +47,7 @@ CREATE INDEX item_source_idx ON workqueue.item (queue, source) WHERE status IN (
 
 SELECT pg_catalog.pg_extension_config_dump('workqueue.source', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.sync_run', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.sync_run', 'id'), '');
 
 -- Source options may hold API tokens (headers): only administrators read
 -- them (everyone else reads the view workqueue.sources, src/sync/sync.sql;
