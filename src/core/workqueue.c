@@ -4,6 +4,8 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -45,4 +47,18 @@ Datum
 workqueue_caller(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(WorkqueueCallerName()));
+}
+
+/*
+ * Whether a row's xmin is the current transaction or one of its
+ * subtransactions: a row this transaction wrote, which no other session
+ * (a background worker included) can see before it commits.
+ */
+PG_FUNCTION_INFO_V1(workqueue_xid_is_current);
+Datum
+workqueue_xid_is_current(PG_FUNCTION_ARGS)
+{
+	TransactionId xid = DatumGetTransactionId(PG_GETARG_DATUM(0));
+
+	PG_RETURN_BOOL(TransactionIdIsNormal(xid) && TransactionIdIsCurrentTransactionId(xid));
 }

@@ -122,7 +122,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM workqueue.queue WHERE name = create_queue.name) THEN
         RAISE EXCEPTION 'queue "%" already exists', create_queue.name
             USING ERRCODE = 'duplicate_object',
-                  HINT = 'Pick another name; queues are never dropped by workqueue.';
+                  HINT = 'Pick another name, or retire the old queue first with workqueue.drop_queue().';
     END IF;
     -- the maximum lease is a day, or the lease timeout if that is longer
     INSERT INTO workqueue.queue (name, workflow, sla_policy, lease_timeout, max_lease, created_by)
@@ -213,6 +213,98 @@ BEGIN
                                  scope = q.scope
      WHERE x.name = q.name RETURNING * INTO q;
     RETURN q;
+END
+$$;
+
+-- Retires a queue: deletes it with its items, their events, lease fences
+-- and fetches, its sources with their sync runs and pg_cron schedules, in
+-- one transaction (doc/queue.md, "Retiring a queue").  Refused while items
+-- are open or in progress unless forced, and -- forced or not -- while a
+-- fetch of the queue is in the fetch worker's hands or a run of one of its
+-- sources is running, and while fetches of other queues name one of its
+-- sources.  Locks, in this order (the order of every path that locks
+-- several of these, so that it can wait for them but not deadlock): the
+-- queue row; the queue's items in id order (as transition_many, the
+-- fetch worker's recording and the sync worker's batches); its fetches in
+-- id order; its sources by name; their sync runs in id order.  Claims and
+-- the workers' takers skip locked rows.
+CREATE OR REPLACE FUNCTION workqueue.drop_queue(name text, force boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q text := drop_queue.name;
+    n_open bigint;
+    n_busy bigint;
+    srcs text[];
+    busy text;
+    jobs bigint;
+BEGIN
+    PERFORM workqueue._require_admin('drop queues');
+    IF q IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM 1 FROM workqueue.queue x WHERE x.name = q FOR UPDATE;
+    -- (items left behind by an add() that raced a drop have no queue row:
+    -- they can be dropped all the same)
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = q) THEN
+        PERFORM workqueue._raise_undefined('queue', q, 'List queues with: SELECT name FROM workqueue.queue;');
+    END IF;
+    PERFORM 1 FROM workqueue.item i WHERE i.queue = q ORDER BY i.id FOR UPDATE;
+    PERFORM 1 FROM workqueue.fetch f WHERE f.queue = q ORDER BY f.id FOR UPDATE;
+    SELECT coalesce(array_agg(s.name ORDER BY s.name), '{}') INTO srcs
+      FROM (SELECT s.name FROM workqueue.source s WHERE s.queue = q ORDER BY s.name FOR UPDATE) s;
+    PERFORM 1 FROM workqueue.sync_run r WHERE r.source = ANY (srcs) ORDER BY r.id FOR UPDATE;
+
+    SELECT count(*) FILTER (WHERE i.status = 'open'), count(*) FILTER (WHERE i.status = 'in_progress')
+      INTO n_open, n_busy
+      FROM workqueue.item i WHERE i.queue = q AND i.status IN ('open', 'in_progress');
+    IF (n_open > 0 OR n_busy > 0) AND NOT coalesce(drop_queue.force, false) THEN
+        RAISE EXCEPTION 'queue "%" has % open and % in-progress items', q, n_open, n_busy
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = 'Dropping the queue deletes its items with their history.',
+                  HINT = format('Resolve or close them first, or drop them with the queue: SELECT workqueue.drop_queue(%L, force => true);', q);
+    END IF;
+    -- a fetch in flight or a running sync run is in a worker's hands, which
+    -- would write its outcome to rows that are gone: wait for it
+    SELECT string_agg(f.id::text, ', ' ORDER BY f.id) INTO busy
+      FROM workqueue.fetch f WHERE f.queue = q AND f.status = 'processing';
+    IF busy IS NOT NULL THEN
+        RAISE EXCEPTION 'queue "%" has fetches in flight', q
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('The fetch worker is fetching %s (status processing).', 'fetch ' || busy),
+                  HINT = 'Call drop_queue again once they finished (seconds, usually); queued fetches are dropped with the queue.';
+    END IF;
+    SELECT string_agg(format('run %s of source "%s"', r.id, r.source), ', ' ORDER BY r.id) INTO busy
+      FROM workqueue.sync_run r WHERE r.source = ANY (srcs) AND r.status = 'running';
+    IF busy IS NOT NULL THEN
+        RAISE EXCEPTION 'queue "%" has a sync run running', q
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('The sync worker is running %s.', busy),
+                  HINT = 'Wait for it with workqueue.wait(run), then call drop_queue again; queued runs are dropped with the queue.';
+    END IF;
+    SELECT string_agg(DISTINCT format('source "%s" (queue "%s")', f.source, f.queue), ', ') INTO busy
+      FROM workqueue.fetch f WHERE f.source = ANY (srcs) AND f.queue <> q;
+    IF busy IS NOT NULL THEN
+        RAISE EXCEPTION 'sources of queue "%" are used by fetches of other queues', q
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('Fetches name %s.', busy),
+                  HINT = 'Move the source to a queue that stays with workqueue.alter_source(source, ''{"queue": "..."}''), then drop the queue.';
+    END IF;
+
+    -- pg_cron schedules of the sources (schedule_sync names them so)
+    IF cardinality(srcs) > 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        EXECUTE 'SELECT count(cron.unschedule(j.jobid)) FROM cron.job j
+                  WHERE j.jobname = ANY ($1) AND j.database = current_database()'
+           INTO jobs
+          USING ARRAY(SELECT 'workqueue sync ' || s FROM unnest(srcs) s);
+    END IF;
+    DELETE FROM workqueue.sync_run r WHERE r.source = ANY (srcs);
+    DELETE FROM workqueue.fetch f WHERE f.queue = q;
+    DELETE FROM workqueue.source s WHERE s.name = ANY (srcs);
+    DELETE FROM workqueue.lease_fence l WHERE l.queue = q;
+    DELETE FROM workqueue.item_event e WHERE e.queue = q;
+    DELETE FROM workqueue.item i WHERE i.queue = q;
+    DELETE FROM workqueue.queue x WHERE x.name = q;
 END
 $$;
 

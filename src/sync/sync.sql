@@ -126,6 +126,13 @@ BEGIN
 END
 $$;
 
+-- Whether a row's xmin is this transaction or one of its subtransactions
+-- (C: TransactionIdIsCurrentTransactionId).
+CREATE OR REPLACE FUNCTION workqueue._xid_is_current(x xid) RETURNS boolean
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'workqueue_xid_is_current';
+
+REVOKE ALL ON FUNCTION workqueue._xid_is_current(xid) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION workqueue.wait(run bigint, timeout interval DEFAULT '10 minutes')
     RETURNS workqueue.sync_run
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -136,6 +143,15 @@ DECLARE
     last_note text := '';
     note text;
 BEGIN
+    -- A run this transaction queued is invisible to the worker until the
+    -- transaction commits: waiting for it would wait until the timeout,
+    -- and the error would then roll the run back (issue 14.4).
+    IF EXISTS (SELECT 1 FROM workqueue.sync_run x WHERE x.id = wait.run AND workqueue._xid_is_current(x.xmin)) THEN
+        RAISE EXCEPTION 'sync run % was queued by this transaction', wait.run
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The worker cannot see the run until the transaction that queued it commits.',
+                  HINT = format('Commit first, then wait in a statement of its own: SELECT workqueue.sync(...) AS run \gset, then SELECT * FROM workqueue.wait(%s);', wait.run);
+    END IF;
     LOOP
         SELECT * INTO r FROM workqueue.sync_run WHERE id = wait.run;
         IF NOT FOUND THEN

@@ -1,7 +1,7 @@
 -- Sources and sync requests: validation, errors, secrets, scheduling.
 -- (Runs of the worker against the sample API are in test/scripts/sync.sh.)
 BEGIN;
-SELECT plan(41);
+SELECT plan(43);
 
 SELECT workqueue.create_queue('q50');
 
@@ -86,9 +86,22 @@ SELECT isnt(workqueue.sync('s50', force => true), workqueue.sync('s50'), 'force 
 SELECT is((SELECT triggered_by FROM workqueue.sync_run ORDER BY id LIMIT 1), 'wq50_user', 'the run records who asked');
 SELECT throws_ok($$SELECT workqueue.sync('nope')$$, '42704', 'source "nope" does not exist', 'sync of an unknown source');
 SELECT throws_ok($$SELECT workqueue.wait(-1)$$, '42704', 'sync run -1 does not exist', 'wait for an unknown run');
+-- a run queued by this transaction (every run here is): the worker cannot
+-- see it before the commit, so wait() refuses at once instead of waiting
+-- out its timeout (issue 14.4; the timeout itself: test/scripts/sync.sh)
 SELECT workqueue.sync('s50') AS queued_run \gset
-SELECT throws_ok(format($$SELECT workqueue.wait(%s, '50 milliseconds')$$, :queued_run),
-    '55000', format('sync run %s did not finish within 00:00:00.05', :queued_run), 'wait gives up after its timeout');
+SELECT is((SELECT ROW(e.state, e.msg, e.detail, e.hint)::text FROM wqt.err(format($$SELECT workqueue.wait(%s)$$, :queued_run)) e),
+    ROW('55000', format('sync run %s was queued by this transaction', :queued_run),
+        'The worker cannot see the run until the transaction that queued it commits.',
+        format('Commit first, then wait in a statement of its own: SELECT workqueue.sync(...) AS run \gset, then SELECT * FROM workqueue.wait(%s);', :queued_run))::text,
+    'wait() on a run of this transaction fails at once, with the two-statement form as hint');
+SELECT throws_ok($$SELECT workqueue.wait(workqueue.sync('s50', force => true))$$,
+    '55000', NULL, 'wait(sync(...)) in one statement fails at once');
+SAVEPOINT sp50;
+SELECT workqueue.sync('s50', force => true) AS sub_run \gset
+RELEASE SAVEPOINT sp50;
+SELECT throws_ok(format($$SELECT workqueue.wait(%s)$$, :sub_run),
+    '55000', format('sync run %s was queued by this transaction', :sub_run), '... also for a run queued in a subtransaction');
 
 -- pg_cron is not installed in this database
 SELECT throws_ok($$SELECT workqueue.schedule_sync('s50', '*/5 * * * *')$$,

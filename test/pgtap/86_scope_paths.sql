@@ -8,7 +8,7 @@
 -- of the hidden item, its events or its fetches.  Runs in one transaction
 -- that is rolled back.
 BEGIN;
-SELECT plan(36);
+SELECT plan(37);
 
 CREATE ROLE wq86_plain LOGIN;
 DO $$ BEGIN
@@ -82,6 +82,7 @@ INSERT INTO calls VALUES
   ('workqueue.sla_report(text,timestamp with time zone,timestamp with time zone)', 'same',
    $$SELECT * FROM workqueue.sla_report(':Q', now() - interval '1 day', now() + interval '1 day')$$, NULL),
   ('workqueue.recompute_sla(text,boolean)', 'same', $$SELECT * FROM workqueue.recompute_sla(':Q')$$, NULL),
+  ('workqueue.drop_queue(text,boolean)', 'same', $$SELECT workqueue.drop_queue(':Q')$$, NULL),
   ('workqueue.retry_fetches(text,timestamp with time zone)', 'same', $$SELECT workqueue.retry_fetches(':SRC')$$, NULL),
   ('workqueue.add(text,jsonb,integer,text)', 'unique', $$SELECT workqueue.add(':Q', '{}', 3, ':EXT')$$, NULL),
   ('workqueue.add_many(text,jsonb)', 'unique', $$SELECT * FROM workqueue.add_many(':Q', '[{"external_id": ":EXT"}]')$$, NULL),

@@ -77,6 +77,23 @@ wait_run $a >/dev/null; wait_run $c >/dev/null
 is "$(count s2)" 250 "both runs together leave one item per case"
 
 ########################################################################
+# wait(): its timeout, and a run queued by the waiting transaction itself,
+# which the worker cannot see before it commits (issue 14.4): refused at once
+control '{"reset": true, "slow_ms": 300}'
+new_source w1 /cases/ids '/cases/details?ids={ids}' '{"batch_size": 100}'
+r=$(sync w1)
+err() { psql -XAtq -c '\set VERBOSITY sqlstate' -c "$1" 2>&1 | grep '^ERROR'; }   # its progress NOTICEs left out
+is "$(err "SELECT workqueue.wait($r, '50 milliseconds')")" "ERROR:  55000" "wait() gives up after its timeout (55000), the run goes on"
+n0=$(q "SELECT count(*) FROM workqueue.sync_run WHERE source = 'w1'")
+t0=$(date +%s%3N)
+is "$(err "SELECT workqueue.wait(workqueue.sync('w1', force => true))")" "ERROR:  55000" "wait(sync(...)) in one statement: 55000"
+ms=$(( $(date +%s%3N) - t0 ))
+ok $([[ $ms -lt 5000 ]]; echo $?) "... at once ($ms ms), not after the timeout"
+is "$(q "SELECT count(*) FROM workqueue.sync_run WHERE source = 'w1'")" "$n0" "... and the run it queued was rolled back with it"
+control '{"slow_ms": 0}'
+is "$(wait_run $r)" "completed|" "the committed run completes"
+
+########################################################################
 # pagination styles and listing-only sources
 control '{"reset": true}'
 new_source p1 '/cases/ids/next?per_page=40' '/cases/details?ids={ids}' '{"ids_path": "$.ids", "pagination": {"next_url_path": "$.next"}}'
