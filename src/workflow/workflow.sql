@@ -204,3 +204,25 @@ SELECT workqueue.define_workflow('review', $${
 }$$)
  WHERE NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = 'review');
 UPDATE workqueue.workflow_version SET builtin = true WHERE workflow = 'review' AND version = 1 AND NOT builtin;
+
+-- A workflow's current version is its newest: define_workflow() sets it,
+-- and this trigger keeps it so when versions come in any other way -- the
+-- rows of a pg_restore.  The built-in "review" row is made by CREATE
+-- EXTENSION and not dumped; the versions of a "review" redefined by the
+-- user are, and restoring them moves its current_version up with them
+-- (doc/operations.md, "Backup and restore").  The normal path matches no
+-- row (define_workflow has already set the version): no extra write.
+CREATE OR REPLACE FUNCTION workqueue._workflow_version_added() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE workqueue.workflow SET current_version = NEW.version
+     WHERE name = NEW.workflow AND current_version < NEW.version;
+    RETURN NULL;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._workflow_version_added() FROM PUBLIC;
+
+DROP TRIGGER IF EXISTS workflow_version_added ON workqueue.workflow_version;
+CREATE TRIGGER workflow_version_added AFTER INSERT ON workqueue.workflow_version
+    FOR EACH ROW EXECUTE FUNCTION workqueue._workflow_version_added();

@@ -54,6 +54,9 @@ q "BEGIN;
    SELECT count(workqueue.comment(id, 'looked at it', 'alice')) FROM workqueue.item WHERE queue = 'bk' AND claimed_by = 'alice';
    SELECT count(workqueue.enqueue_fetch(id, 'bk_src')) FROM workqueue.item WHERE queue = 'bk' AND external_id LIKE 'S-%';
    SELECT workqueue.sync('bk_src');
+   -- the built-in workflow redefined: version 2 (same steps)
+   SELECT workqueue.define_workflow('review', (SELECT definition FROM workqueue.workflow_version
+                                                WHERE workflow = 'review' AND version = 1));
    COMMIT" >/dev/null
 ok $? "data made through the API (workflow, calendar, SLA policy, add, upsert_items, claim, transition, comment, source, enqueue_fetch, sync)"
 
@@ -126,6 +129,12 @@ restore_and_use() {
         SELECT min(id) > $event FROM workqueue.item_event WHERE at > (SELECT since FROM workqueue.announce_state)" 2>&1 | tr '\n' ' ')
     is "$out" "t 2 work 1 1 t t 2 t " \
        "$fmt: add, claim, transition, upsert_items, enqueue_fetch, sync and SLA timers work; new ids above the restored ones"
+    local added
+    added=$(PGDATABASE=$db q "SELECT workqueue.add('bk_plain', '{}')")
+    is "$(PGDATABASE=$db q "SELECT w.current_version || ' ' || i.workflow_version
+                              FROM workqueue.item i CROSS JOIN workqueue.workflow w
+                             WHERE i.id = $added AND w.name = 'review'")" "2 2" \
+       "$fmt: the redefined built-in workflow is at its version 2 again, and new items start on it"
 }
 restore_and_use wq_backup_fc custom
 restore_and_use wq_backup_plain plain
