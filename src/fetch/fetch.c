@@ -949,6 +949,12 @@ FetchWorkerLoop(void)
 		 * Retention: one batch a turn while a purge finds items, so that
 		 * fetches, leases and timers go on between batches
 		 */
+		if (workqueue_purge_interval_s > 0)
+		{
+			/* (an interval shortened by a reload applies at once) */
+			next_purge = Min(next_purge, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																	 (int64) workqueue_purge_interval_s * 1000));
+		}
 		if (workqueue_purge_interval_s > 0 && GetCurrentTimestamp() >= next_purge)
 		{
 			if (PurgeBatch() > 0)
