@@ -74,3 +74,30 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wo
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item_event', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.sync_run', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.fetch', 'id'), '');
+
+-- Retention per queue (issue 14.3; doc/operations.md, "Retention"): the
+-- queue's setting, the index the purge finds finished items by, the index
+-- on fetch for the item foreign key's check, and the purges' summary rows.
+ALTER TABLE workqueue.queue ADD COLUMN retention interval CHECK (retention > interval '0');
+CREATE INDEX item_ended_idx ON workqueue.item (queue, (coalesce(resolved_at, updated_at)))
+    WHERE status IN ('resolved', 'rejected', 'closed');
+CREATE INDEX fetch_item_idx ON workqueue.fetch (queue, item_id);
+CREATE TABLE workqueue.purge (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue           text NOT NULL,
+    retention       interval NOT NULL,
+    cutoff          timestamptz NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    batches         int NOT NULL DEFAULT 0,
+    items           bigint NOT NULL DEFAULT 0,
+    events          bigint NOT NULL DEFAULT 0,
+    fences          bigint NOT NULL DEFAULT 0,
+    fetches         bigint NOT NULL DEFAULT 0,
+    oldest_resolved timestamptz,
+    newest_resolved timestamptz
+);
+CREATE INDEX purge_queue_idx ON workqueue.purge (queue, id);
+CREATE UNIQUE INDEX purge_open_idx ON workqueue.purge (queue) WHERE finished_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('workqueue.purge', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.purge', 'id'), '');

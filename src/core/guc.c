@@ -22,6 +22,8 @@ int			workqueue_http_max_response_bytes = 64 * 1024 * 1024;
 int			workqueue_http_timeout_ms = 30000;
 int			workqueue_http_max_per_host = 0;
 char	   *workqueue_allowed_hosts = NULL;
+int			workqueue_purge_batch_size = 500;
+int			workqueue_purge_interval_s = 300;
 
 /*
  * Defines every workqueue.* setting.
@@ -83,6 +85,22 @@ WorkqueueDefineGucs(void)
 							&workqueue_http_timeout_ms,
 							30000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workqueue.purge_batch_size",
+							"Sets the number of finished items the retention purge deletes per transaction.",
+							"Each batch locks its items (skipping locked ones) for one short transaction.",
+							&workqueue_purge_batch_size,
+							500, 1, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workqueue.purge_interval",
+							"Sets the time between two retention purges of the fetch worker.",
+							"A purge deletes batch after batch until nothing is left; 0 turns purging off.",
+							&workqueue_purge_interval_s,
+							300, 0, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	/*

@@ -17,6 +17,8 @@ extern int	workqueue_http_max_response_bytes;
 extern int	workqueue_http_timeout_ms;
 extern int	workqueue_http_max_per_host;
 extern char *workqueue_allowed_hosts;
+extern int	workqueue_purge_batch_size;
+extern int	workqueue_purge_interval_s;
 extern void WorkqueueDefineGucs(void);
 
 /* workqueue.c */

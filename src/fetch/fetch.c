@@ -10,6 +10,10 @@
  *	- fires the SLA warnings, breaches and escalations that are due, at the
  *	  instant the timer index (item.sla_next_at) gives and at least once a
  *	  second (workqueue._fire_sla_timers);
+ *	- deletes one batch of finished items whose queue's retention has passed
+ *	  (workqueue._purge, workqueue.purge_batch_size items in a transaction),
+ *	  batch after batch, one a turn, until none is left, then again after
+ *	  workqueue.purge_interval (doc/operations.md, "Retention");
  *	- takes as many due fetches as there are free transfer slots
  *	  (FOR UPDATE SKIP LOCKED, status "processing", in a short transaction)
  *	  and starts them -- so a backlog of any size never puts more than the
@@ -805,6 +809,53 @@ RunStatement(const char *activity, const char *sql, bool read_only, const char *
 	return !isnull;
 }
 
+/*
+ * Deletes one batch of finished items past their queue's retention
+ * (workqueue._purge) in a transaction of its own and returns how many went.
+ * A failure is logged and ends the purge until the next interval, rather
+ * than the worker: fetches, leases and SLA timers go on.
+ */
+static int
+PurgeBatch(void)
+{
+	MemoryContext turn = CurrentMemoryContext;
+	volatile int n = 0;
+
+	PG_TRY();
+	{
+		Oid			argtype = INT4OID;
+		Datum		arg = Int32GetDatum(workqueue_purge_batch_size);
+		bool		isnull;
+
+		WorkerTxBegin("workqueue: purging finished items");
+		if (SPI_execute_with_args("SELECT workqueue._purge($1)", 1, &argtype, &arg, NULL,
+								  false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not purge finished items");
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		WorkerTxCommit(turn);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(turn);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(turn);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("workqueue: retention purge failed: %s", edata->message),
+				 errdetail("The purge goes on after workqueue.purge_interval (%d s).",
+						   workqueue_purge_interval_s)));
+		FreeErrorData(edata);
+		n = 0;
+	}
+	PG_END_TRY();
+	return n;
+}
+
 /* Milliseconds from now until t, rounded up; at least 1. */
 static long
 MsUntil(TimestampTz t)
@@ -828,6 +879,7 @@ FetchWorkerLoop(void)
 	Oid			recovered = InvalidOid; /* the extension whose fetches were re-queued */
 	TimestampTz next_lease_check = 0;
 	TimestampTz next_sla_check = 0;
+	TimestampTz next_purge = 0;
 
 	for (;;)
 	{
@@ -893,6 +945,25 @@ FetchWorkerLoop(void)
 				next_sla_check = next;
 		}
 
+		/*
+		 * Retention: one batch a turn while a purge finds items, so that
+		 * fetches, leases and timers go on between batches
+		 */
+		if (workqueue_purge_interval_s > 0)
+		{
+			/* (an interval shortened by a reload applies at once) */
+			next_purge = Min(next_purge, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																	 (int64) workqueue_purge_interval_s * 1000));
+		}
+		if (workqueue_purge_interval_s > 0 && GetCurrentTimestamp() >= next_purge)
+		{
+			if (PurgeBatch() > 0)
+				next_purge = GetCurrentTimestamp();
+			else
+				next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 (int64) workqueue_purge_interval_s * 1000);
+		}
+
 		/* take due fetches in batches: when idle, or a quarter of the slots is free */
 		inflight = HttpAsyncInFlight(http);
 		if (inflight == 0 ||
@@ -907,10 +978,13 @@ FetchWorkerLoop(void)
 			continue;
 		}
 
-		/* idle: sleep until the next fetch, lease check or SLA threshold is due */
+		/* idle: sleep until the next fetch, lease check, SLA threshold or purge is due */
 		{
 			long		timeout = MsUntil(Min(next_lease_check, next_sla_check));
 			TimestampTz next_fetch;
+
+			if (workqueue_purge_interval_s > 0)
+				timeout = Min(timeout, MsUntil(next_purge));
 
 			if (RunStatement("workqueue: waiting for fetches", "SELECT workqueue._next_fetch_at()",
 							 true, "read the fetch queue", &next_fetch))

@@ -28,6 +28,9 @@ CREATE UNIQUE INDEX fetch_active_idx ON workqueue.fetch (queue, item_id) WHERE s
 CREATE INDEX fetch_due_idx ON workqueue.fetch (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX fetch_failed_idx ON workqueue.fetch (source, finished_at) WHERE status = 'failed';
 CREATE INDEX fetch_id_idx ON workqueue.fetch (id);
+-- every fetch of an item: the foreign key's check when an item is purged
+-- (workqueue._purge), which would otherwise read the whole table per item
+CREATE INDEX fetch_item_idx ON workqueue.fetch (queue, item_id);
 
 SELECT pg_catalog.pg_extension_config_dump('workqueue.fetch', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.fetch', 'id'), '');

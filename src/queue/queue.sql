@@ -132,8 +132,9 @@ END
 $$;
 
 -- Changes a queue's sla_policy (NULL: none), lease_timeout, max_lease (the
--- longest a lease may run from now; at least lease_timeout) or scope (of
--- new items).  Items keep the SLA they started with;
+-- longest a lease may run from now; at least lease_timeout), scope (of
+-- new items) or retention (how long finished items are kept; NULL: for
+-- ever; doc/operations.md, "Retention").  Items keep the SLA they started with;
 -- workqueue.recompute_sla() moves them.  Leases already running keep their
 -- end: a lower max_lease bounds their next extension.
 CREATE OR REPLACE FUNCTION workqueue.alter_queue(name text, changes jsonb) RETURNS workqueue.queue
@@ -153,10 +154,10 @@ BEGIN
                   HINT = 'Pass e.g. {"sla_policy": "standard"} or {"lease_timeout": "30 minutes"}.';
     END IF;
     FOR k IN SELECT jsonb_object_keys(alter_queue.changes) LOOP
-        IF k NOT IN ('sla_policy', 'lease_timeout', 'max_lease', 'scope') THEN
+        IF k NOT IN ('sla_policy', 'lease_timeout', 'max_lease', 'scope', 'retention') THEN
             RAISE EXCEPTION 'queue setting "%" cannot be changed', left(k, 100)
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'alter_queue changes "sla_policy", "lease_timeout", "max_lease" and "scope"; a queue''s workflow is fixed.';
+                      HINT = 'alter_queue changes "sla_policy", "lease_timeout", "max_lease", "scope" and "retention"; a queue''s workflow is fixed.';
         END IF;
     END LOOP;
     IF alter_queue.changes ? 'sla_policy' THEN
@@ -209,8 +210,31 @@ BEGIN
         END IF;
         q.scope := ARRAY(SELECT jsonb_array_elements_text(alter_queue.changes->'scope'));
     END IF;
+    IF alter_queue.changes ? 'retention' THEN
+        BEGIN
+            lt := CASE WHEN jsonb_typeof(alter_queue.changes->'retention') = 'string'
+                       THEN (alter_queue.changes->>'retention')::interval END;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            lt := NULL;
+        END;
+        IF jsonb_typeof(alter_queue.changes->'retention') = 'null' THEN
+            q.retention := NULL;
+        ELSIF lt IS NULL OR lt <= interval '0' THEN
+            RAISE EXCEPTION 'retention must be a positive interval or null'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', left((alter_queue.changes->'retention')::text, 100)),
+                      HINT = 'Pass e.g. {"retention": "90 days"}, or {"retention": null} to keep every item.';
+        ELSIF lt < interval '1 hour' THEN
+            RAISE EXCEPTION 'retention must be at least 1 hour'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given was %s.', lt),
+                      HINT = 'Finished items are deleted with their history once their retention has passed: pass e.g. {"retention": "90 days"}.';
+        ELSE
+            q.retention := lt;
+        END IF;
+    END IF;
     UPDATE workqueue.queue x SET sla_policy = q.sla_policy, lease_timeout = q.lease_timeout, max_lease = q.max_lease,
-                                 scope = q.scope
+                                 scope = q.scope, retention = q.retention
      WHERE x.name = q.name RETURNING * INTO q;
     RETURN q;
 END
@@ -304,9 +328,107 @@ BEGIN
     DELETE FROM workqueue.lease_fence l WHERE l.queue = q;
     DELETE FROM workqueue.item_event e WHERE e.queue = q;
     DELETE FROM workqueue.item i WHERE i.queue = q;
+    DELETE FROM workqueue.purge p WHERE p.queue = q;
     DELETE FROM workqueue.queue x WHERE x.name = q;
 END
 $$;
+
+-- Retention (doc/operations.md, "Retention"): deletes one batch of at most
+-- batch_size finished items -- resolved, rejected or closed, ended
+-- (resolved_at; updated_at if closed) before now() minus the queue's
+-- retention -- with their events, lease fences and finished fetches, and
+-- returns how many went; 0 once no queue has any left.  The fetch worker
+-- calls it, one call per transaction, until it returns 0 (src/fetch/fetch.c).
+-- Each batch adds its counts to the queue's open workqueue.purge row (made
+-- by the first batch of a pass, closed by the call that finds the queue has
+-- nothing more), so a pass over a queue leaves one row.  Items are taken
+-- FOR UPDATE SKIP LOCKED, so a purge never waits for a claim, a transition
+-- or any other holder of an item (a locked item waits for the next pass),
+-- and nobody waits for it longer than one batch.  Then the fetches of the
+-- taken items are locked, in id order (items first, then fetches: the order
+-- of drop_queue, retry_fetches and the fetch worker), and items that have
+-- a queued or processing fetch, or a child item, stay.
+CREATE OR REPLACE FUNCTION workqueue._purge(batch_size int DEFAULT 500) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q record;
+    cutoff timestamptz;
+    ids bigint[];
+    oldest timestamptz;
+    newest timestamptz;
+    n_items bigint;
+    n_events bigint;
+    n_fences bigint;
+    n_fetches bigint;
+BEGIN
+    -- passes over queues whose retention was taken away end here
+    UPDATE workqueue.purge p SET finished_at = now()
+     WHERE p.finished_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM workqueue.queue x WHERE x.name = p.queue AND x.retention IS NOT NULL);
+    FOR q IN SELECT x.name, x.retention, p.id AS purge, p.cutoff
+               FROM workqueue.queue x
+               LEFT JOIN workqueue.purge p ON p.queue = x.name AND p.finished_at IS NULL
+              WHERE x.retention IS NOT NULL
+              ORDER BY x.name
+    LOOP
+        -- a pass keeps the cutoff it began with (so that it ends), unless
+        -- the retention was raised since
+        cutoff := least(q.cutoff, now() - q.retention);
+        SELECT array_agg(c.id ORDER BY c.id) INTO ids
+          FROM (SELECT i.id FROM workqueue.item i
+                 WHERE i.queue = q.name AND i.status IN ('resolved', 'rejected', 'closed')
+                   AND coalesce(i.resolved_at, i.updated_at) < cutoff
+                   AND NOT EXISTS (SELECT 1 FROM workqueue.fetch f
+                                    WHERE f.queue = i.queue AND f.item_id = i.id AND f.status IN ('queued', 'processing'))
+                   AND NOT EXISTS (SELECT 1 FROM workqueue.item c WHERE c.queue = i.queue AND c.parent_id = i.id)
+                 ORDER BY coalesce(i.resolved_at, i.updated_at)
+                 LIMIT greatest(_purge.batch_size, 1)
+                   FOR UPDATE OF i SKIP LOCKED) c;
+        IF ids IS NOT NULL THEN
+            PERFORM 1 FROM workqueue.fetch f WHERE f.queue = q.name AND f.item_id = ANY (ids) ORDER BY f.id FOR UPDATE;
+            -- again, with the locks held (a fetch or a child may have
+            -- committed since the statement above took its snapshot; none
+            -- can be added now)
+            SELECT array_agg(i.id ORDER BY i.id), min(coalesce(i.resolved_at, i.updated_at)),
+                   max(coalesce(i.resolved_at, i.updated_at))
+              INTO ids, oldest, newest
+              FROM workqueue.item i
+             WHERE i.queue = q.name AND i.id = ANY (ids)
+               AND i.status IN ('resolved', 'rejected', 'closed')
+               AND NOT EXISTS (SELECT 1 FROM workqueue.fetch f
+                                WHERE f.queue = i.queue AND f.item_id = i.id AND f.status IN ('queued', 'processing'))
+               AND NOT EXISTS (SELECT 1 FROM workqueue.item c WHERE c.queue = i.queue AND c.parent_id = i.id);
+        END IF;
+        IF ids IS NULL THEN
+            -- nothing (more) to purge in this queue: its pass, if any, ends
+            UPDATE workqueue.purge p SET finished_at = now() WHERE p.id = q.purge;
+            CONTINUE;
+        END IF;
+        DELETE FROM workqueue.item_event e WHERE e.queue = q.name AND e.item_id = ANY (ids);
+        GET DIAGNOSTICS n_events = ROW_COUNT;
+        DELETE FROM workqueue.lease_fence l WHERE l.queue = q.name AND l.item_id = ANY (ids);
+        GET DIAGNOSTICS n_fences = ROW_COUNT;
+        DELETE FROM workqueue.fetch f WHERE f.queue = q.name AND f.item_id = ANY (ids);
+        GET DIAGNOSTICS n_fetches = ROW_COUNT;
+        DELETE FROM workqueue.item i WHERE i.queue = q.name AND i.id = ANY (ids);
+        GET DIAGNOSTICS n_items = ROW_COUNT;
+        IF q.purge IS NULL THEN
+            INSERT INTO workqueue.purge (queue, retention, cutoff) VALUES (q.name, q.retention, cutoff)
+            RETURNING id INTO q.purge;
+        END IF;
+        UPDATE workqueue.purge p
+           SET batches = p.batches + 1, items = p.items + n_items, events = p.events + n_events,
+               fences = p.fences + n_fences, fetches = p.fetches + n_fetches,
+               oldest_resolved = least(p.oldest_resolved, oldest), newest_resolved = greatest(p.newest_resolved, newest)
+         WHERE p.id = q.purge;
+        RETURN n_items;
+    END LOOP;
+    RETURN 0;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._purge(int) FROM PUBLIC;
 
 -- Adds one item at the start step of the queue's workflow and returns its
 -- id: add_many() of one item (C, src/queue/add.c), with add()'s arguments.

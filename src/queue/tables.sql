@@ -13,6 +13,9 @@ CREATE TABLE workqueue.queue (
     scope         text[] NOT NULL DEFAULT '{}',     -- the scope new items of the queue get
     -- the longest a lease may run from now: extend_lease() refuses more
     max_lease     interval NOT NULL DEFAULT '1 day' CHECK (max_lease > interval '0'),
+    -- how long finished items are kept (doc/operations.md, "Retention");
+    -- NULL: for ever
+    retention     interval CHECK (retention > interval '0'),
     CONSTRAINT queue_lease_timeout_max CHECK (lease_timeout <= max_lease)
 );
 
@@ -63,6 +66,9 @@ CREATE INDEX item_done_idx ON workqueue.item (queue, status, priority, created_a
 CREATE INDEX item_lease_idx ON workqueue.item (queue, lease_until) WHERE status = 'in_progress';
 -- leases that run out, across queues, for the worker
 CREATE INDEX item_lease_due_idx ON workqueue.item (lease_until) WHERE status = 'in_progress';
+-- finished items by when they ended, for the retention purge (workqueue._purge)
+CREATE INDEX item_ended_idx ON workqueue.item (queue, (coalesce(resolved_at, updated_at)))
+    WHERE status IN ('resolved', 'rejected', 'closed');
 -- least_loaded assignment counts each member's open items
 CREATE INDEX item_assignee_idx ON workqueue.item (assignee)
     WHERE assignee IS NOT NULL AND status IN ('open', 'in_progress');
@@ -136,7 +142,34 @@ CREATE TABLE workqueue.lease_fence (
 -- the fences of a worker in a queue, which its claim ends
 CREATE INDEX lease_fence_worker_idx ON workqueue.lease_fence (queue, worker);
 
+-- Retention (doc/operations.md, "Retention"): one row per purge, the
+-- worker's pass over a queue that deleted its finished items older than the
+-- queue's retention, with their events, fences and finished fetches.  Its
+-- counters grow with each batch, in the batch's transaction; finished_at is
+-- set when the pass finds nothing more (a pass cut short by a restart goes
+-- on in the same row).  Counts and times only: everyone may read it.
+CREATE TABLE workqueue.purge (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue           text NOT NULL,
+    retention       interval NOT NULL,      -- the queue's, when the pass began
+    cutoff          timestamptz NOT NULL,   -- items that ended before it went
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,            -- NULL while the pass goes on
+    batches         int NOT NULL DEFAULT 0,
+    items           bigint NOT NULL DEFAULT 0,
+    events          bigint NOT NULL DEFAULT 0,
+    fences          bigint NOT NULL DEFAULT 0,
+    fetches         bigint NOT NULL DEFAULT 0,
+    -- the range of the purged items' ends (resolved_at; updated_at if closed)
+    oldest_resolved timestamptz,
+    newest_resolved timestamptz
+);
+CREATE INDEX purge_queue_idx ON workqueue.purge (queue, id);
+-- one pass in progress per queue
+CREATE UNIQUE INDEX purge_open_idx ON workqueue.purge (queue) WHERE finished_at IS NULL;
+
 SELECT pg_catalog.pg_extension_config_dump('workqueue.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('workqueue.purge', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.item_event', '');
 SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
@@ -145,6 +178,7 @@ SELECT pg_catalog.pg_extension_config_dump('workqueue.lease_fence', '');
 -- restore"); the same for sync_run and fetch.
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item_event', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.purge', 'id'), '');
 
 -- Privileges (read for everyone, writes only through the API, for
 -- administrators too): src/core/grants.sql.
