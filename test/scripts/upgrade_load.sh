@@ -105,7 +105,7 @@ client() {      # client N: until $tmp/stop exists
         sleep 0.02
     done | psql -X -At -v VERBOSITY=terse -f - >"$tmp/c$1.out" 2>"$tmp/c$1.err"
 }
-steps() { grep -c '^step ' "$tmp/c$1.out"; }
+steps() { cat "$tmp/c$1.out" 2>/dev/null | grep -c '^step '; }
 # errors N FIRST-STEP LAST-STEP KIND [GREP-ARGS...]: how many errors client N
 # got in steps FIRST..LAST (KIND: claim, the add-and-claim statements;
 # resolve, the transitions; any) -- those that grep GREP-ARGS selects
