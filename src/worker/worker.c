@@ -21,7 +21,9 @@
  *
  * The extension may be dropped (and created again) under a running worker:
  * it notices by the extension's OID, idles while there is none, and never
- * writes the outcome of work begun under one instance into the next.
+ * writes the outcome of work begun under one instance into the next.  An
+ * update (ALTER EXTENSION ... UPDATE) keeps the OID: the worker goes on,
+ * and runs again a run the update interrupted (ExecuteRunSafely).
  */
 #include "postgres.h"
 
