@@ -11,7 +11,7 @@
 -- seconds, not one, before it looks for a deadlock, so that in a cycle with
 -- a writer that locks in another order the writer (which may retry; the
 -- workers do) is the one that gives way, not the update.  Both last until
--- the end of this script.
+-- the transaction of the ALTER EXTENSION ends (SET LOCAL).
 SET LOCAL deadlock_timeout = '10s';
 LOCK TABLE workqueue.queue, workqueue.item, workqueue.item_event, workqueue.fetch IN ACCESS EXCLUSIVE MODE;
 
