@@ -3,6 +3,18 @@
 -- and policy is written again from src/ by the definitions that follow this
 -- step in the built script.
 
+-- Under load (doc/operations.md, "Upgrading"): the update takes the
+-- locks of the tables it rewrites or gives policies at once, in the order
+-- the writers take them (queue, item, item_event, fetch), rather than one by
+-- one as its statements come -- a client that read its queue and waits to
+-- insert an item would otherwise close a cycle with it.  And it waits ten
+-- seconds, not one, before it looks for a deadlock, so that in a cycle with
+-- a writer that locks in another order the writer (which may retry; the
+-- workers do) is the one that gives way, not the update.  Both last until
+-- the transaction of the ALTER EXTENSION ends (SET LOCAL).
+SET LOCAL deadlock_timeout = '10s';
+LOCK TABLE workqueue.queue, workqueue.item, workqueue.item_event, workqueue.fetch IN ACCESS EXCLUSIVE MODE;
+
 -- _sla_start() and _sla_move() became one function, _sla_enter().
 DROP FUNCTION IF EXISTS workqueue._sla_start(bigint[], bigint[], text[]);
 DROP FUNCTION IF EXISTS workqueue._sla_move(bigint[], bigint[], text[]);

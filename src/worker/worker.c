@@ -21,7 +21,9 @@
  *
  * The extension may be dropped (and created again) under a running worker:
  * it notices by the extension's OID, idles while there is none, and never
- * writes the outcome of work begun under one instance into the next.
+ * writes the outcome of work begun under one instance into the next.  An
+ * update (ALTER EXTENSION ... UPDATE) keeps the OID: the worker goes on,
+ * and runs again a run the update interrupted (ExecuteRunSafely).
  */
 #include "postgres.h"
 
@@ -46,10 +48,15 @@
 /*
  * Executes a run; an ERROR fails it with the message -- unless the
  * extension was dropped meanwhile (ext: its OID when the run was taken),
- * when there is no run left to fail.
+ * when there is no run left to fail, or updated meanwhile (version: its
+ * version then): a statement of the run that began before ALTER EXTENSION
+ * ... UPDATE committed may go on after it and fail on what the update
+ * dropped or changed (a plpgsql function of the old version calling a
+ * dropped one).  The run is then queued again and runs from the start
+ * under the new version; doing a run again writes nothing it wrote before.
  */
 static void
-ExecuteRunSafely(int64 run_id, Oid ext)
+ExecuteRunSafely(int64 run_id, Oid ext, const char *version)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -67,7 +74,20 @@ ExecuteRunSafely(int64 run_id, Oid ext)
 		AbortOutOfAnyTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		if (WorkerExtensionOid("sync_run") == ext)
-			SyncRunFail(run_id, edata->message);
+		{
+			char	   *now = WorkerExtensionVersion();
+
+			if (version != NULL && now != NULL && strcmp(now, version) != 0)
+			{
+				ereport(LOG,
+						(errmsg("workqueue sync run " INT64_FORMAT " was interrupted by the update of the extension from %s to %s; running it again",
+								run_id, version, now),
+						 errdetail("%s", edata->message)));
+				SyncRecoverInterrupted();
+			}
+			else
+				SyncRunFail(run_id, edata->message);
+		}
 		else
 			ereport(LOG,
 					(errmsg("workqueue sync run " INT64_FORMAT " ended: the extension was dropped", run_id),
@@ -143,7 +163,7 @@ WorkqueueWorkerMain(Datum arg)
 			run_id = SyncClaimNextRun();
 			if (run_id > 0)
 			{
-				ExecuteRunSafely(run_id, ext);
+				ExecuteRunSafely(run_id, ext, WorkerExtensionVersion());
 				WorkerSlotCountJobs(1);
 				continue;		/* look for more work at once */
 			}

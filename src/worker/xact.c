@@ -54,6 +54,30 @@ WorkerExtensionOid(const char *table)
 	return ext;
 }
 
+/*
+ * The installed version of the extension (pg_extension.extversion), or NULL
+ * if there is none, in the caller's memory context.  ALTER EXTENSION ...
+ * UPDATE keeps the extension's OID and changes this.
+ */
+char *
+WorkerExtensionVersion(void)
+{
+	MemoryContext back = CurrentMemoryContext;
+	char	   *version = NULL;
+
+	WorkerTxBegin("workqueue: reading the extension's version");
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'workqueue'",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL)
+			version = MemoryContextStrdup(back, v);
+	}
+	WorkerTxCommit(back);
+	return version;
+}
+
 /* Starts a transaction for SPI work, in worker_spi's order. */
 void
 WorkerTxBegin(const char *activity)

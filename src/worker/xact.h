@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 extern Oid	WorkerExtensionOid(const char *table);
+extern char *WorkerExtensionVersion(void);
 extern void WorkerTxBegin(const char *activity);
 extern void WorkerTxCommit(MemoryContext back);
 extern void WorkerReloadConfig(void);

@@ -35,7 +35,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "funcapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -44,6 +46,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "core/arrays.h"
@@ -719,6 +722,38 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	}
 }
 
+/*
+ * Refuses with a clear error while the extension in this database is older
+ * than the loaded library: between the restart that loads a new library
+ * and ALTER EXTENSION workqueue UPDATE (doc/operations.md, "Upgrading"),
+ * the SQL of an old version still calls these C functions, whose
+ * statements need the new version's tables and functions (lease_fence,
+ * _scope_visible).  Two syscache lookups per call; the version is read only
+ * when the table is missing.
+ */
+static void
+RequireSchema(const char *fname)
+{
+	Oid			nsp = get_namespace_oid("workqueue", true);
+	char	   *installed = NULL;
+
+	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("lease_fence", nsp)))
+		return;
+	SPI_connect();
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'workqueue'",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		installed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (installed != NULL && strcmp(installed, WORKQUEUE_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the workqueue extension in database \"%s\" is at version %s, the loaded library is %s",
+						get_database_name(MyDatabaseId), installed, WORKQUEUE_VERSION),
+				 errdetail("%s() of library %s needs the tables and functions of version %s.",
+						   fname, WORKQUEUE_VERSION, WORKQUEUE_VERSION),
+				 errhint("Run ALTER EXTENSION workqueue UPDATE in this database.")));
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(workqueue_transition);
 
 /*
@@ -744,6 +779,7 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	id = PG_GETARG_INT64(0);
 	args[0] = Int64GetDatum(id);
 
+	RequireSchema("transition");
 	SPI_connect();
 	TransitionBatch(&id, 1, tname, payload, actor, ActorRights(actor), &moved);
 	if (moved == NULL)
@@ -811,6 +847,7 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 	if (nids == 0)
 		PG_RETURN_INT32(0);
 
+	RequireSchema("transition_many");
 	SPI_connect();
 	TransitionBatch(ids, nids, tname, payload, actor, ActorRights(actor), NULL);
 	SPI_finish();
@@ -840,6 +877,7 @@ workqueue_allowed_transitions(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("item id must not be null")));
 
+	RequireSchema("allowed_transitions");
 	SPI_connect();
 	admin = ActorRights(actor);
 	ReadItem(PG_GETARG_INT64(0), &it);
