@@ -159,8 +159,11 @@ CREATE OR REPLACE FUNCTION workqueue._claim_fetches(n int)
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
+    -- (the rows locked are updated by ctid, not looked up again by key: a
+    -- plan kept from a small table cannot pick another index of fetch for
+    -- that, such as fetch_item_idx)
     WITH due AS (
-        SELECT f.queue, f.id FROM workqueue.fetch f
+        SELECT f.ctid AS tid FROM workqueue.fetch f
          WHERE f.status = 'queued' AND f.next_attempt_at <= now()
          ORDER BY f.next_attempt_at
          LIMIT _claim_fetches.n FOR UPDATE SKIP LOCKED),
@@ -168,7 +171,7 @@ BEGIN
         UPDATE workqueue.fetch f
            SET status = 'processing', attempts = f.attempts + 1, started_at = now(),
                worker_pid = pg_backend_pid()
-          FROM due WHERE f.queue = due.queue AND f.id = due.id
+          FROM due WHERE f.ctid = due.tid
         RETURNING f.queue, f.id, f.item_id, f.source, f.url, f.body, f.attempts, f.max_attempts)
     SELECT t.queue, t.id, t.item_id, t.source, t.url, t.body, t.attempts, t.max_attempts, i.external_id
       FROM taken t JOIN workqueue.item i ON i.queue = t.queue AND i.id = t.item_id;
