@@ -828,10 +828,20 @@ PurgeBatch(void)
 		bool		isnull;
 
 		WorkerTxBegin("workqueue: purging finished items");
-		if (SPI_execute_with_args("SELECT workqueue._purge($1)", 1, &argtype, &arg, NULL,
-								  false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not purge finished items");
-		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		/*
+		 * Only once the database is at this library's version: before its
+		 * ALTER EXTENSION ... UPDATE (doc/operations.md, "Upgrading") there
+		 * is no workqueue._purge, and no retention set either.
+		 */
+		if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'workqueue'"
+						" AND extversion = '" WORKQUEUE_VERSION "'", true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			if (SPI_execute_with_args("SELECT workqueue._purge($1)", 1, &argtype, &arg, NULL,
+									  false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not purge finished items");
+			n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
 		WorkerTxCommit(turn);
 	}
 	PG_CATCH();
