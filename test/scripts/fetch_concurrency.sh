@@ -347,6 +347,10 @@ done
 
 ########################################################################
 # Round 4: retry_fetches and enqueue_fetch race for one item
+# (the API answers slowly, so that the fetch queued again stays queued or
+# processing while enqueue_fetch looks: were it completed first, a new
+# fetch would be right, and the race would not be tested)
+control '{"reset": true, "slow_ms": 3000}'
 q "SELECT workqueue.create_queue('frq');
    SELECT workqueue.create_source('frs', 'frq', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}')" >/dev/null
 ritem=$(q "SELECT workqueue.add('frq', '{}', 3, 'C-0001')")
@@ -372,5 +376,6 @@ wait $retry_pid
 is "$got|$(grep -v '^$' "$tmp/retry.out" | head -1)" "$rfetch|1" \
    "enqueue_fetch during a retry_fetches of the same item waits and returns the fetch queued again (no unique violation)"
 is "$(q "SELECT count(*) FROM workqueue.fetch WHERE item_id = $ritem")" 1 "... and the item still has one fetch"
+control '{"reset": true}'
 
 finish
