@@ -74,3 +74,13 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wo
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.item_event', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.sync_run', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.fetch', 'id'), '');
+
+-- Scale-out on Citus (issue 15; src/scale/tables.sql, doc/scale-out.md):
+-- whether workqueue.distribute() has distributed this install.
+CREATE TABLE workqueue.scale_state (
+    one        bool PRIMARY KEY DEFAULT true CHECK (one),
+    mode       text NOT NULL DEFAULT 'single' CHECK (mode IN ('single', 'citus')),
+    changed_at timestamptz,
+    changed_by text
+);
+INSERT INTO workqueue.scale_state DEFAULT VALUES;
