@@ -34,25 +34,30 @@ CREATE OR REPLACE FUNCTION workqueue._distributed() RETURNS boolean
     SELECT EXISTS (SELECT 1 FROM workqueue.scale_state WHERE mode = 'citus')
 $$;
 
--- What a worker needs, as one command string for run_command_on_workers():
--- without DDL propagation (the worker's tables are the extension's, the
--- coordinator sends the shards' DDL itself), the mode row, the policies in
--- their distributed form, and the identity range of the worker's group
--- (set once: restarting a range that is in use would repeat ids).
+-- What a worker needs, as one command for run_command_on_workers(): without
+-- DDL propagation (the worker's tables are the extension's, the coordinator
+-- sends the shards' DDL itself), the drops, the mode row, the policies in
+-- their distributed form, and the identity range of the worker's group (set
+-- once: restarting a range in use would repeat ids).  One statement, not a
+-- list: run_command_on_workers() returns with the first result of a list,
+-- before the worker has committed it, and the coordinator's next command on
+-- that worker then still saw a dropped foreign key ("constraint ... already
+-- exists"), now and then.
 CREATE OR REPLACE FUNCTION workqueue._distribute_worker_command(drops text[]) RETURNS text
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
-    SELECT concat_ws('; ',
-        'SET citus.enable_ddl_propagation TO off',
-        array_to_string(drops, '; '),
-        'UPDATE workqueue.scale_state SET mode = ''citus'', changed_at = now(), changed_by = current_user '
-            || 'WHERE mode <> ''citus''',
-        'SELECT workqueue._scope_policies()',
-        $cmd$DO $do$
+    SELECT concat($cmd$DO $do$
 DECLARE
     lo bigint := ((SELECT groupid FROM pg_dist_local_group)::bigint << 48) + 1;
     hi bigint;
     s record;
 BEGIN
+    PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+$cmd$,
+        (SELECT string_agg(d || ';', E'\n') FROM unnest(drops) d),
+        $cmd$
+    UPDATE workqueue.scale_state SET mode = 'citus', changed_at = now(), changed_by = current_user
+     WHERE mode <> 'citus';
+    PERFORM workqueue._scope_policies();
     hi := lo + (1::bigint << 48);       -- as Citus' AlterSequenceMinMax
     FOR s IN SELECT p.seqrelid::regclass AS seq FROM pg_sequence p JOIN pg_class c ON c.oid = p.seqrelid
               WHERE c.relnamespace = 'workqueue'::regnamespace AND p.seqtypid = 'bigint'::regtype
