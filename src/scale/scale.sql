@@ -170,4 +170,5 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION workqueue.distribute() FROM PUBLIC;
+REVOKE ALL ON FUNCTION workqueue._distributed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION workqueue._distribute_worker_command(text[]) FROM PUBLIC;
