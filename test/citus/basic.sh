@@ -66,14 +66,16 @@ api_value() {   # api_value NAME SQL EXPECTED: the call gives the single-node an
     fi
 }
 
+ins="INSERT INTO workqueue.item (queue, step, workflow, workflow_version, data"
+
 # --- distribute ------------------------------------------------------------
 
 is "$(q "SELECT mode FROM workqueue.scale_state")" single "a fresh install is single-node"
+# The last worker joins after distribute() (doc/scale-out.md, "Adding a node").
+late=${workers[-1]}
+is "$(qerr "SELECT citus_remove_node('127.0.0.1', $late)")" "" "worker $late leaves before distribution"
 is "$(qerr "SET client_min_messages = warning; SELECT workqueue.distribute()")" "" "distribute() on a fresh install"
 is "$(q "SELECT string_agg(mode, ',') FROM workqueue.scale_state")" citus "the coordinator records the mode"
-for w in "${workers[@]}"; do
-    is "$(qw "$w" "SELECT mode FROM workqueue.scale_state")" citus "worker $w records the mode"
-done
 is "$(q "SELECT count(*) FILTER (WHERE partmethod = 'n') || ' ' || count(*) FILTER (WHERE partmethod = 'h')
            FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" "11 4" \
    "11 reference tables, 4 distributed tables"
@@ -87,14 +89,25 @@ is "$(q "SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE partme
 is "$(q "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'workqueue'::regnamespace
            AND conrelid::regclass::text !~ '_[0-9]+$'")" 10 \
    "the 10 foreign keys are back on the coordinator"
-for w in "${workers[@]}"; do
-    is "$(qw "$w" "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN
-                     ('workqueue.item'::regclass, 'workqueue.fetch'::regclass, 'workqueue.workflow_step'::regclass)")" 4 \
-       "worker $w: the foreign keys are on its tables"
-done
 is "$(q "SELECT workqueue.distribute()")" "already distributed" "a second distribute() is a no-op"
 is "$(q "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" 15 \
    "... and leaves the 15 tables as they were"
+q "$ins) SELECT 'cq0', 'review', 'review', 1, '{}' FROM generate_series(1, 20)" >/dev/null 2>&1
+is "$(qerr "SELECT citus_add_node('127.0.0.1', $late)")" "" "worker $late joins the distributed install"
+is "$(q "SELECT workqueue.distribute()")" "already distributed" "distribute() again after citus_add_node"
+for w in "${workers[@]}"; do
+    is "$(qw "$w" "SELECT mode FROM workqueue.scale_state")" citus "worker $w records the mode"
+    is "$(qw "$w" "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN
+                     ('workqueue.item'::regclass, 'workqueue.fetch'::regclass, 'workqueue.workflow_step'::regclass)")" 4 \
+       "worker $w: the foreign keys are on its tables"
+    is "$(qw "$w" "SELECT count(*) FROM pg_policies WHERE schemaname = 'workqueue' AND tablename = 'item_event'
+                     AND qual LIKE '%_item_visible%'")" 1 "worker $w: the policies in function form"
+done
+is "$(qerr "SET client_min_messages = warning; SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')")" "" \
+   "rebalance_table_shards() onto the new worker"
+is "$(q "SELECT count(DISTINCT nodeport) FROM pg_dist_shard_placement p JOIN pg_dist_shard s USING (shardid)
+           WHERE s.logicalrelid = 'workqueue.item'::regclass")" "${#workers[@]}" "every worker holds item shards"
+is "$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'cq0'")" 20 "... and no item was lost"
 q "CREATE ROLE wq_citus_agent LOGIN IN ROLE workqueue_agent" >/dev/null 2>&1
 is "$(qerr "SET ROLE wq_citus_agent; SELECT workqueue.distribute()")" \
    "permission denied for function distribute" "distribute() is not for everyone"
@@ -110,7 +123,6 @@ is "$ranges" "${#workers[@]}" "each worker has its own range of item ids"
 
 # --- plain SQL routed by queue, from the coordinator and from a worker ---
 
-ins="INSERT INTO workqueue.item (queue, step, workflow, workflow_version, data"
 is "$(qerr "SELECT workqueue.create_queue('cq1'); SELECT workqueue.create_queue('cq2')")" "" "create_queue works"
 is "$(q "$ins) SELECT 'cq1', 'review', 'review', 1, jsonb_build_object('n', g) FROM generate_series(1, 5) g RETURNING 1" |
       wc -l)" 5 "an INSERT routed by queue on the coordinator"
@@ -160,6 +172,17 @@ api_call sync "SELECT workqueue.sync('src1') IS NOT NULL"
 q "SELECT workqueue.create_queue('cq3')" >/dev/null
 q "SELECT workqueue.create_source('src3', 'cq3', 'http://127.0.0.1:9/ids', 'http://127.0.0.1:9/cases/{ids}')" >/dev/null 2>&1
 api_call drop_queue "SELECT workqueue.drop_queue('cq3', true)"
+
+# --- a hot queue on a shard of its own -------------------------------------
+
+n_before=$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'cq1'")
+is "$(qerr "SET client_min_messages = warning;
+            SELECT isolate_tenant_to_new_shard('workqueue.item', 'cq1', 'CASCADE', shard_transfer_mode => 'block_writes')")" "" \
+   "isolate_tenant_to_new_shard() for queue cq1 (with its events, fetches, fences)"
+is "$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'cq1'")" "$n_before" "... keeps its items"
+is "$(q "SELECT count(*) FROM pg_dist_shard s WHERE s.logicalrelid = 'workqueue.item'::regclass
+           AND s.shardid = get_shard_id_for_distribution_column('workqueue.item', 'cq1')
+           AND s.shardminvalue = s.shardmaxvalue")" 1 "... in a shard of its own"
 
 # --- row-level security: direct reads by a scoped role ----------------------
 
