@@ -22,7 +22,7 @@ base=${CITUS_DATA:-/tmp/wq-citus-${ports[0]}}
 bin=$prefix/usr/lib/postgresql/15/bin
 sock=$base/sock
 
-as_pg() { su postgres -s /bin/sh -c "$*"; }
+as_pg() { (cd / && su postgres -s /bin/sh -c "$*"); }   # (from a cwd postgres may not enter)
 sql() {     # sql PORT SQL...
     local port=$1; shift
     local args=()
