@@ -193,7 +193,14 @@ is "$(qerr "SET ROLE wq_citus_agent; SELECT count(*) FROM workqueue.item")" "" \
    "a scoped role reads item directly (policy in function form)"
 is "$(q "SET ROLE wq_citus_agent; SELECT count(*) FILTER (WHERE id = $id1) || ' ' || count(*) FILTER (WHERE id = $id2)
            FROM workqueue.item WHERE queue = 'cq1'")" "0 1" "... and sees the item of its scope only"
+q "INSERT INTO workqueue.item_event (queue, item_id, actor, kind)
+   VALUES ('cq1', $id1, 'test', 'comment'), ('cq1', $id2, 'test', 'comment')" >/dev/null
 is "$(q "SET ROLE wq_citus_agent; SELECT count(*) FROM workqueue.item_event WHERE queue = 'cq1' AND item_id = $id1")" 0 \
    "... and not the events of an item it cannot see"
+is "$(q "SET ROLE wq_citus_agent; SELECT count(*) > 0 FROM workqueue.item_event WHERE queue = 'cq1' AND item_id = $id2")" t \
+   "... but those of an item it can see"
+is "$(q "SET ROLE wq_citus_agent; SELECT count(*) FROM workqueue.item_event e
+           WHERE e.item_id IN ($id1, $id2) AND e.item_id = $id1")" 0 \
+   "... also when the read spans every shard"
 
 finish
