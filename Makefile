@@ -17,12 +17,14 @@ PGFILEDESC   = "workqueue - work queues, workflows, sync and SLA inside PostgreS
 # change, objects that go) followed by SQL_DEFS, so that every function of a
 # database that upgraded is the one in src/.
 SQL_TABLES   = src/core/tables.sql src/workflow/tables.sql src/queue/tables.sql \
-               src/sla/tables.sql src/sync/tables.sql src/fetch/tables.sql
+               src/sla/tables.sql src/sync/tables.sql src/fetch/tables.sql \
+               src/scale/tables.sql
 SQL_DEFS     = src/core/privileges.sql src/core/scopes.sql \
                src/workflow/workflow.sql src/workflow/assignment.sql \
                src/queue/queue.sql \
                src/sla/calendar.sql src/sla/sla.sql \
                src/sync/sync.sql src/fetch/fetch.sql src/worker/worker.sql \
+               src/scale/scale.sql \
                src/core/grants.sql
 UPGRADES     = $(patsubst sql/upgrade/%.sql,sql/$(EXTENSION)--%.sql,$(wildcard sql/upgrade/*--$(EXTVERSION).sql))
 DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)

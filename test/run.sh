@@ -5,6 +5,12 @@
 #                            cluster and run the demo (test/demo.sql)
 #   bash test/run.sh check   the same set-up, then every test suite
 #   bash test/run.sh bench   the same set-up, then every benchmark in bench/
+#   bash test/run.sh citus   the same set-up, then Citus 13.2.2 built from
+#                            ../shared/vendor (test/citus/build.sh), a
+#                            coordinator and two workers on loopback
+#                            (test/citus/cluster.sh, ports CITUS_PORTS,
+#                            default 5610-5612) and every test/citus/*.sh
+#                            suite against them (doc/scale-out.md)
 #
 # Must run as root (it installs Debian packages and uses pg_virtualenv, which
 # creates and destroys a PostgreSQL 15 cluster with
@@ -13,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-check}
-case $mode in demo|check|bench) ;; *) echo "usage: bash test/run.sh demo|check|bench" >&2; exit 2 ;; esac
+case $mode in demo|check|bench|citus) ;; *) echo "usage: bash test/run.sh demo|check|bench|citus" >&2; exit 2 ;; esac
 
 if [[ $(id -u) != 0 ]]; then
     echo "test/run.sh: run as root (it installs packages and creates a throw-away cluster)" >&2
@@ -43,10 +49,14 @@ if grep -q 'warning:' /tmp/workqueue-build.log; then
     echo "build produced compiler warnings" >&2
     exit 1
 fi
-make -s install >/dev/null
+# (citus mode on a shared machine: CITUS_PREFIX names a private copy of the
+# PostgreSQL tree to install workqueue and Citus into instead of the system's)
+prefix=
+[[ $mode == citus ]] && prefix=${CITUS_PREFIX:-}
+make -s install DESTDIR="$prefix" >/dev/null
 # The released 0.5 install script, a test fixture: test/scripts/upgrade.sh and
 # the pg_regress test "upgrade" install 0.5 and update it to this version.
-install -m 644 test/upgrade/workqueue--0.5.sql "$(pg_config --sharedir)/extension/"
+install -m 644 test/upgrade/workqueue--0.5.sql "$prefix$(pg_config --sharedir)/extension/"
 
 # 3. A throw-away cluster, destroyed when the command inside returns.
 echo "== starting a throw-away PostgreSQL 15 cluster"
@@ -55,6 +65,31 @@ echo "== starting a throw-away PostgreSQL 15 cluster"
 if ! su postgres -s /bin/sh -c 'test -x /'; then
     echo "   (making / traversable for the postgres user)"
     chmod go+rx /
+fi
+if [[ $mode == citus ]]; then
+    DESTDIR=$prefix bash test/citus/build.sh
+    export CITUS_PREFIX=$prefix
+    trap 'bash test/citus/cluster.sh stop' EXIT
+    bash test/citus/cluster.sh start
+    eval "$(bash test/citus/cluster.sh env)"
+    passed=0
+    failed=0
+    for t in test/citus/*.sh; do
+        case $t in */build.sh|*/cluster.sh) continue ;; esac
+        echo "== $t"
+        out=$(bash "$t" 2>&1)
+        echo "$out"
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' <<<"$out" | tail -1)
+        if [[ -z $line ]]; then
+            failed=$((failed + 1))
+        else
+            passed=$((passed + ${line%% *}))
+            f=${line#*, }; failed=$((failed + ${f%% *}))
+        fi
+    done
+    echo "$passed passed, $failed failed"
+    [[ $failed == 0 ]]
+    exit
 fi
 exec pg_virtualenv -v 15 \
     -o "shared_preload_libraries=pg_cron,workqueue" \

@@ -113,3 +113,13 @@ CREATE INDEX purge_queue_idx ON workqueue.purge (queue, id);
 CREATE UNIQUE INDEX purge_open_idx ON workqueue.purge (queue) WHERE finished_at IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('workqueue.purge', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workqueue.purge', 'id'), '');
+
+-- Scale-out on Citus (issue 15; src/scale/tables.sql, doc/scale-out.md):
+-- whether workqueue.distribute() has distributed this install.
+CREATE TABLE workqueue.scale_state (
+    one        bool PRIMARY KEY DEFAULT true CHECK (one),
+    mode       text NOT NULL DEFAULT 'single' CHECK (mode IN ('single', 'citus')),
+    changed_at timestamptz,
+    changed_by text
+);
+INSERT INTO workqueue.scale_state DEFAULT VALUES;

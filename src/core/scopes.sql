@@ -111,27 +111,65 @@ $$;
 -- superusers, the owner and SECURITY DEFINER functions are exempt.  (Policies
 -- are dropped and created again, so that an upgrade, which runs this file
 -- again, leaves exactly these.)
-ALTER TABLE workqueue.item ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS item_by_scope ON workqueue.item;
-CREATE POLICY item_by_scope ON workqueue.item FOR SELECT
-    USING (scope = '{}' OR coalesce(scope && (SELECT workqueue._caller_scopes()), true));
-DROP POLICY IF EXISTS item_admin ON workqueue.item;
-CREATE POLICY item_admin ON workqueue.item FOR SELECT TO workqueue_admin USING (true);
--- What belongs to an item -- its events, fetches and lease fences
--- (src/queue/tables.sql) -- is visible exactly when the item is; the same
--- two policies on each of those tables.
-DO $$
+--
+-- Their form depends on the layout (workqueue.scale_state, src/scale/):
+-- on one node a sub-select reads the caller's scopes once per statement and
+-- what belongs to an item is visible when a sub-select finds the item.
+-- Citus refuses sub-selects in policies of distributed tables ("Subqueries
+-- are not supported in policies on distributed tables"), so a distributed
+-- install calls functions instead, which read scope_grant (a reference table)
+-- and item from inside a shard's query: Citus refuses that too unless the
+-- function allows nested distributed execution, which it does for these
+-- reads: scope_grant has a copy on every node and an item is read in its
+-- own queue, i.e. in the co-located shard of the row that asks
+-- (doc/scale-out.md, "Row-level security").
+CREATE OR REPLACE FUNCTION workqueue._item_visible(queue text, item_id bigint) RETURNS boolean
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- as the caller: the item's own policy decides
+    RETURN EXISTS (SELECT 1 FROM workqueue.item i WHERE i.queue = _item_visible.queue AND i.id = _item_visible.item_id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION workqueue._scope_policies() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    citus boolean := EXISTS (SELECT 1 FROM workqueue.scale_state WHERE mode = 'citus');
     t text;
 BEGIN
+    IF citus THEN
+        ALTER FUNCTION workqueue._caller_scopes() SET citus.allow_nested_distributed_execution = on;
+        ALTER FUNCTION workqueue._item_visible(text, bigint) SET citus.allow_nested_distributed_execution = on;
+    END IF;
+    ALTER TABLE workqueue.item ENABLE ROW LEVEL SECURITY;
+    DROP POLICY IF EXISTS item_by_scope ON workqueue.item;
+    IF citus THEN
+        CREATE POLICY item_by_scope ON workqueue.item FOR SELECT USING (workqueue._visible(scope));
+    ELSE
+        CREATE POLICY item_by_scope ON workqueue.item FOR SELECT
+            USING (scope = '{}' OR coalesce(scope && (SELECT workqueue._caller_scopes()), true));
+    END IF;
+    DROP POLICY IF EXISTS item_admin ON workqueue.item;
+    CREATE POLICY item_admin ON workqueue.item FOR SELECT TO workqueue_admin USING (true);
+    -- What belongs to an item -- its events, fetches and lease fences
+    -- (src/queue/tables.sql) -- is visible exactly when the item is; the same
+    -- two policies on each of those tables.
     FOREACH t IN ARRAY ARRAY['item_event', 'fetch', 'lease_fence'] LOOP
         EXECUTE format('ALTER TABLE workqueue.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('DROP POLICY IF EXISTS %I ON workqueue.%I', t || '_by_scope', t);
-        EXECUTE format('CREATE POLICY %I ON workqueue.%I FOR SELECT USING (EXISTS (SELECT 1 FROM workqueue.item i'
-                       ' WHERE i.queue = %I.queue AND i.id = %I.item_id))', t || '_by_scope', t, t, t);
+        IF citus THEN
+            EXECUTE format('CREATE POLICY %I ON workqueue.%I FOR SELECT USING (workqueue._item_visible(queue, item_id))',
+                           t || '_by_scope', t);
+        ELSE
+            EXECUTE format('CREATE POLICY %I ON workqueue.%I FOR SELECT USING (EXISTS (SELECT 1 FROM workqueue.item i'
+                           ' WHERE i.queue = %I.queue AND i.id = %I.item_id))', t || '_by_scope', t, t, t);
+        END IF;
         EXECUTE format('DROP POLICY IF EXISTS %I ON workqueue.%I', t || '_admin', t);
         EXECUTE format('CREATE POLICY %I ON workqueue.%I FOR SELECT TO workqueue_admin USING (true)',
                        t || '_admin', t);
     END LOOP;
 END
 $$;
+
+REVOKE ALL ON FUNCTION workqueue._scope_policies() FROM PUBLIC;
+SELECT workqueue._scope_policies();

@@ -223,6 +223,14 @@ $$;
 
 REVOKE ALL ON FUNCTION workqueue._workflow_version_added() FROM PUBLIC;
 
+-- Not on a distributed install (src/scale/scale.sql): Citus refuses triggers
+-- on reference tables, and a distributed install is restored the Citus way.
 DROP TRIGGER IF EXISTS workflow_version_added ON workqueue.workflow_version;
-CREATE TRIGGER workflow_version_added AFTER INSERT ON workqueue.workflow_version
-    FOR EACH ROW EXECUTE FUNCTION workqueue._workflow_version_added();
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM workqueue.scale_state WHERE mode = 'citus') THEN
+        CREATE TRIGGER workflow_version_added AFTER INSERT ON workqueue.workflow_version
+            FOR EACH ROW EXECUTE FUNCTION workqueue._workflow_version_added();
+    END IF;
+END
+$$;

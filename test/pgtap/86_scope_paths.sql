@@ -95,6 +95,7 @@ INSERT INTO calls VALUES
   ('workqueue._check_actor(text,text)', NULL, NULL, 'a role''s rights'),
   ('workqueue._caller_scopes()', NULL, NULL, 'the caller''s own grants'),
   ('workqueue._visible(text[])', NULL, NULL, 'takes a scope, not an item'),
+  ('workqueue._item_visible(text,bigint)', NULL, NULL, 'runs as the caller: the item''s own policy answers (the policy form of a distributed install)'),
   ('workqueue._check_name(text,text)', NULL, NULL, 'argument check'),
   ('workqueue._check_external_id(text)', NULL, NULL, 'argument check (length only)'),
   ('workqueue._require_nonempty(text,text[])', NULL, NULL, 'argument check'),
