@@ -46,6 +46,7 @@ LoadGrants(WqScopeCheck *check)
 	Datum		args[1] = {ObjectIdGetDatum(check->caller)};
 	bool		isnull;
 	Datum		d;
+	int			nest = WqNestedBegin(); /* on a shard: scope_grant is a reference table */
 
 	fmgr_info_cxt(F_ARRAYOVERLAP, &check->overlap, check->cxt);
 	SPI_connect();
@@ -64,6 +65,7 @@ LoadGrants(WqScopeCheck *check)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	WqNestedEnd(nest);
 	check->loaded = true;
 }
 

@@ -9,17 +9,33 @@
  */
 #include "postgres.h"
 
+#include "executor/spi_priv.h"
 #include "utils/guc.h"
 
 #include "core/spi.h"
+#include "core/workqueue.h"
 
 /*
  * As WqPlan, with SPI_prepare_cursor's options (CURSOR_OPT_CUSTOM_PLAN: plan
  * again for every call's values).
+ *
+ * On a distributed install (WqDistributed) every plan is a custom plan:
+ * Citus routes a statement by the value of its queue, which a generic
+ * plan's parameter does not have ("could not create distributed plan").  A
+ * plan kept before the install was distributed is prepared again.
  */
 SPIPlanPtr
 WqPlanCursor(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
+	if (unlikely(WqDistributed()))
+	{
+		cursor_options = (cursor_options & ~CURSOR_OPT_GENERIC_PLAN) | CURSOR_OPT_CUSTOM_PLAN;
+		if (*slot != NULL && (*slot)->cursor_options != cursor_options)
+		{
+			SPI_freeplan(*slot);
+			*slot = NULL;
+		}
+	}
 	if (*slot == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);

@@ -37,6 +37,11 @@ extern bool WorkqueueActorIsAdmin(const char *actor);
 extern void WorkqueueCheckActor(const char *actor, const char *what);
 extern bool WorkqueueActorAcceptable(const char *actor);
 
+/* scale.c: the layout of this install (src/scale/, doc/scale-out.md) */
+extern bool WqDistributed(void);
+extern int	WqNestedBegin(void);
+extern void WqNestedEnd(int nest);
+
 /* scopes.c: the scope check (an item out of the caller's scopes is not there) */
 typedef struct WqScopeCheck
 {

@@ -93,27 +93,34 @@
  * The usual claim: $1 queue, $2 n, $3 worker, $4 admin, $5 caller, $6 the
  * worker acts as an administrator.  Takes
  * nothing if a lease of the queue has run out.  Returns the items taken, in
- * inbox order.
+ * inbox order.  The rows locked are updated by their key (a column of c)
+ * matched by match: by ctid on one node, by id on Citus, which does not
+ * route a modification by ctid ("Recursively planned distributed
+ * modifications with ctid on where clause are not supported"); with
+ * queue = $1 in every part, the whole statement goes to the queue's shard.
  */
-static const char *const CLAIM_SQL =
-"WITH c AS ("
-"  SELECT i.ctid FROM workqueue.item i"
-"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT
-"     AND NOT EXISTS (SELECT FROM workqueue.item x"
-"                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"
-"   ORDER BY i.priority, i.created_at, i.id"
-"   LIMIT $2"
-"     FOR UPDATE SKIP LOCKED),"
-" u AS ("
-"  UPDATE workqueue.item i"
-"     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
-"    FROM c WHERE i.queue = $1 AND i.ctid = c.ctid"
-"  RETURNING i.*),"
-" e AS ("
-"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
-"  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"
-"    FROM u)"
-" SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
+#define CLAIM_SQL_BY(key, match) \
+"WITH c AS ("\
+"  SELECT i." key " FROM workqueue.item i"\
+"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT\
+"     AND NOT EXISTS (SELECT FROM workqueue.item x"\
+"                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"\
+"   ORDER BY i.priority, i.created_at, i.id"\
+"   LIMIT $2"\
+"     FOR UPDATE SKIP LOCKED),"\
+" u AS ("\
+"  UPDATE workqueue.item i"\
+"     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"\
+"    FROM c WHERE i.queue = $1 AND " match\
+"  RETURNING i.*),"\
+" e AS ("\
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"\
+"  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"\
+"    FROM u)"\
+" SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id"
+
+static const char *const CLAIM_SQL = CLAIM_SQL_BY("ctid", "i.ctid = c.ctid");
+static const char *const CLAIM_CITUS_SQL = CLAIM_SQL_BY("id", "i.id = c.id");
 
 /*
  * The claim when some lease has run out: two scans, each in inbox order and
@@ -176,6 +183,7 @@ static const char *const END_FENCES_SQL =
 "DELETE FROM workqueue.lease_fence f WHERE f.queue = $1 AND f.item_id = ANY ($3) AND f.worker = $2";
 
 static SPIPlanPtr claim_plan;
+static SPIPlanPtr claim_citus_plan;
 static SPIPlanPtr claim_expired_plan;
 static SPIPlanPtr end_fences_plan;
 static SPIPlanPtr queue_plan;
@@ -188,8 +196,8 @@ static SPIPlanPtr queue_plan;
  * row lock (the sweep, a claim that takes an item over, a move, release,
  * an upstream close), so a fence on a taken item was written -- and the
  * table extended -- before the claim could lock the item.  (A table's
- * block count is a local fact: distributed tables need the statement
- * always.)
+ * block count is a local fact, and on Citus this node's table is an empty
+ * shell or one shard of many: EndFences runs the statement always there.)
  */
 static bool
 FencesMayExist(void)
@@ -218,7 +226,7 @@ EndFences(Datum queue, Datum worker, SPITupleTable *tt, uint64 taken)
 	Datum	   *ids;
 	int			idcol;
 
-	if (taken == 0 || !FencesMayExist())
+	if (taken == 0 || (!WqDistributed() && !FencesMayExist()))
 		return;
 	idcol = SPI_fnumber(tt->tupdesc, "id");
 	if (idcol <= 0)
@@ -325,7 +333,10 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	args[4] = ObjectIdGetDatum(GetOuterUserId());
 	args[5] = BoolGetDatum(WorkqueueActorIsAdmin(worker));
 
-	taken = RunClaim(&claim_plan, CLAIM_SQL, args);
+	if (unlikely(WqDistributed()))
+		taken = RunClaim(&claim_citus_plan, CLAIM_CITUS_SQL, args);
+	else
+		taken = RunClaim(&claim_plan, CLAIM_SQL, args);
 	if (taken == 0)
 	{
 		/* a lease has run out, or nothing is open, or there is no such queue */

@@ -985,6 +985,7 @@ workqueue_may_claim(PG_FUNCTION_ARGS)
 		MemoryContext old;
 		char	   *role = NULL;
 		bool		member = false;
+		int			nest = WqNestedBegin(); /* on a shard: reads reference tables */
 
 		SPI_connect();
 		wf = WorkflowGet(wfname, version);
@@ -1006,6 +1007,7 @@ workqueue_may_claim(PG_FUNCTION_ARGS)
 		memo->steps = lappend(memo->steps, found);
 		MemoryContextSwitchTo(old);
 		SPI_finish();
+		WqNestedEnd(nest);
 	}
 	if (found->role == NULL || found->member)
 		PG_RETURN_BOOL(true);
