@@ -715,13 +715,28 @@ BEGIN
 END
 $$;
 
+-- On a distributed install (workqueue.scale_state) an id names no queue, so
+-- no shard: the items are read from every shard at once (id = ANY, planned
+-- for the call's array: Citus cannot route a generic plan's parameter) and
+-- put in the caller's order on the coordinator.
 CREATE OR REPLACE FUNCTION workqueue.get_items(ids bigint[]) RETURNS SETOF workqueue.item
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT i.* FROM unnest(ids) WITH ORDINALITY AS x(id, ord)
-      JOIN workqueue.item i ON i.id = x.id
-     CROSS JOIN (SELECT workqueue._caller_scopes() AS scopes) c
-     WHERE i.scope = '{}' OR c.scopes IS NULL OR i.scope && c.scopes
-     ORDER BY x.ord
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM workqueue.scale_state WHERE mode = 'citus') THEN
+        RETURN QUERY EXECUTE
+            'SELECT i.* FROM unnest($1) WITH ORDINALITY AS x(id, ord)
+               JOIN (SELECT * FROM workqueue.item WHERE id = ANY ($1)) i ON i.id = x.id
+              WHERE i.scope = ''{}'' OR $2 IS NULL OR i.scope && $2
+              ORDER BY x.ord'
+            USING get_items.ids, workqueue._caller_scopes();
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT i.* FROM unnest(get_items.ids) WITH ORDINALITY AS x(id, ord)
+                   JOIN workqueue.item i ON i.id = x.id
+                  CROSS JOIN (SELECT workqueue._caller_scopes() AS scopes) c
+                  WHERE i.scope = '{}' OR c.scopes IS NULL OR i.scope && c.scopes
+                  ORDER BY x.ord;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION workqueue.get_items_by_external(queue text, external_ids text[]) RETURNS SETOF workqueue.item

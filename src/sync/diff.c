@@ -589,9 +589,106 @@ SyncOpenItemIndex(Relation *heap, Relation *index)
 }
 
 /*
+ * SyncFindItems on a distributed install, where this node's heap and index
+ * of workqueue.item are an empty shell (or one shard of many): the ids
+ * still missing are looked up with "SELECT * FROM workqueue.item WHERE
+ * queue = $1 AND external_id = ANY ($2)", which Citus routes to the shard of
+ * the queue, read through a cursor in batches; each row found is handed to
+ * found in a slot of the table's row type.  The statement reads with a
+ * snapshot of its own, taken when it starts (a new one in READ COMMITTED,
+ * as the caller's snap).
+ */
+static void
+FindItemsByQuery(SyncIdSet *set, text *queue, SyncFoundFn found, void *arg)
+{
+	static SPIPlanPtr rows_plan;
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		args[2];
+	Datum	   *ids = palloc(sizeof(Datum) * set->pending);
+	int			nids = 0;
+	Relation	heap;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	Portal		portal;
+
+	/* the ids still missing, from the set's slots */
+	for (uint64 i = 0; i <= set->mask; i++)
+	{
+		const char *s;
+		int			len;
+
+		if (set->slots[i].ref == 0 || !BIT_TEST(set->missing, set->slots[i].ref - 1))
+			continue;
+		IdGet(set, set->slots[i].ref - 1, &s, &len);
+		ids[nids++] = PointerGetDatum(cstring_to_text_with_len(s, len));
+	}
+	args[0] = PointerGetDatum(queue);
+	args[1] = PointerGetDatum(construct_array(ids, nids, TEXTOID, -1, false, TYPALIGN_INT));
+
+	heap = table_open(get_relname_relid("item", get_namespace_oid("workqueue", false)), AccessShareLock);
+	desc = RelationGetDescr(heap);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+
+	SPI_connect();
+	portal = SPI_cursor_open(NULL,
+							 WqPlan(&rows_plan,
+									"SELECT * FROM workqueue.item WHERE queue = $1 AND external_id = ANY ($2)",
+									2, types),
+							 args, NULL, false);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed && set->pending > 0; r++)
+		{
+			HeapTuple	row = SPI_tuptable->vals[r];
+			TupleDesc	rowdesc = SPI_tuptable->tupdesc;
+			int			col = 0;
+			int			eid = 0;
+			IdSlot	   *hit;
+			text	   *t;
+
+			/* SELECT * has the table's columns in order, but the dropped ones */
+			ExecClearTuple(slot);
+			for (int a = 0; a < desc->natts; a++)
+			{
+				if (TupleDescAttr(desc, a)->attisdropped)
+				{
+					slot->tts_values[a] = (Datum) 0;
+					slot->tts_isnull[a] = true;
+					continue;
+				}
+				if (++col > rowdesc->natts)
+					elog(ERROR, "rows read do not match the row type of workqueue.item");
+				slot->tts_values[a] = SPI_getbinval(row, rowdesc, col, &slot->tts_isnull[a]);
+				if (strcmp(NameStr(TupleDescAttr(desc, a)->attname), "external_id") == 0)
+					eid = a;
+			}
+			ExecStoreVirtualTuple(slot);
+			if (slot->tts_isnull[eid])
+				continue;
+			t = DatumGetTextPP(slot->tts_values[eid]);
+			hit = IdSetProbe(set, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+							 IdHash(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)));
+			if (hit->ref != 0 && BIT_TEST(set->missing, hit->ref - 1))
+				Found(set, hit->ref - 1, slot, found, arg);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		if (set->pending == 0)
+			break;
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, AccessShareLock);
+}
+
+/*
  * Finds the items of the queue whose external ids are in the set, as seen
  * by snap, and clears their marks.  With a callback, also reads each such
- * item's row and calls found(arg, index, slot) with it.
+ * item's row and calls found(arg, index, slot) with it.  On a distributed
+ * install, through SQL (FindItemsByQuery).
  */
 void
 SyncFindItems(SyncIdSet *set, text *queue, Snapshot snap, SyncFoundFn found, void *arg)
@@ -605,6 +702,11 @@ SyncFindItems(SyncIdSet *set, text *queue, Snapshot snap, SyncFoundFn found, voi
 
 	if (set->pending == 0)
 		return;
+	if (unlikely(WqDistributed()))
+	{
+		FindItemsByQuery(set, queue, found, arg);
+		return;
+	}
 	SyncOpenItemIndex(&heap, &index);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(queue));

@@ -160,12 +160,51 @@ static const char *const UPDATE_SQL =
 ")"
 "SELECT count(*) FROM upd";
 
+/*
+ * UPDATE_SQL on a distributed install, in two statements: Citus plans a
+ * statement with an INSERT in a CTE in pieces (one per CTE, passing rows
+ * between them through the coordinator) and failed on the pieces of
+ * UPDATE_SQL ("invalid input syntax for type bigint: \"PGCOPY\"").  The
+ * same parameters; returns the updated items' ids, steps and event
+ * payloads, and UPDATE_EVENTS_SQL ($1 queue, $2 actor, $3-$5 those columns)
+ * writes their "synced" events.  Both name the queue, and both go to its
+ * shard, in the same transaction.
+ */
+static const char *const UPDATE_CITUS_SQL =
+"WITH lk AS ("
+"    SELECT i.id, i.step, i.data AS old_data, i.priority AS old_priority,"
+"           c.data AS new_data, c.priority AS new_priority"
+"      FROM (SELECT unnest($4::int8[]) AS id, unnest($5::int2[]) AS priority,"
+"                   unnest($6::jsonb[]) AS data) AS c"
+"      JOIN workqueue.item i ON i.queue = $1 AND i.id = c.id"
+"     ORDER BY i.id"
+"       FOR NO KEY UPDATE OF i"
+"), upd AS ("
+"    UPDATE workqueue.item i"
+"       SET data = lk.new_data, priority = coalesce(lk.new_priority, i.priority),"
+"           source = coalesce(i.source, $2), last_seen_at = now(), updated_at = now()"
+"      FROM lk"
+"     WHERE i.queue = $1 AND i.id = lk.id"
+"       AND (lk.old_data <> lk.new_data OR coalesce(lk.old_priority <> lk.new_priority, false))"
+"    RETURNING i.id, i.step, lk.old_data, lk.new_data, lk.old_priority, lk.new_priority"
+")"
+"SELECT upd.id, upd.step,"
+"       workqueue._sync_payload(upd.old_data, upd.new_data, upd.old_priority, upd.new_priority)"
+"  FROM upd ORDER BY upd.id";
+
+static const char *const UPDATE_EVENTS_SQL =
+"INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+"SELECT $1, e.id, $2, 'synced', e.step, e.step, e.payload"
+"  FROM unnest($3::int8[], $4::text[], $5::jsonb[]) AS e(id, step, payload)";
+
 /* the types of $1 to $6 of UPDATE_SQL */
 static Oid	update_types[UPDATE_NARGS] = {TEXTOID, TEXTOID, TEXTOID,
 INT8ARRAYOID, INT2ARRAYOID, JSONBARRAYOID};
 
 static SPIPlanPtr actor_plan;
 static SPIPlanPtr update_plan;
+static SPIPlanPtr update_citus_plan;
+static SPIPlanPtr update_events_plan;
 
 /*
  * external_id of element pos: a string as it is, a number in its text form.
@@ -587,6 +626,56 @@ PriorityArray(SyncItem *items, int *pos, int n)
 }
 
 /*
+ * The changed items' update on a distributed install: UPDATE_CITUS_SQL,
+ * then UPDATE_EVENTS_SQL with what it returned.  args and nulls as
+ * UPDATE_SQL's; returns the number of items updated.
+ */
+static int64
+UpdateDistributed(Datum *args, char *nulls)
+{
+	static Oid	event_types[5] = {TEXTOID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
+	Datum		evargs[5];
+	Datum	   *cols[3];
+	uint64		n;
+	SPITupleTable *tt;
+
+	if (SPI_execute_plan(WqPlanCursor(&update_citus_plan, UPDATE_CITUS_SQL, UPDATE_NARGS, update_types,
+									  CURSOR_OPT_CUSTOM_PLAN),
+						 args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not update items");
+	n = SPI_processed;
+	tt = SPI_tuptable;
+	if (n == 0)
+	{
+		SPI_freetuptable(tt);
+		return 0;
+	}
+	for (int c = 0; c < 3; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * n);
+		for (uint64 r = 0; r < n; r++)
+		{
+			bool		isnull;
+
+			cols[c][r] = SPI_getbinval(tt->vals[r], tt->tupdesc, c + 1, &isnull);
+			if (isnull)
+				elog(ERROR, "an updated item has no %s", c == 0 ? "id" : c == 1 ? "step" : "event payload");
+		}
+	}
+	evargs[0] = args[0];
+	evargs[1] = args[2];
+	evargs[2] = PointerGetDatum(construct_array(cols[0], (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	evargs[3] = PointerGetDatum(construct_array(cols[1], (int) n, TEXTOID, -1, false, TYPALIGN_INT));
+	evargs[4] = PointerGetDatum(construct_array(cols[2], (int) n, JSONBOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_plan(WqPlanCursor(&update_events_plan, UPDATE_EVENTS_SQL, 5, event_types,
+									  CURSOR_OPT_CUSTOM_PLAN),
+						 evargs, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write the events of updated items");
+	SPI_freetuptable(tt);
+	return (int64) n;
+}
+
+/*
  * Writes what ClassifyRecords found -- the changed items (UPDATE_SQL), then
  * the new ones (the insert path) -- and fills *res.  args holds $1-$3 of
  * UPDATE_SQL; newitems are the items as the insert path reads them.
@@ -610,12 +699,18 @@ RunPass(SyncItem *items, const NewItem *newitems, Classified *c, text *queue, co
 		args[3] = PointerGetDatum(construct_array(ids, c->nch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[4] = PriorityArray(items, c->chpos, c->nch);
 		args[5] = VarlenaArray(items, c->chpos, c->nch, true);
-		if (SPI_execute_plan(WqPlanCursor(&update_plan, UPDATE_SQL, UPDATE_NARGS, update_types,
-										  CURSOR_OPT_CUSTOM_PLAN),
-							 args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not update items");
-		res->updated = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		SPI_freetuptable(SPI_tuptable);
+		if (unlikely(WqDistributed()))
+			res->updated = UpdateDistributed(args, nulls);
+		else
+		{
+			if (SPI_execute_plan(WqPlanCursor(&update_plan, UPDATE_SQL, UPDATE_NARGS, update_types,
+											  CURSOR_OPT_CUSTOM_PLAN),
+								 args, nulls, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not update items");
+			res->updated = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+													   &isnull));
+			SPI_freetuptable(SPI_tuptable);
+		}
 		pfree(ids);
 	}
 
