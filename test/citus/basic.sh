@@ -15,17 +15,12 @@ read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_C
 
 # name -> the start of the error it gives on a distributed install today
 declare -A KNOWN_FAILING=(
-    [add]="could not create distributed plan"
-    [add_many]="could not create distributed plan"
-    [upsert_items]="could not create distributed plan"
-    [claim]="could not create distributed plan"
     [extend_lease]="could not run distributed query with FOR UPDATE/SHARE commands"
     [release]="could not run distributed query with FOR UPDATE/SHARE commands"
     [comment]="could not run distributed query with FOR UPDATE/SHARE commands"
     [update_fields]="could not run distributed query with FOR UPDATE/SHARE commands"
     [transition]="could not create distributed plan"
     [transition_many]="could not create distributed plan"
-    [get_items]="could not create distributed plan"
     [set_scope]="correlated subqueries are not supported when the FROM clause contains a set returning function"
     [create_calendar]="subqueries are not supported within INSERT queries"
     [enqueue_fetch]="could not run distributed query with FOR UPDATE/SHARE commands"
