@@ -69,8 +69,17 @@ BEGIN
     IF _item_for_update.id IS NULL THEN
         RAISE EXCEPTION 'item id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT * INTO it FROM workqueue.item
-     WHERE item.id = _item_for_update.id AND workqueue._visible(item.scope) FOR UPDATE;
+    IF workqueue._citus() THEN
+        -- distributed: the item's queue first (a read of every shard), then
+        -- the lock in its shard (a row lock needs the queue named)
+        SELECT item.queue INTO it.queue FROM workqueue.item WHERE item.id = _item_for_update.id;
+        SELECT * INTO it FROM workqueue.item
+         WHERE item.queue = it.queue AND item.id = _item_for_update.id AND workqueue._visible(item.scope)
+           FOR UPDATE;
+    ELSE
+        SELECT * INTO it FROM workqueue.item
+         WHERE item.id = _item_for_update.id AND workqueue._visible(item.scope) FOR UPDATE;
+    END IF;
     IF NOT FOUND THEN
         PERFORM workqueue._raise_no_item(_item_for_update.id);
     END IF;
