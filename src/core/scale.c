@@ -7,8 +7,11 @@
  * single-node install asks a static after the first call.  distribute()
  * changes the tables (the foreign keys of workqueue.item are dropped and
  * added, the table is distributed), on the coordinator and on every
- * worker, which invalidates item's relcache entry in every backend: the
- * callback below then forgets the mode, and the next call reads it again.
+ * worker, which invalidates item's relcache entry in every backend, and
+ * writes scale_state, whose statement trigger (src/scale/mode.c) does the
+ * same for scale_state: the callback below then forgets the mode, and the
+ * next call reads it again.  This is the one cache of the mode: SQL asks
+ * it through workqueue._citus().
  *
  * The write path chooses its statements by the mode: a Citus install runs
  * statements that Citus routes to the shard of one queue, and plans them
@@ -34,14 +37,22 @@ typedef enum WqMode
 } WqMode;
 
 static WqMode mode = WQ_MODE_UNKNOWN;
-static Oid	item_relid = InvalidOid;	/* whose invalidation forgets the mode */
+static Oid	item_relid = InvalidOid;	/* whose invalidations forget the mode */
+static Oid	state_relid = InvalidOid;
 static bool callback_registered = false;
 
 static void
 ForgetMode(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == item_relid)
+	if (relid == InvalidOid || relid == item_relid || relid == state_relid)
 		mode = WQ_MODE_UNKNOWN;
+}
+
+/* Forgets the mode in this backend (the trigger on scale_state, src/scale/mode.c). */
+void
+WqForgetMode(void)
+{
+	mode = WQ_MODE_UNKNOWN;
 }
 
 /*
@@ -68,6 +79,7 @@ WqDistributed(void)
 	nsp = get_namespace_oid("workqueue", true);
 	item_relid = OidIsValid(nsp) ? get_relname_relid("item", nsp) : InvalidOid;
 	relid = OidIsValid(nsp) ? get_relname_relid("scale_state", nsp) : InvalidOid;
+	state_relid = relid;
 	if (!OidIsValid(relid))
 		return false;			/* not kept: asked again next time */
 

@@ -39,6 +39,7 @@ extern bool WorkqueueActorAcceptable(const char *actor);
 
 /* scale.c: the layout of this install (src/scale/, doc/scale-out.md) */
 extern bool WqDistributed(void);
+extern void WqForgetMode(void);
 extern int	WqNestedBegin(void);
 extern void WqNestedEnd(int nest);
 

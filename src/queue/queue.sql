@@ -69,8 +69,24 @@ BEGIN
     IF _item_for_update.id IS NULL THEN
         RAISE EXCEPTION 'item id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT * INTO it FROM workqueue.item
-     WHERE item.id = _item_for_update.id AND workqueue._visible(item.scope) FOR UPDATE;
+    IF workqueue._citus() THEN
+        -- distributed: the item's queue first (a read of every shard), then
+        -- the lock in its shard (a row lock needs the queue named).  The
+        -- scope is judged here, on the coordinator, before and after the
+        -- lock: in the shard's query it would be judged as the user Citus
+        -- connects to the worker as.
+        SELECT item.queue, item.scope INTO it.queue, it.scope FROM workqueue.item WHERE item.id = _item_for_update.id;
+        IF FOUND AND workqueue._visible(it.scope) THEN
+            SELECT * INTO it FROM workqueue.item
+             WHERE item.queue = it.queue AND item.id = _item_for_update.id FOR UPDATE;
+        END IF;
+        IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN
+            PERFORM workqueue._raise_no_item(_item_for_update.id);
+        END IF;
+    ELSE
+        SELECT * INTO it FROM workqueue.item
+         WHERE item.id = _item_for_update.id AND workqueue._visible(item.scope) FOR UPDATE;
+    END IF;
     IF NOT FOUND THEN
         PERFORM workqueue._raise_no_item(_item_for_update.id);
     END IF;
@@ -619,8 +635,15 @@ BEGIN
                   HINT = 'Extend by less, and again before the lease runs out; an administrator can raise the '
                          'maximum with workqueue.alter_queue(queue, ''{"max_lease": "2 days"}'').';
     END IF;
-    UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
-     WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    IF workqueue._citus() THEN
+        -- (Citus calls no now() next to a column: the row is locked, so its
+        -- lease is it.lease_until)
+        UPDATE workqueue.item SET lease_until = greatest(it.lease_until, now()) + extend_lease.by, updated_at = now()
+         WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    ELSE
+        UPDATE workqueue.item SET lease_until = greatest(lease_until, now()) + extend_lease.by, updated_at = now()
+         WHERE queue = it.queue AND id = it.id RETURNING * INTO it;
+    END IF;
     -- the new end of the lease is in the audit trail (fencing is judged by it)
     PERFORM workqueue._event(it.queue, it.id, extend_lease.worker, 'lease_extended', it.step, it.step,
                              jsonb_build_object('lease_until', it.lease_until));

@@ -14,6 +14,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -28,8 +29,31 @@
 #include "worker/xact.h"
 
 /*
+ * Is this node a Citus worker (its group is not the coordinator's, 0)?
+ * Its copy of the extension's tables holds no items -- they are in shards,
+ * written through the coordinator (doc/scale-out.md) -- so the workers run
+ * on the coordinator only.  Needs a transaction.
+ */
+static bool
+CitusWorkerNode(void)
+{
+	bool		worker = false;
+
+	if (!OidIsValid(get_relname_relid("pg_dist_local_group", PG_CATALOG_NAMESPACE)))
+		return false;			/* no Citus here */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_dist_local_group WHERE groupid > 0", true, 1) == SPI_OK_SELECT)
+		worker = SPI_processed > 0;
+	SPI_finish();
+	PopActiveSnapshot();
+	return worker;
+}
+
+/*
  * The OID of the extension if it is installed here at a version that has
- * this table, else InvalidOid.  A new OID means the extension was dropped
+ * this table, else InvalidOid -- also on a Citus worker node, where the
+ * background workers idle as without the extension (CitusWorkerNode).  A new OID means the extension was dropped
  * and created again.  Looks in a transaction of its own, and returns in the
  * caller's memory context (committing switches to TopMemoryContext).
  */
@@ -46,7 +70,7 @@ WorkerExtensionOid(const char *table)
 	if (OidIsValid(ext))
 	{
 		nsp = get_namespace_oid("workqueue", true);
-		if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(table, nsp)))
+		if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(table, nsp)) || CitusWorkerNode())
 			ext = InvalidOid;
 	}
 	CommitTransactionCommand();

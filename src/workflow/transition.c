@@ -34,6 +34,7 @@
  * every statement that waits to lock several items.
  */
 #include "postgres.h"
+#include "access/xact.h"
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -94,18 +95,18 @@ typedef struct ItemState
  * batch; MOVE_ONE_SQL returns the row as it is and joins its one item (o is
  * m).
  */
-#define MOVE_WITH(returning, o, events_from) \
+#define MOVE_WITH(shard, now, returning, o, events_from) \
 "WITH m AS (" \
 "  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[]," \
 "                       $8::text[], $9::text[], $12::bool[], $13::tid[])" \
 "    AS m(queue, id, step, status, old_step, old_status, old_claimed, old_assignee, keep, row_tid))," \
 " u AS (" \
 "  UPDATE workqueue.item i SET step = m.step, status = m.status," \
-"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN now() END," \
+"         resolved_at = CASE WHEN m.status IN ('resolved', 'rejected') THEN " now " END," \
 "         claimed_by = NULL, lease_until = NULL," \
 "         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5," \
 "         updated_at = now()" \
-"    FROM m WHERE i.queue = m.queue AND i.ctid = m.row_tid" \
+"    FROM m WHERE " shard "i.queue = m.queue AND i.ctid = m.row_tid" \
 "  RETURNING " returning ")," \
 " e AS (" \
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)" \
@@ -118,10 +119,23 @@ typedef struct ItemState
 "  RETURNING id)"
 
 static const char *const MOVE_SQL =
-MOVE_WITH("i.queue, i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee",
+MOVE_WITH("", "now()", "i.queue, i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee",
 		  "u", "u") " SELECT count(*) FROM e";
 static const char *const MOVE_ONE_SQL =
-MOVE_WITH("i.*", "m", "u JOIN m ON m.queue = u.queue AND m.id = u.id") " SELECT u.* FROM u";
+MOVE_WITH("", "now()", "i.*", "m", "u JOIN m ON m.queue = u.queue AND m.id = u.id") " SELECT u.* FROM u";
+
+/*
+ * On a distributed install (Citus, doc/scale-out.md) a batch is the items
+ * of one queue, and every statement on items names it ($14 here), so that
+ * it runs in that queue's shard; these statements are planned for each
+ * call's values (custom plans), which Citus routes.  Citus allows no
+ * now() in a CASE: $15 is the transaction's start (what now() is).  There
+ * is no MOVE_ONE_SQL (Citus cannot plan its join of u and m with a ctid
+ * condition): transition() reads the moved item back.
+ */
+static const char *const MOVE_CITUS_SQL =
+MOVE_WITH("i.queue = $14 AND ", "$15", "i.queue, i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee",
+		  "u", "u") " SELECT count(*) FROM e";
 
 /*
  * Fences the holders of claims whose lease ran out that a batch ends (a
@@ -143,6 +157,20 @@ static SPIPlanPtr fence_insert_plan;
 static SPIPlanPtr result_plan;
 static SPIPlanPtr on_enter_plan;
 static SPIPlanPtr after_enter_plan;
+static int	CompareInt64(const void *a, const void *b);
+static SPIPlanPtr citus_queues_plan;
+static SPIPlanPtr citus_lock_plan;
+static SPIPlanPtr citus_fence_plan;
+static SPIPlanPtr citus_move_plan;
+static SPIPlanPtr citus_result_plan;
+static SPIPlanPtr citus_on_enter_plan;
+
+/* A plan made again for each call's values, kept: what Citus can route. */
+static SPIPlanPtr
+CustomPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	return WqPlanCursor(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+}
 
 /*
  * The columns FillItem reads.  The twelfth is workqueue._visible(scope)
@@ -249,12 +277,16 @@ TextArrayOf(char **values, int n, bool *nulls)
 static void
 ReadFences(ItemState *items, int n, const char *actor, bool read_only)
 {
+	static const char *const fences_sql =
+		"SELECT x.ord, f.lease_until FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS x(q, i, ord) "
+		"JOIN workqueue.lease_fence f ON f.queue = x.q AND f.item_id = x.i AND f.worker = $3";
+	bool		citus = WqDistributed();
 	char	  **queues = palloc(sizeof(char *) * n);
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	int		   *which = palloc(sizeof(int) * n);
 	int			m = 0;
-	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, TEXTOID};
-	Datum		args[3];
+	Oid			types[4] = {TEXTARRAYOID, INT8ARRAYOID, TEXTOID, TEXTOID};
+	Datum		args[4];
 
 	for (int i = 0; i < n; i++)
 		if (!items[i].lease_live && !IsDone(&items[i]))
@@ -268,10 +300,11 @@ ReadFences(ItemState *items, int n, const char *actor, bool read_only)
 	args[0] = TextArrayOf(queues, m, NULL);
 	args[1] = PointerGetDatum(construct_array(ids, m, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = CStringGetTextDatum(actor);
-	if (SPI_execute_plan(WqPlan(&fence_plan,
-								"SELECT x.ord, f.lease_until FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS x(q, i, ord) "
-								"JOIN workqueue.lease_fence f ON f.queue = x.q AND f.item_id = x.i AND f.worker = $3",
-								3, types), args, NULL, read_only, 0) != SPI_OK_SELECT)
+	/* distributed: the items are of one queue (LockItems, ReadItem) */
+	args[3] = CStringGetTextDatum(queues[0]);
+	if (SPI_execute_plan(citus ? CustomPlan(&citus_fence_plan, psprintf("%s WHERE f.queue = $4", fences_sql), 4, types)
+						 : WqPlan(&fence_plan, fences_sql, 3, types),
+						 args, NULL, read_only, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the fences of items");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -313,20 +346,31 @@ ReadItem(int64 id, ItemState *it)
  * hidden item is there.
  */
 static ItemState *
-LockItems(int64 *ids, int n)
+LockItems(int64 *ids, int n, const char *queue)
 {
-	Oid			types[3] = {INT8ARRAYOID};
+	Oid			types[4] = {INT8ARRAYOID, InvalidOid, InvalidOid, TEXTOID};
 	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		args[3];
+	Datum		args[4];
+	int			rc;
 	ItemState  *items = palloc0(sizeof(ItemState) * n);
 
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	VisibleArgs(types, args);
-	if (WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1)"
-									   " AND workqueue._scope_visible(scope, $2, $3) ORDER BY id FOR UPDATE",
-									   3, types), args, false, 0, false) != SPI_OK_SELECT)
+	if (queue != NULL)
+	{
+		/* distributed: the items of one queue, in its shard */
+		args[3] = CStringGetTextDatum(queue);
+		rc = SPI_execute_plan(CustomPlan(&citus_lock_plan, ITEM_COLUMNS " WHERE queue = $4 AND id = ANY ($1)"
+										 " AND workqueue._scope_visible(scope, $2, $3) ORDER BY id FOR UPDATE",
+										 4, types), args, NULL, false, 0);
+	}
+	else
+		rc = WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1)"
+											" AND workqueue._scope_visible(scope, $2, $3) ORDER BY id FOR UPDATE",
+											3, types), args, false, 0, false);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not lock items");
 	for (int i = 0, r = 0; i < n; i++)
 	{
@@ -551,13 +595,14 @@ CheckMove(const ItemState *it, const Workflow *wf, const char *tname, Jsonb *pay
  * raises.  ids must be sorted and free of duplicates.  With moved (only
  * for one item), returns the item's row as the move left it in SPI tuple
  * table *moved -- or NULL there if the SLA, assignment or on_enter steps
- * that followed may have changed it.
+ * that followed may have changed it.  queue: NULL, or on a distributed
+ * install the queue of every item of the batch (TransitionGroups).
  */
 static void
-TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char *actor, bool admin,
-				SPITupleTable **moved)
+TransitionBatch(int64 *ids, int n, const char *queue, const char *tname, Jsonb *payload, const char *actor,
+				bool admin, SPITupleTable **moved)
 {
-	ItemState  *items = LockItems(ids, n);
+	ItemState  *items = LockItems(ids, n, queue);
 	List	   *memo = NIL;
 	char	  **queues = palloc(sizeof(char *) * n);
 	char	  **steps = palloc(sizeof(char *) * n);
@@ -630,9 +675,10 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	}
 
 	{
-		Oid			types[13] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID, TIDARRAYOID};
-		Datum		args[13];
+		Oid			types[15] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBOID,
+			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTOID, BOOLARRAYOID, TIDARRAYOID,
+		TEXTOID, TIMESTAMPTZOID};
+		Datum		args[15];
 		bool		isnull;
 		Datum	   *keep = palloc(sizeof(Datum) * n);
 
@@ -653,7 +699,12 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		args[11] = PointerGetDatum(construct_array(keep, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 		args[12] = PointerGetDatum(construct_array(tid_elems, n, TIDOID, sizeof(ItemPointerData), false,
 												   TYPALIGN_SHORT));
-		if (moved != NULL)
+		if (queue != NULL)
+		{
+			args[13] = CStringGetTextDatum(queue);
+			args[14] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		}
+		if (moved != NULL && queue == NULL)
 		{
 			Assert(n == 1);
 			if (WqExecuteIndexed(WqPlanGeneric(&move_one_plan, MOVE_ONE_SQL, 13, types), args, false, 0, false) != SPI_OK_SELECT ||
@@ -664,10 +715,14 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 		}
 		else
 		{
-			if (WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 13, types), args, false, 0, false) != SPI_OK_SELECT ||
+			if ((queue != NULL
+				 ? SPI_execute_plan(CustomPlan(&citus_move_plan, MOVE_CITUS_SQL, 15, types), args, NULL, false, 0)
+				 : WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 13, types), args, false, 0, false)) != SPI_OK_SELECT ||
 				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 				elog(ERROR, "could not move %d items", n);
 			SPI_freetuptable(SPI_tuptable);
+			if (moved != NULL)
+				*moved = NULL;	/* distributed: transition() reads it back */
 		}
 	}
 
@@ -708,18 +763,88 @@ TransitionBatch(int64 *ids, int n, const char *tname, Jsonb *payload, const char
 	 */
 	if (nfetch > 0)
 	{
-		Oid			types[2] = {INT8ARRAYOID, TEXTARRAYOID};
-		Datum		args[2];
+		Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, TEXTOID};
+		Datum		args[3];
+		int			rc;
 
 		args[0] = PointerGetDatum(construct_array(fetch_items, nfetch, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = PointerGetDatum(construct_array(fetch_sources, nfetch, TEXTOID, -1, false, TYPALIGN_INT));
-		if (SPI_execute_plan(WqPlan(&on_enter_plan,
+		if (queue != NULL)
+		{
+			/*
+			 * distributed: the items with an external id are read from the
+			 * queue's shard first, and the fetches queued here (a function
+			 * of the shard's query would run on the worker node)
+			 */
+			args[2] = CStringGetTextDatum(queue);
+			rc = SPI_execute_plan(CustomPlan(&citus_on_enter_plan,
+											 "SELECT count(workqueue._enqueue_fetch(x.i, x.s, true)) FROM unnest($1::int8[], $2::text[]) AS x(i, s) "
+											 "WHERE x.i = ANY (ARRAY(SELECT it.id FROM workqueue.item it "
+											 "WHERE it.queue = $3 AND it.id = ANY ($1) AND it.external_id IS NOT NULL))",
+											 3, types), args, NULL, false, 0);
+		}
+		else
+			rc = SPI_execute_plan(WqPlan(&on_enter_plan,
 									"SELECT count(workqueue._enqueue_fetch(x.i, x.s, true)) FROM unnest($1::int8[], $2::text[]) AS x(i, s) "
 									"JOIN workqueue.item it ON it.id = x.i WHERE it.external_id IS NOT NULL",
-									2, types), args, NULL, false, 0) != SPI_OK_SELECT)
+									2, types), args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not queue the fetches of on_enter");
 		SPI_freetuptable(SPI_tuptable);
 	}
+}
+
+/*
+ * On a distributed install: moves the items of a sorted, duplicate-free id
+ * array queue by queue (a batch per queue, TransitionBatch), in (queue, id)
+ * order, after reading their queues (a read of every shard).  Raises for
+ * the first id that does not exist.  Returns the queue of the first item
+ * (for transition(), which has one).
+ */
+static char *
+TransitionGroups(int64 *ids, int n, const char *tname, Jsonb *payload, const char *actor, bool admin,
+				 SPITupleTable **moved)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum		args[1];
+	int64	   *found;
+	char	  **queues;
+	int			m;
+
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(CustomPlan(&citus_queues_plan,
+									"SELECT queue, id FROM workqueue.item WHERE id = ANY ($1) ORDER BY queue, id",
+									1, types), args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the queues of items");
+	m = (int) SPI_processed;
+	found = palloc(sizeof(int64) * Max(m, 1));
+	queues = palloc(sizeof(char *) * Max(m, 1));
+	for (int r = 0; r < m; r++)
+	{
+		queues[r] = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		found[r] = pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (m < n)
+	{
+		int64	   *sorted = palloc(sizeof(int64) * Max(m, 1));
+
+		memcpy(sorted, found, sizeof(int64) * m);
+		qsort(sorted, m, sizeof(int64), CompareInt64);
+		for (int i = 0; i < n; i++)
+			if (i >= m || sorted[i] != ids[i])
+				NoSuchItem(ids[i]);
+	}
+	for (int start = 0, end; start < m; start = end)
+	{
+		for (end = start + 1; end < m && strcmp(queues[end], queues[start]) == 0; end++)
+			;
+		TransitionBatch(&found[start], end - start, queues[start], tname, payload, actor, admin, moved);
+	}
+	return queues[0];
 }
 
 /*
@@ -781,7 +906,23 @@ workqueue_transition(PG_FUNCTION_ARGS)
 
 	RequireSchema("transition");
 	SPI_connect();
-	TransitionBatch(&id, 1, tname, payload, actor, ActorRights(actor), &moved);
+	if (WqDistributed())
+	{
+		char	   *queue = TransitionGroups(&id, 1, tname, payload, actor, ActorRights(actor), &moved);
+
+		if (moved == NULL)
+		{
+			Oid			ctypes[2] = {INT8OID, TEXTOID};
+			Datum		cargs[2] = {Int64GetDatum(id), CStringGetTextDatum(queue)};
+
+			if (SPI_execute_plan(CustomPlan(&citus_result_plan, "SELECT * FROM workqueue.item WHERE queue = $2 AND id = $1",
+											2, ctypes), cargs, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not read item " INT64_FORMAT " back", id);
+			moved = SPI_tuptable;
+		}
+	}
+	else
+		TransitionBatch(&id, 1, NULL, tname, payload, actor, ActorRights(actor), &moved);
 	if (moved == NULL)
 	{
 		/* the SLA, assignment or on_enter steps may have changed it */
@@ -849,7 +990,10 @@ workqueue_transition_many(PG_FUNCTION_ARGS)
 
 	RequireSchema("transition_many");
 	SPI_connect();
-	TransitionBatch(ids, nids, tname, payload, actor, ActorRights(actor), NULL);
+	if (WqDistributed())
+		(void) TransitionGroups(ids, nids, tname, payload, actor, ActorRights(actor), NULL);
+	else
+		TransitionBatch(ids, nids, NULL, tname, payload, actor, ActorRights(actor), NULL);
 	SPI_finish();
 	PG_RETURN_INT32(nids);
 }
