@@ -1,7 +1,8 @@
 -- Scale-out on Citus (doc/scale-out.md): workqueue.distribute() turns a
 -- single-node install on a Citus coordinator into a distributed one.
 --
---   definition tables  -> reference tables (a copy on every node)
+--   definition tables  -> reference tables (a copy on every node), and the
+--                         retention summaries (purge: a row per pass)
 --   per-item tables    -> distributed by queue, co-located with item
 --   announce_state, scale_state stay local: each node's own state
 --
@@ -72,8 +73,10 @@ CREATE OR REPLACE FUNCTION workqueue.distribute() RETURNS text
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     reference text[] := ARRAY['workflow', 'workflow_version', 'workflow_step', 'role_member', 'role_assignment',
-                              'calendar', 'sla_policy', 'queue', 'source', 'sync_run', 'scope_grant'];
+                              'calendar', 'sla_policy', 'queue', 'source', 'sync_run', 'scope_grant', 'purge'];
     per_item text[] := ARRAY['item', 'item_event', 'fetch', 'lease_fence'];
+    node_local text[] := ARRAY['announce_state', 'scale_state'];
+    unknown text;
     todo text[];
     drops text[] := '{}';
     adds text[] := '{}';
@@ -101,6 +104,23 @@ BEGIN
                   DETAIL = format('This node is in group %s of the cluster.',
                                   (SELECT groupid FROM pg_dist_local_group)),
                   HINT = 'Connect to the coordinator (the node of group 0) and call it there.';
+    END IF;
+
+    -- Every table of the schema has its place: a table added to the
+    -- extension and not to one of the lists above is refused, not left
+    -- local on the coordinator.
+    SELECT string_agg(c.relname, ', ' ORDER BY c.relname) INTO unknown
+      FROM pg_class c
+     WHERE c.relnamespace = 'workqueue'::regnamespace AND c.relkind IN ('r', 'p')
+       AND NOT c.relname = ANY (reference || per_item || node_local)
+       -- (shards, should citus.override_table_visibility be off)
+       AND NOT EXISTS (SELECT 1 FROM pg_dist_shard s
+                        WHERE c.relname ~ '_[0-9]+$' AND s.shardid = substring(c.relname FROM '_([0-9]+)$')::bigint);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'workqueue.distribute() does not know table %', unknown
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Every table of schema workqueue is a reference table, distributed by queue or local to each node.',
+                  HINT = 'Add the table to one of the lists of workqueue.distribute() (src/scale/scale.sql, doc/scale-out.md).';
     END IF;
 
     SELECT array_agg(x ORDER BY o) INTO todo
