@@ -128,6 +128,20 @@ BEGIN
      WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = format('workqueue.%I', x)::regclass);
 
     IF todo IS NOT NULL THEN
+        -- The tables to distribute, locked at once, in the order the writers
+        -- take them (queue, then the per-item tables), and with a deadlock
+        -- check ten seconds late (as the update to 0.6 does): a background
+        -- worker that holds one of them and waits for another -- the
+        -- retention pass updates purge, then reads queue -- is the one that
+        -- gives way (it retries), not distribute().  Locked one by one as
+        -- Citus converts them, that cycle ended distribute() now and then
+        -- with "deadlock detected".
+        PERFORM set_config('deadlock_timeout', '10s', true);
+        EXECUTE 'LOCK TABLE ' || (SELECT string_agg(format('workqueue.%I', x), ', ' ORDER BY
+                                                    array_position(ARRAY['queue', 'item', 'item_event', 'fetch', 'lease_fence', 'purge'], x),
+                                                    array_position(todo, x))
+                                    FROM unnest(todo) x)
+                || ' IN ACCESS EXCLUSIVE MODE';
         -- Foreign keys, policies and the trigger that Citus refuses or would
         -- trip over (see the head of this file), to drop on every node.
         FOR r IN SELECT c.conrelid::regclass AS rel, c.conname, pg_get_constraintdef(c.oid) AS def

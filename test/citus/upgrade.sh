@@ -87,21 +87,32 @@ is "$items_before" "40 820" "40 items in two queues before the update"
 
 # --- 0.6 -> 0.6.1: a column and an index on item ---------------------------
 
+shards=$(q "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'workqueue.item'::regclass")
+
 {
     echo "\\echo Use \"ALTER EXTENSION workqueue UPDATE TO '0.6.1'\" to load this file. \\quit"
     cat <<'STEP'
 -- a test's step (test/citus/upgrade.sh): table changes one statement at a
--- time through workqueue._cluster_command() (sql/upgrade/README.md)
+-- time through workqueue._cluster_command() (sql/upgrade/README.md), after
+-- the locks of the tables it changes, taken at once in the writers' order
+SET LOCAL deadlock_timeout = '10s';
+SELECT workqueue._cluster_command($$LOCK TABLE workqueue.queue, workqueue.item, workqueue.item_event IN ACCESS EXCLUSIVE MODE$$);
 SELECT workqueue._cluster_command($$ALTER TABLE workqueue.item ADD COLUMN probe text NOT NULL DEFAULT 'new'$$);
 SELECT workqueue._cluster_command($$CREATE INDEX item_probe_idx ON workqueue.item (queue, probe)$$);
 SELECT workqueue._cluster_command($$UPDATE workqueue.item SET probe = 'old' WHERE created_at < now()$$);
+-- a new table: on every node, then placed by distribute() (which does not
+-- know this one)
+CREATE TABLE workqueue.probe_new (id int PRIMARY KEY);
 STEP
     echo "$defs"
 } >"$ext/workqueue--0.6--0.6.1.sql"
 {
     echo "\\echo Use \"ALTER EXTENSION workqueue UPDATE TO '0.6'\" to load this file. \\quit"
+    echo "SET LOCAL deadlock_timeout = '10s';"
+    echo "SELECT workqueue._cluster_command(\$\$LOCK TABLE workqueue.queue, workqueue.item IN ACCESS EXCLUSIVE MODE\$\$);"
     echo "SELECT workqueue._cluster_command(\$\$DROP INDEX workqueue.item_probe_idx\$\$);"
     echo "SELECT workqueue._cluster_command(\$\$ALTER TABLE workqueue.item DROP COLUMN probe\$\$);"
+    echo "DROP TABLE workqueue.probe_new;"
     echo "$defs"
 } >"$ext/workqueue--0.6.1--0.6.sql"
 chmod 644 "$ext/workqueue--0.6--0.6.1.sql" "$ext/workqueue--0.6.1--0.6.sql"
@@ -124,11 +135,11 @@ for w in "${workers[@]}"; do
 done
 is "$(q "SELECT count(*) || ' ' || count(*) FILTER (WHERE success AND result = '1')
            FROM run_command_on_shards('workqueue.item', \$\$SELECT count(*) FROM pg_attribute
-                                       WHERE attrelid = '%s'::regclass AND attname = 'probe'\$\$)")" "32 32" \
-   "every item shard has the new column"
+                                       WHERE attrelid = '%s'::regclass AND attname = 'probe'\$\$)")" "$shards $shards" \
+   "every item shard has the new column ($shards)"
 is "$(q "SELECT count(*) FILTER (WHERE success AND result = '1')
            FROM run_command_on_shards('workqueue.item', \$\$SELECT count(*) FROM pg_index i JOIN pg_attribute a
-                    ON a.attrelid = i.indexrelid WHERE i.indrelid = '%s'::regclass AND a.attname = 'probe'\$\$)")" 32 \
+                    ON a.attrelid = i.indexrelid WHERE i.indrelid = '%s'::regclass AND a.attname = 'probe'\$\$)")" "$shards" \
    "every item shard has the new index"
 same_shape "after the update: one shape per table on every shard and node"
 is "$(q "SELECT count(*) || ' ' || sum((data->>'n')::int) FROM workqueue.item WHERE queue IN ('uq1', 'uq2')")" "$items_before" \
@@ -148,7 +159,11 @@ is "$(q "SELECT count(*) FROM workqueue.list_items('uq1')")" 20 "list_items work
 id=$(q "SELECT min(id) FROM workqueue.item WHERE queue = 'uq1'")
 is "$(q "SELECT count(*) FROM workqueue.history($id)")" 1 "history works after the update"
 is "$(q "SELECT sum(open + in_progress + done + closed) FROM workqueue.queue_stats WHERE queue LIKE 'uq_'")" 44 "queue_stats works after the update"
-is "$(q "SELECT workqueue.distribute()")" "already distributed" "distribute() after the update: nothing to do"
+for w in "${workers[@]}"; do
+    is "$(qw "$w" "SELECT to_regclass('workqueue.probe_new') IS NOT NULL")" t "worker $w: the new table is there"
+done
+is "$(qerr "SELECT workqueue.distribute()")" "workqueue.distribute() does not know table probe_new" \
+   "distribute() refuses a table that is in none of its lists"
 
 # --- and back: 0.6.1 -> 0.6 ----------------------------------------------------
 
@@ -158,9 +173,10 @@ is "$(q "SELECT string_agg(DISTINCT result, ',') FROM run_command_on_workers(
            \$\$SELECT extversion FROM pg_extension WHERE extname = 'workqueue'\$\$)")" 0.6 "every worker is back at 0.6"
 is "$(q "SELECT count(*) FILTER (WHERE success AND result = '0')
            FROM run_command_on_shards('workqueue.item', \$\$SELECT count(*) FROM pg_attribute
-                                       WHERE attrelid = '%s'::regclass AND attname = 'probe' AND NOT attisdropped\$\$)")" 32 \
+                                       WHERE attrelid = '%s'::regclass AND attname = 'probe' AND NOT attisdropped\$\$)")" "$shards" \
    "no item shard has the column"
 same_shape "after the way back: one shape per table on every shard and node"
+is "$(q "SELECT workqueue.distribute()")" "already distributed" "distribute() after the way back: nothing to do"
 is "$(q "SELECT count(*) FROM workqueue.item WHERE queue LIKE 'uq_'")" 44 "the items are all there"
 
 finish
