@@ -19,7 +19,7 @@ PGFILEDESC   = "workqueue - work queues, workflows, sync and SLA inside PostgreS
 SQL_TABLES   = src/core/tables.sql src/workflow/tables.sql src/queue/tables.sql \
                src/sla/tables.sql src/sync/tables.sql src/fetch/tables.sql \
                src/scale/tables.sql
-SQL_DEFS     = src/core/privileges.sql src/core/scopes.sql src/scale/mode.sql \
+SQL_DEFS     = src/scale/cluster.sql src/core/privileges.sql src/core/scopes.sql src/scale/mode.sql \
                src/workflow/workflow.sql src/workflow/assignment.sql \
                src/queue/queue.sql \
                src/sla/calendar.sql src/sla/sla.sql \

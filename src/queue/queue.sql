@@ -10,7 +10,8 @@ CREATE OR REPLACE FUNCTION workqueue._event_tx() RETURNS xid8
 
 REVOKE ALL ON FUNCTION workqueue._event_tx() FROM PUBLIC;
 
-ALTER TABLE workqueue.item_event ALTER COLUMN tx SET DEFAULT workqueue._event_tx();
+-- (once for a cluster: src/scale/cluster.sql)
+SELECT workqueue._cluster_command($$ALTER TABLE workqueue.item_event ALTER COLUMN tx SET DEFAULT workqueue._event_tx()$$);
 
 -- Whether a worker may act on an item at its step (an item's workflow,
 -- version, step and assignee): the role rule of transitions, without the

@@ -3,7 +3,8 @@
 --
 --   definition tables  -> reference tables (a copy on every node)
 --   per-item tables    -> distributed by queue, co-located with item
---   announce_state, scale_state stay local: each node's own state
+--   announce_state, scale_state stay local: each node's own state; so does
+--   purge, the summaries of the retention passes a node ran (for now)
 --
 -- Citus leaves the tables of an extension to the extension: CREATE EXTENSION
 -- workqueue on the coordinator was propagated to every worker, so each
@@ -74,6 +75,11 @@ DECLARE
     reference text[] := ARRAY['workflow', 'workflow_version', 'workflow_step', 'role_member', 'role_assignment',
                               'calendar', 'sla_policy', 'queue', 'source', 'sync_run', 'scope_grant'];
     per_item text[] := ARRAY['item', 'item_event', 'fetch', 'lease_fence'];
+    -- (purge belongs in reference, but stays local for now: distribute()
+    -- races with the nodes' background workers, more often with purge a
+    -- reference table; doc/scale-out.md, "Layout")
+    node_local text[] := ARRAY['announce_state', 'scale_state', 'purge'];
+    unknown text;
     todo text[];
     drops text[] := '{}';
     adds text[] := '{}';
@@ -101,6 +107,23 @@ BEGIN
                   DETAIL = format('This node is in group %s of the cluster.',
                                   (SELECT groupid FROM pg_dist_local_group)),
                   HINT = 'Connect to the coordinator (the node of group 0) and call it there.';
+    END IF;
+
+    -- Every table of the schema has its place: a table added to the
+    -- extension and not to one of the lists above is refused, not left
+    -- local on the coordinator.
+    SELECT string_agg(c.relname, ', ' ORDER BY c.relname) INTO unknown
+      FROM pg_class c
+     WHERE c.relnamespace = 'workqueue'::regnamespace AND c.relkind IN ('r', 'p')
+       AND NOT c.relname = ANY (reference || per_item || node_local)
+       -- (shards, should citus.override_table_visibility be off)
+       AND NOT EXISTS (SELECT 1 FROM pg_dist_shard s
+                        WHERE c.relname ~ '_[0-9]+$' AND s.shardid = substring(c.relname FROM '_([0-9]+)$')::bigint);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'workqueue.distribute() does not know table %', unknown
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Every table of schema workqueue is a reference table, distributed by queue or local to each node.',
+                  HINT = 'Add the table to one of the lists of workqueue.distribute() (src/scale/scale.sql, doc/scale-out.md).';
     END IF;
 
     SELECT array_agg(x ORDER BY o) INTO todo

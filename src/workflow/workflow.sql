@@ -191,8 +191,9 @@ $$;
 REVOKE ALL ON FUNCTION workqueue._after_enter(bigint[], text, boolean) FROM PUBLIC;
 
 -- The built-in workflow every queue starts with (installed once: an upgrade,
--- which runs this file again, finds it).
-SELECT workqueue.define_workflow('review', $${
+-- which runs this file again, finds it).  Once for a cluster
+-- (src/scale/cluster.sql).
+SELECT workqueue._cluster_command($cmd$SELECT workqueue.define_workflow('review', $${
   "steps": [
     {"name": "review", "start": true},
     {"name": "resolved", "kind": "resolved"},
@@ -202,8 +203,9 @@ SELECT workqueue.define_workflow('review', $${
     {"name": "reject",  "from": "review", "to": "rejected"},
     {"name": "reopen",  "from": ["resolved", "rejected"], "to": "review", "reopen": true}]
 }$$)
- WHERE NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = 'review');
-UPDATE workqueue.workflow_version SET builtin = true WHERE workflow = 'review' AND version = 1 AND NOT builtin;
+ WHERE NOT EXISTS (SELECT 1 FROM workqueue.workflow WHERE name = 'review')$cmd$);
+SELECT workqueue._cluster_command($$UPDATE workqueue.workflow_version SET builtin = true
+                                     WHERE workflow = 'review' AND version = 1 AND NOT builtin$$);
 
 -- A workflow's current version is its newest: define_workflow() sets it,
 -- and this trigger keeps it so when versions come in any other way -- the
@@ -225,10 +227,12 @@ REVOKE ALL ON FUNCTION workqueue._workflow_version_added() FROM PUBLIC;
 
 -- Not on a distributed install (src/scale/scale.sql): Citus refuses triggers
 -- on reference tables, and a distributed install is restored the Citus way.
-DROP TRIGGER IF EXISTS workflow_version_added ON workqueue.workflow_version;
+-- (distribute() dropped it there; even DROP TRIGGER IF EXISTS on a reference
+-- table is refused, and would stop every update of a distributed install.)
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM workqueue.scale_state WHERE mode = 'citus') THEN
+        DROP TRIGGER IF EXISTS workflow_version_added ON workqueue.workflow_version;
         CREATE TRIGGER workflow_version_added AFTER INSERT ON workqueue.workflow_version
             FOR EACH ROW EXECUTE FUNCTION workqueue._workflow_version_added();
     END IF;
