@@ -34,6 +34,7 @@
  * every statement that waits to lock several items.
  */
 #include "postgres.h"
+#include "access/htup_details.h"
 #include "access/xact.h"
 
 #include "catalog/namespace.h"
@@ -879,6 +880,46 @@ RequireSchema(const char *fname)
 	SPI_finish();
 }
 
+/*
+ * The item row tuple of src as a value of the function's result type
+ * (workqueue.item), in outer.  Columns are matched by name, so that a
+ * result read through Citus, which leaves out columns dropped from the
+ * table, fits the row type, which keeps them (as NULL).
+ */
+static HeapTupleHeader
+ItemResult(FunctionCallInfo fcinfo, HeapTuple tup, TupleDesc src, MemoryContext outer)
+{
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+	HeapTuple	t;
+	MemoryContext old;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "transition() must return a row type");
+	if (src->natts == desc->natts)
+		return SPI_returntuple(tup, src);
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		int			col = att->attisdropped ? SPI_ERROR_NOATTRIBUTE : SPI_fnumber(src, NameStr(att->attname));
+
+		if (col <= 0)
+		{
+			values[a] = (Datum) 0;
+			nulls[a] = true;
+		}
+		else
+			values[a] = SPI_getbinval(tup, src, col, &nulls[a]);
+	}
+	old = MemoryContextSwitchTo(outer);
+	t = heap_form_tuple(desc, values, nulls);
+	MemoryContextSwitchTo(old);
+	return t->t_data;
+}
+
 PG_FUNCTION_INFO_V1(workqueue_transition);
 
 /*
@@ -896,6 +937,7 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	Oid			types[1] = {INT8OID};
 	Datum		args[1];
 	SPITupleTable *moved;
+	MemoryContext outer;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -905,6 +947,7 @@ workqueue_transition(PG_FUNCTION_ARGS)
 	args[0] = Int64GetDatum(id);
 
 	RequireSchema("transition");
+	outer = CurrentMemoryContext;
 	SPI_connect();
 	if (WqDistributed())
 	{
@@ -931,7 +974,7 @@ workqueue_transition(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not read item " INT64_FORMAT " back", id);
 		moved = SPI_tuptable;
 	}
-	result = SPI_returntuple(moved->vals[0], moved->tupdesc);
+	result = ItemResult(fcinfo, moved->vals[0], moved->tupdesc, outer);
 	SPI_finish();
 	PG_RETURN_HEAPTUPLEHEADER(result);
 }
