@@ -126,6 +126,25 @@ typedef struct PassResult
 
 #define UPDATE_NARGS 6
 
+/* locks the changed items in id order and updates those that still differ */
+#define UPDATE_CTES \
+"WITH lk AS (" \
+"    SELECT i.id, i.step, i.data AS old_data, i.priority AS old_priority," \
+"           c.data AS new_data, c.priority AS new_priority" \
+"      FROM (SELECT unnest($4::int8[]) AS id, unnest($5::int2[]) AS priority," \
+"                   unnest($6::jsonb[]) AS data) AS c" \
+"      JOIN workqueue.item i ON i.queue = $1 AND i.id = c.id" \
+"     ORDER BY i.id" \
+"       FOR NO KEY UPDATE OF i" \
+"), upd AS (" \
+"    UPDATE workqueue.item i" \
+"       SET data = lk.new_data, priority = coalesce(lk.new_priority, i.priority)," \
+"           source = coalesce(i.source, $2), last_seen_at = now(), updated_at = now()" \
+"      FROM lk" \
+"     WHERE i.queue = $1 AND i.id = lk.id" \
+"       AND (lk.old_data <> lk.new_data OR coalesce(lk.old_priority <> lk.new_priority, false))" \
+"    RETURNING i.id, i.step, lk.old_data, lk.new_data, lk.old_priority, lk.new_priority"
+
 /*
  * $1 queue, $2 source, $3 actor, $4-$6 the changed items (item ids,
  * priorities, data) in id order.
@@ -135,22 +154,7 @@ typedef struct PassResult
  * in FROM would first copy them into a tuplestore).
  */
 static const char *const UPDATE_SQL =
-"WITH lk AS ("
-"    SELECT i.id, i.step, i.data AS old_data, i.priority AS old_priority,"
-"           c.data AS new_data, c.priority AS new_priority"
-"      FROM (SELECT unnest($4::int8[]) AS id, unnest($5::int2[]) AS priority,"
-"                   unnest($6::jsonb[]) AS data) AS c"
-"      JOIN workqueue.item i ON i.queue = $1 AND i.id = c.id"
-"     ORDER BY i.id"
-"       FOR NO KEY UPDATE OF i"
-"), upd AS ("
-"    UPDATE workqueue.item i"
-"       SET data = lk.new_data, priority = coalesce(lk.new_priority, i.priority),"
-"           source = coalesce(i.source, $2), last_seen_at = now(), updated_at = now()"
-"      FROM lk"
-"     WHERE i.queue = $1 AND i.id = lk.id"
-"       AND (lk.old_data <> lk.new_data OR coalesce(lk.old_priority <> lk.new_priority, false))"
-"    RETURNING i.id, i.step, lk.old_data, lk.new_data, lk.old_priority, lk.new_priority"
+UPDATE_CTES
 "), ev AS ("
 "    INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
 "    SELECT $1, upd.id, $3, 'synced', upd.step, upd.step,"
@@ -171,22 +175,7 @@ static const char *const UPDATE_SQL =
  * shard, in the same transaction.
  */
 static const char *const UPDATE_CITUS_SQL =
-"WITH lk AS ("
-"    SELECT i.id, i.step, i.data AS old_data, i.priority AS old_priority,"
-"           c.data AS new_data, c.priority AS new_priority"
-"      FROM (SELECT unnest($4::int8[]) AS id, unnest($5::int2[]) AS priority,"
-"                   unnest($6::jsonb[]) AS data) AS c"
-"      JOIN workqueue.item i ON i.queue = $1 AND i.id = c.id"
-"     ORDER BY i.id"
-"       FOR NO KEY UPDATE OF i"
-"), upd AS ("
-"    UPDATE workqueue.item i"
-"       SET data = lk.new_data, priority = coalesce(lk.new_priority, i.priority),"
-"           source = coalesce(i.source, $2), last_seen_at = now(), updated_at = now()"
-"      FROM lk"
-"     WHERE i.queue = $1 AND i.id = lk.id"
-"       AND (lk.old_data <> lk.new_data OR coalesce(lk.old_priority <> lk.new_priority, false))"
-"    RETURNING i.id, i.step, lk.old_data, lk.new_data, lk.old_priority, lk.new_priority"
+UPDATE_CTES
 ")"
 "SELECT upd.id, upd.step,"
 "       workqueue._sync_payload(upd.old_data, upd.new_data, upd.old_priority, upd.new_priority)"
