@@ -895,8 +895,18 @@ ItemResult(FunctionCallInfo fcinfo, HeapTuple tup, TupleDesc src, MemoryContext 
 	HeapTuple	t;
 	MemoryContext old;
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "transition() must return a row type");
+	/* the row type, looked up once per call site (fn_extra), not per call */
+	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	if (desc == NULL)
+	{
+		MemoryContext fn = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "transition() must return a row type");
+		desc = CreateTupleDescCopy(desc);
+		MemoryContextSwitchTo(fn);
+		fcinfo->flinfo->fn_extra = desc;
+	}
 	if (src->natts == desc->natts)
 		return SPI_returntuple(tup, src);
 	values = palloc(sizeof(Datum) * desc->natts);
