@@ -183,7 +183,10 @@ is "$(q "SELECT count(*) FILTER (WHERE success AND result = '0')
                                        WHERE attrelid = '%s'::regclass AND attname = 'probe' AND NOT attisdropped\$\$)")" "$shards" \
    "no item shard has the column"
 same_shape "after the way back: one shape per table on every shard and node"
-is "$(q "SELECT workqueue.distribute()")" "already distributed" "distribute() after the way back: nothing to do"
+# (again: the known race of distribute() with the coordinator's background
+# workers, doc/scale-out.md -- run it once more, as a user would)
+is "$(again "DO \$\$ BEGIN IF workqueue.distribute() <> 'already distributed' THEN RAISE EXCEPTION 'not already distributed'; END IF; END \$\$")" "" \
+   "distribute() after the way back: nothing to do (already distributed)"
 is "$(q "SELECT count(*) FROM workqueue.item WHERE queue LIKE 'uq_'")" 44 "the items are all there"
 
 finish
