@@ -40,6 +40,9 @@ BEGIN
                       HINT = 'RESET citus.enable_ddl_propagation, then run ALTER EXTENSION workqueue UPDATE again '
                              'on the coordinator (doc/scale-out.md, "Updating a distributed install").';
         END IF;
+        -- the background workers wait until the update commits (a turn of
+        -- theirs between two of its table changes made a deadlock cycle)
+        PERFORM workqueue._hold_workers();
     END IF;
     EXECUTE command;
 END

@@ -3,8 +3,7 @@
 --
 --   definition tables  -> reference tables (a copy on every node)
 --   per-item tables    -> distributed by queue, co-located with item
---   announce_state, scale_state stay local: each node's own state; so does
---   purge, the summaries of the retention passes a node ran (for now)
+--   announce_state, scale_state stay local: each node's own state
 --
 -- Citus leaves the tables of an extension to the extension: CREATE EXTENSION
 -- workqueue on the coordinator was propagated to every worker, so each
@@ -73,12 +72,9 @@ CREATE OR REPLACE FUNCTION workqueue.distribute() RETURNS text
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     reference text[] := ARRAY['workflow', 'workflow_version', 'workflow_step', 'role_member', 'role_assignment',
-                              'calendar', 'sla_policy', 'queue', 'source', 'sync_run', 'scope_grant'];
+                              'calendar', 'sla_policy', 'queue', 'source', 'sync_run', 'scope_grant', 'purge'];
     per_item text[] := ARRAY['item', 'item_event', 'fetch', 'lease_fence'];
-    -- (purge belongs in reference, but stays local for now: distribute()
-    -- races with the nodes' background workers, more often with purge a
-    -- reference table; doc/scale-out.md, "Layout")
-    node_local text[] := ARRAY['announce_state', 'scale_state', 'purge'];
+    node_local text[] := ARRAY['announce_state', 'scale_state'];
     unknown text;
     todo text[];
     drops text[] := '{}';
@@ -108,6 +104,12 @@ BEGIN
                                   (SELECT groupid FROM pg_dist_local_group)),
                   HINT = 'Connect to the coordinator (the node of group 0) and call it there.';
     END IF;
+
+    -- The background workers of this node wait until this transaction ends
+    -- (their turns read and write the tables changed below, one after
+    -- another: a turn begun now made a cycle with this transaction, the
+    -- distributed deadlocks of doc/scale-out.md).  The workers' own are idle.
+    PERFORM workqueue._hold_workers();
 
     -- Every table of the schema has its place: a table added to the
     -- extension and not to one of the lists above is refused, not left

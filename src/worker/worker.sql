@@ -13,6 +13,16 @@ CREATE OR REPLACE FUNCTION workqueue._wake_fetch() RETURNS void
 
 REVOKE ALL ON FUNCTION workqueue._wake_fetch() FROM PUBLIC;
 
+-- Keeps this database's background workers out of the tables until the
+-- caller's transaction ends: each of their transactions takes the same
+-- advisory lock in share mode first (C: src/worker/xact.c).  For
+-- distribute() and the table changes of an update of a distributed install
+-- (doc/scale-out.md).
+CREATE OR REPLACE FUNCTION workqueue._hold_workers() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'workqueue_hold_workers';
+
+REVOKE ALL ON FUNCTION workqueue._hold_workers() FROM PUBLIC;
+
 -- For the DBA -----------------------------------------------------------------
 -- The workers of this cluster, from shared memory (C).
 CREATE OR REPLACE FUNCTION workqueue._workers(OUT database text, OUT kind text, OUT pid int, OUT started_at timestamptz,

@@ -22,6 +22,9 @@
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "fmgr.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -102,15 +105,51 @@ WorkerExtensionVersion(void)
 	return version;
 }
 
+/*
+ * The workers' gate: an advisory lock of this database (the two-key form
+ * of pg_advisory_xact_lock, keys 'WQUE' and 1) that every transaction of the
+ * background workers holds in share mode, taken before anything else, and
+ * that workqueue._hold_workers() takes in exclusive mode for the rest of the
+ * caller's transaction.  workqueue.distribute() and the table changes of an
+ * update of a distributed install (_cluster_command) take it first: they
+ * change every table of the schema, one after another, on every node, and a
+ * worker's transaction that had read one of them and then waited for the
+ * next made a cycle with them -- the distributed deadlocks of
+ * doc/scale-out.md.  With the gate, a worker's transaction either ends
+ * before they begin or begins after they commit.
+ */
+#define WQ_GATE_KEY1	0x57515545	/* 'WQUE' */
+#define WQ_GATE_KEY2	1
+
+static void
+LockGate(LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, WQ_GATE_KEY1, WQ_GATE_KEY2, 2);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+PG_FUNCTION_INFO_V1(workqueue_hold_workers);
+
+/* workqueue._hold_workers(): keeps the background workers out until commit. */
+Datum
+workqueue_hold_workers(PG_FUNCTION_ARGS)
+{
+	LockGate(ExclusiveLock);
+	PG_RETURN_VOID();
+}
+
 /* Starts a transaction for SPI work, in worker_spi's order. */
 void
 WorkerTxBegin(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, activity);
+	LockGate(ShareLock);		/* (waits while _hold_workers() holds it) */
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
 /* Commits it and switches back to memory context back. */

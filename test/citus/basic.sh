@@ -62,11 +62,32 @@ is "$(q "SELECT mode FROM workqueue.scale_state")" single "a fresh install is si
 # The last worker joins after distribute() (doc/scale-out.md, "Adding a node").
 late=${workers[-1]}
 is "$(qerr "SELECT citus_remove_node('127.0.0.1', $late)")" "" "worker $late leaves before distribution"
-is "$(qerr "SET client_min_messages = warning; SELECT workqueue.distribute()")" "" "distribute() on a fresh install"
+# distribute() while the coordinator's fetch worker purges batch after batch
+# (retention): without the workers' gate (workqueue._hold_workers(),
+# src/worker/xact.c) this ended in a (distributed) deadlock in 4 runs of 4
+q "ALTER SYSTEM SET workqueue.purge_batch_size = 20" >/dev/null
+q "ALTER SYSTEM SET workqueue.purge_interval = 1" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+q "SET client_min_messages = warning; SELECT workqueue.create_queue('rq');
+   SELECT workqueue.alter_queue('rq', '{\"retention\": \"1 hour\"}')" >/dev/null
+q "$ins, status, resolved_at, updated_at)
+   SELECT 'rq', 'resolved', 'review', 1, '{}', 'resolved', now() - interval '2 hours', now() - interval '2 hours'
+     FROM generate_series(1, 20000)" >/dev/null
+q "INSERT INTO workqueue.item_event (queue, item_id, actor, kind) SELECT queue, id, 'test', 'created'
+     FROM workqueue.item WHERE queue = 'rq'" >/dev/null
+purging() { [[ $(q "SELECT coalesce(sum(items), 0) > 0 FROM workqueue.purge") == t ]]; }
+wait_until 30 "the fetch worker purges" purging
+ok $? "the coordinator's fetch worker purges (retention) before distribute()"
+is "$(qerr "SET client_min_messages = warning; SELECT workqueue.distribute()")" "" \
+   "distribute() on a fresh install, while the fetch worker purges"
+is "$(q "SELECT (SELECT count(*) FROM workqueue.item WHERE queue = 'rq') < 20000")" t "... items were purged before"
+q "ALTER SYSTEM RESET workqueue.purge_batch_size" >/dev/null
+q "ALTER SYSTEM RESET workqueue.purge_interval" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
 is "$(q "SELECT string_agg(mode, ',') FROM workqueue.scale_state")" citus "the coordinator records the mode"
 is "$(q "SELECT count(*) FILTER (WHERE partmethod = 'n') || ' ' || count(*) FILTER (WHERE partmethod = 'h')
-           FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" "11 4" \
-   "11 reference tables, 4 distributed tables"
+           FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" "12 4" \
+   "12 reference tables, 4 distributed tables"
 is "$(q "SELECT string_agg(logicalrelid::regclass::text || ':' || column_to_column_name(logicalrelid, partkey), ' '
                           ORDER BY logicalrelid::regclass::text)
            FROM pg_dist_partition WHERE partmethod = 'h' AND logicalrelid::regclass::text LIKE 'workqueue.%'")" \
@@ -78,8 +99,8 @@ is "$(q "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace
            AND conrelid::regclass::text !~ '_[0-9]+$'")" 10 \
    "the 10 foreign keys are back on the coordinator"
 is "$(q "SELECT workqueue.distribute()")" "already distributed" "a second distribute() is a no-op"
-is "$(q "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" 15 \
-   "... and leaves the 15 tables as they were"
+is "$(q "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" 16 \
+   "... and leaves the 16 tables as they were"
 q "$ins) SELECT 'cq0', 'review', 'review', 1, '{}' FROM generate_series(1, 20)" >/dev/null 2>&1
 is "$(qerr "SELECT citus_add_node('127.0.0.1', $late)")" "" "worker $late joins the distributed install"
 is "$(q "SELECT workqueue.distribute()")" "already distributed" "distribute() again after citus_add_node"
