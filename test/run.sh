@@ -29,17 +29,8 @@ fi
 # 1. Packages a bare Debian 12 lacks.
 packages=(make gcc libc6-dev postgresql-15 postgresql-server-dev-15 postgresql-15-cron
           postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev python3 python3-psycopg2)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "== installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/workqueue-apt.log 2>&1 ||
-        { tail -20 /tmp/workqueue-apt.log >&2; exit 1; }
-fi
+source test/packages.sh
+install_missing /tmp/workqueue-apt.log "${packages[@]}"
 
 # 2. Build and install the extension (zero warnings is part of the contract).
 echo "== building workqueue"

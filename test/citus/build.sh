@@ -24,17 +24,8 @@ fi
 
 # 1. Build dependencies (only those missing).
 packages=(gcc make libc6-dev postgresql-server-dev-15 libpq-dev libssl-dev liblz4-dev libzstd-dev libkrb5-dev)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "== installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/citus-apt.log 2>&1 ||
-        { tail -20 /tmp/citus-apt.log >&2; exit 1; }
-fi
+source test/packages.sh
+install_missing /tmp/citus-apt.log "${packages[@]}"
 
 # 2. Extract into a scratch directory.
 src=$(mktemp -d /tmp/citus-build.XXXX)
