@@ -106,7 +106,8 @@ BEGIN
     END IF;
     INSERT INTO workqueue.role_assignment (role, strategy, changed_by)
     VALUES (assignment_strategy.role, assignment_strategy.strategy, workqueue._caller())
-        ON CONFLICT (role) DO UPDATE SET strategy = excluded.strategy, changed_at = now(),
+        -- (excluded.changed_at, the default now(): Citus refuses now() itself in DO UPDATE SET)
+        ON CONFLICT (role) DO UPDATE SET strategy = excluded.strategy, changed_at = excluded.changed_at,
                                          changed_by = excluded.changed_by;
 END
 $$;
