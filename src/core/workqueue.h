@@ -40,6 +40,8 @@ extern bool WorkqueueActorAcceptable(const char *actor);
 /* scale.c: the layout of this install (src/scale/, doc/scale-out.md) */
 extern bool WqDistributed(void);
 extern void WqForgetMode(void);
+extern void WqRememberQueue(int64 id, const char *queue);
+extern const char *WqKnownQueue(int64 id);
 extern int	WqNestedBegin(void);
 extern void WqNestedEnd(int nest);
 

@@ -99,7 +99,7 @@
  * modifications with ctid on where clause are not supported"); with
  * queue = $1 in every part, the whole statement goes to the queue's shard.
  */
-#define CLAIM_SQL_BY(key, match) \
+#define CLAIM_SQL_BY(key, match, events) \
 "WITH c AS ("\
 "  SELECT i." key " FROM workqueue.item i"\
 "   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT\
@@ -112,15 +112,42 @@
 "  UPDATE workqueue.item i"\
 "     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"\
 "    FROM c WHERE i.queue = $1 AND " match\
-"  RETURNING i.*),"\
-" e AS ("\
-"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"\
-"  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"\
-"    FROM u)"\
+"  RETURNING i.*)" events\
 " SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id"
 
-static const char *const CLAIM_SQL = CLAIM_SQL_BY("ctid", "i.ctid = c.ctid");
-static const char *const CLAIM_CITUS_SQL = CLAIM_SQL_BY("id", "i.id = c.id");
+/* the "claimed" events of the items taken, a CTE of CLAIM_SQL */
+#define CLAIM_EVENTS_CTE \
+", e AS ("\
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"\
+"  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"\
+"    FROM u)"
+
+static const char *const CLAIM_SQL = CLAIM_SQL_BY("ctid", "i.ctid = c.ctid", CLAIM_EVENTS_CTE);
+
+/*
+ * On Citus, the claim without its events is one statement on the queue's
+ * shard (Citus routes it whole); with the inserting CTE it was planned in
+ * pieces, the rows locked sent through the coordinator as intermediate
+ * results to every worker, and the transaction committed in two phases on
+ * two nodes.  The events follow in a statement of their own
+ * (CLAIM_CITUS_EVENTS_SQL), which Citus copies into the same shard over the
+ * same connection: one node, one-phase commit.
+ */
+static const char *const CLAIM_CITUS_SQL = CLAIM_SQL_BY("id", "i.id = c.id", "");
+
+/* $1 queue, $2 worker, $3 ids, $4 steps, $5 leases of the items taken, in order */
+static const char *const CLAIM_CITUS_EVENTS_SQL =
+"INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+" SELECT $1, x.id, $2, 'claimed', x.step, x.step, jsonb_build_object('lease_until', x.lease_until)"
+"   FROM unnest($3, $4, $5) AS x(id, step, lease_until)";
+
+/*
+ * Whether a lease of the queue ($1) has run out: on Citus, the claim of
+ * CLAIM_EXPIRED_SQL (several inserting CTEs, planned in pieces) runs only
+ * then, not on every claim of an empty queue.
+ */
+static const char *const CLAIM_CITUS_EXPIRED_SQL =
+"SELECT 1 FROM workqueue.item x WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now() LIMIT 1";
 
 /*
  * The claim when some lease has run out: two scans, each in inbox order and
@@ -184,6 +211,8 @@ static const char *const END_FENCES_SQL =
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_citus_plan;
+static SPIPlanPtr claim_citus_events_plan;
+static SPIPlanPtr claim_citus_expired_plan;
 static SPIPlanPtr claim_expired_plan;
 static SPIPlanPtr end_fences_plan;
 static SPIPlanPtr queue_plan;
@@ -244,6 +273,64 @@ EndFences(Datum queue, Datum worker, SPITupleTable *tt, uint64 taken)
 	if (WqExecuteIndexed(WqPlanGeneric(&end_fences_plan, END_FENCES_SQL, 3, types), args, false, 0, false)
 		!= SPI_OK_DELETE)
 		elog(ERROR, "could not end the fences of claimed items");
+}
+
+/*
+ * Writes the "claimed" events of the items taken by CLAIM_CITUS_SQL (the
+ * rows of tt), in their order.
+ */
+static void
+WriteClaimEvents(Datum queue, Datum worker, SPITupleTable *tt, uint64 taken)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	int			cols[3];
+	const char *names[3] = {"id", "step", "lease_until"};
+	Datum	   *values[3];
+	Datum		args[5];
+	char	   *qname = TextDatumGetCString(queue);
+
+	for (int c = 0; c < 3; c++)
+	{
+		cols[c] = SPI_fnumber(tt->tupdesc, names[c]);
+		if (cols[c] <= 0)
+			elog(ERROR, "claimed rows have no %s", names[c]);
+		values[c] = palloc(sizeof(Datum) * taken);
+	}
+	for (uint64 r = 0; r < taken; r++)
+	{
+		for (int c = 0; c < 3; c++)
+		{
+			bool		isnull;
+
+			values[c][r] = SPI_getbinval(tt->vals[r], tt->tupdesc, cols[c], &isnull);
+			if (isnull)
+				elog(ERROR, "a claimed row has no %s", names[c]);
+		}
+		/* the worker will name them by id (transition_many): no lookup then */
+		WqRememberQueue(DatumGetInt64(values[0][r]), qname);
+	}
+	args[0] = queue;
+	args[1] = worker;
+	args[2] = PointerGetDatum(construct_array(values[0], (int) taken, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array(values[1], (int) taken, TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_array(values[2], (int) taken, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(WqPlan(&claim_citus_events_plan, CLAIM_CITUS_EVENTS_SQL, 5, types), args, NULL, false, 0)
+		!= SPI_OK_INSERT)
+		elog(ERROR, "could not write the events of claimed items");
+}
+
+/* On Citus: has a lease of the queue run out? */
+static bool
+CitusLeaseExpired(Datum queue)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {queue};
+
+	if (SPI_execute_plan(WqPlan(&claim_citus_expired_plan, CLAIM_CITUS_EXPIRED_SQL, 1, types), args, NULL, true, 1)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not look for expired leases");
+	return SPI_processed > 0;
 }
 
 /*
@@ -334,17 +421,31 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	args[5] = BoolGetDatum(WorkqueueActorIsAdmin(worker));
 
 	if (unlikely(WqDistributed()))
-		taken = RunClaim(&claim_citus_plan, CLAIM_CITUS_SQL, args);
-	else
-		taken = RunClaim(&claim_plan, CLAIM_SQL, args);
-	if (taken == 0)
 	{
-		/* a lease has run out, or nothing is open, or there is no such queue */
-		taken = RunClaim(&claim_expired_plan, CLAIM_EXPIRED_SQL, args);
+		taken = RunClaim(&claim_citus_plan, CLAIM_CITUS_SQL, args);
+		claimed = SPI_tuptable;
+		if (taken > 0)
+			WriteClaimEvents(args[0], args[2], claimed, taken);
+		else if (CitusLeaseExpired(args[0]))
+		{
+			taken = RunClaim(&claim_expired_plan, CLAIM_EXPIRED_SQL, args);
+			claimed = SPI_tuptable;
+		}
 		if (taken == 0)
 			RequireQueue(queue);
 	}
-	claimed = SPI_tuptable;
+	else
+	{
+		taken = RunClaim(&claim_plan, CLAIM_SQL, args);
+		if (taken == 0)
+		{
+			/* a lease has run out, or nothing is open, or there is no such queue */
+			taken = RunClaim(&claim_expired_plan, CLAIM_EXPIRED_SQL, args);
+			if (taken == 0)
+				RequireQueue(queue);
+		}
+		claimed = SPI_tuptable;
+	}
 	EndFences(args[0], args[2], claimed, taken);
 
 	/*

@@ -96,7 +96,7 @@ typedef struct ItemState
  * batch; MOVE_ONE_SQL returns the row as it is and joins its one item (o is
  * m).
  */
-#define MOVE_WITH(shard, now, returning, o, events_from) \
+#define MOVE_UPDATE(shard, now, returning) \
 "WITH m AS (" \
 "  SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $6::text[], $7::text[]," \
 "                       $8::text[], $9::text[], $12::bool[], $13::tid[])" \
@@ -108,8 +108,11 @@ typedef struct ItemState
 "         assignee = CASE WHEN m.keep THEN i.assignee END, notes = i.notes || $5," \
 "         updated_at = now()" \
 "    FROM m WHERE " shard "i.queue = m.queue AND i.ctid = m.row_tid" \
-"  RETURNING " returning ")," \
-" e AS (" \
+"  RETURNING " returning ")"
+
+/* the events of MOVE_UPDATE's u (o: where the old values are) */
+#define MOVE_EVENTS(o, events_from) \
+", e AS (" \
 "  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)" \
 "  SELECT u.queue, u.id, $10, 'transition', " o ".old_step, u.step, jsonb_build_object(" \
 "         'transition', $11, 'payload', $5," \
@@ -118,6 +121,8 @@ typedef struct ItemState
 "         'new', jsonb_build_object('step', u.step, 'status', u.status, 'resolved_at', u.resolved_at))" \
 "    FROM " events_from \
 "  RETURNING id)"
+
+#define MOVE_WITH(shard, now, returning, o, events_from) MOVE_UPDATE(shard, now, returning) MOVE_EVENTS(o, events_from)
 
 static const char *const MOVE_SQL =
 MOVE_WITH("", "now()", "i.queue, i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee",
@@ -135,8 +140,28 @@ MOVE_WITH("", "now()", "i.*", "m", "u JOIN m ON m.queue = u.queue AND m.id = u.i
  * condition): transition() reads the moved item back.
  */
 static const char *const MOVE_CITUS_SQL =
-MOVE_WITH("i.queue = $14 AND ", "$15", "i.queue, i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee",
-		  "u", "u") " SELECT count(*) FROM e";
+MOVE_UPDATE("i.queue = $14 AND ", "$15",
+			"i.id, i.step, i.status, i.resolved_at, m.old_step, m.old_status, m.old_claimed, m.old_assignee")
+" SELECT u.* FROM u";
+
+/*
+ * The events of the items MOVE_CITUS_SQL moved, a statement of its own: as
+ * a CTE of the same statement, Citus planned it in pieces, sent the rows
+ * moved through the coordinator to every worker as intermediate results
+ * and committed on two nodes in two phases; alone, the UPDATE runs in the
+ * queue's shard and the events are copied there over the same connection.
+ * $1 queue, $2 actor, $3 transition, $4 payload, $5-$12 the columns of
+ * MOVE_CITUS_SQL's rows.
+ */
+static const char *const MOVE_CITUS_EVENTS_SQL =
+"INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+" SELECT $1, x.id, $2, 'transition', x.old_step, x.step, jsonb_build_object("
+"        'transition', $3, 'payload', $4,"
+"        'old', jsonb_build_object('step', x.old_step, 'status', x.old_status,"
+"                                  'claimed_by', x.old_claimed, 'assignee', x.old_assignee),"
+"        'new', jsonb_build_object('step', x.step, 'status', x.status, 'resolved_at', x.resolved_at))"
+"   FROM unnest($5, $6, $7, $8, $9, $10, $11, $12)"
+"     AS x(id, step, status, resolved_at, old_step, old_status, old_claimed, old_assignee)";
 
 /*
  * Fences the holders of claims whose lease ran out that a batch ends (a
@@ -163,6 +188,7 @@ static SPIPlanPtr citus_queues_plan;
 static SPIPlanPtr citus_lock_plan;
 static SPIPlanPtr citus_fence_plan;
 static SPIPlanPtr citus_move_plan;
+static SPIPlanPtr citus_move_events_plan;
 static SPIPlanPtr citus_result_plan;
 static SPIPlanPtr citus_on_enter_plan;
 
@@ -591,6 +617,51 @@ CheckMove(const ItemState *it, const Workflow *wf, const char *tname, Jsonb *pay
 }
 
 /*
+ * Column col of the n rows of tt as an array of its type (nulls kept).
+ */
+static Datum
+ColumnArray(SPITupleTable *tt, int n, int col)
+{
+	Oid			type = SPI_gettypeid(tt->tupdesc, col);
+	Datum	   *values = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		len;
+	bool		byval;
+	char		align;
+
+	for (int r = 0; r < n; r++)
+		values[r] = SPI_getbinval(tt->vals[r], tt->tupdesc, col, &nulls[r]);
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, len, byval, align));
+}
+
+/*
+ * Distributed: writes the "transition" events of the n items moved by
+ * MOVE_CITUS_SQL (the rows of tt) in queue.
+ */
+static void
+WriteMoveEvents(SPITupleTable *tt, int n, Datum queue, Datum actor, Datum tname, Datum payload)
+{
+	Oid			types[12] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		args[12];
+
+	if (tt->tupdesc->natts != 8)
+		elog(ERROR, "moved rows have %d columns, not 8", tt->tupdesc->natts);
+	args[0] = queue;
+	args[1] = actor;
+	args[2] = tname;
+	args[3] = payload;
+	for (int c = 1; c <= 8; c++)
+		args[3 + c] = ColumnArray(tt, n, c);
+	if (SPI_execute_plan(CustomPlan(&citus_move_events_plan, MOVE_CITUS_EVENTS_SQL, 12, types), args, NULL, false, 0)
+		!= SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "could not write the events of %d moved items", n);
+}
+
+/*
  * Moves a batch of items: locks them, checks every move, then writes all
  * steps and events with one statement.  All or nothing: the first refusal
  * raises.  ids must be sorted and free of duplicates.  With moved (only
@@ -714,16 +785,21 @@ TransitionBatch(int64 *ids, int n, const char *queue, const char *tname, Jsonb *
 			/* kept (SPI frees it at SPI_finish) unless the item changes below */
 			*moved = nenter == 0 && nfetch == 0 ? SPI_tuptable : NULL;
 		}
+		else if (queue != NULL)
+		{
+			if (SPI_execute_plan(CustomPlan(&citus_move_plan, MOVE_CITUS_SQL, 15, types), args, NULL, false, 0)
+				!= SPI_OK_SELECT || SPI_processed != (uint64) n)
+				elog(ERROR, "could not move %d items", n);
+			WriteMoveEvents(SPI_tuptable, n, args[13], args[9], args[10], args[4]);
+			if (moved != NULL)
+				*moved = NULL;	/* distributed: transition() reads it back */
+		}
 		else
 		{
-			if ((queue != NULL
-				 ? SPI_execute_plan(CustomPlan(&citus_move_plan, MOVE_CITUS_SQL, 15, types), args, NULL, false, 0)
-				 : WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 13, types), args, false, 0, false)) != SPI_OK_SELECT ||
+			if (WqExecuteIndexed(WqPlanGeneric(&move_plan, MOVE_SQL, 13, types), args, false, 0, false) != SPI_OK_SELECT ||
 				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != n)
 				elog(ERROR, "could not move %d items", n);
 			SPI_freetuptable(SPI_tuptable);
-			if (moved != NULL)
-				*moved = NULL;	/* distributed: transition() reads it back */
 		}
 	}
 
@@ -795,57 +871,99 @@ TransitionBatch(int64 *ids, int n, const char *queue, const char *tname, Jsonb *
 	}
 }
 
+/* an item and its queue, for TransitionGroups */
+typedef struct QueuedItem
+{
+	char	   *queue;
+	int64		id;
+} QueuedItem;
+
+static int
+CompareQueuedItems(const void *a, const void *b)
+{
+	const QueuedItem *x = a;
+	const QueuedItem *y = b;
+	int			c = strcmp(x->queue, y->queue);
+
+	if (c != 0)
+		return c;
+	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
 /*
  * On a distributed install: moves the items of a sorted, duplicate-free id
  * array queue by queue (a batch per queue, TransitionBatch), in (queue, id)
- * order, after reading their queues (a read of every shard).  Raises for
- * the first id that does not exist.  Returns the queue of the first item
- * (for transition(), which has one).
+ * order.  The queues of items this backend has met are known
+ * (WqKnownQueue, src/core/scale.c); the others are read (a read of every
+ * shard), and raises for the first of those that does not exist (one that
+ * was known and is gone since is not found by the batch's lock: the same
+ * error).  Returns the queue of the first item (for transition(), which
+ * has one).
  */
 static char *
 TransitionGroups(int64 *ids, int n, const char *tname, Jsonb *payload, const char *actor, bool admin,
 				 SPITupleTable **moved)
 {
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		args[1];
-	int64	   *found;
-	char	  **queues;
-	int			m;
+	QueuedItem *items = palloc(sizeof(QueuedItem) * n);
+	int64	   *unknown = palloc(sizeof(int64) * n);
+	int			m = 0;
+	int			nunknown = 0;
 
+	/* the queues this backend knows (WqKnownQueue: an item never moves) */
 	for (int i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(CustomPlan(&citus_queues_plan,
-									"SELECT queue, id FROM workqueue.item WHERE id = ANY ($1) ORDER BY queue, id",
-									1, types), args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the queues of items");
-	m = (int) SPI_processed;
-	found = palloc(sizeof(int64) * Max(m, 1));
-	queues = palloc(sizeof(char *) * Max(m, 1));
-	for (int r = 0; r < m; r++)
 	{
-		queues[r] = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-		found[r] = pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2));
-	}
-	SPI_freetuptable(SPI_tuptable);
-	if (m < n)
-	{
-		int64	   *sorted = palloc(sizeof(int64) * Max(m, 1));
+		const char *q = WqKnownQueue(ids[i]);
 
-		memcpy(sorted, found, sizeof(int64) * m);
-		qsort(sorted, m, sizeof(int64), CompareInt64);
-		for (int i = 0; i < n; i++)
-			if (i >= m || sorted[i] != ids[i])
-				NoSuchItem(ids[i]);
+		if (q != NULL)
+		{
+			items[m].queue = pstrdup(q);	/* (the cache may be reset below) */
+			items[m++].id = ids[i];
+		}
+		else
+			unknown[nunknown++] = ids[i];
 	}
+
+	/* the others', read from every shard */
+	if (nunknown > 0)
+	{
+		Oid			types[1] = {INT8ARRAYOID};
+		Datum	   *elems = palloc(sizeof(Datum) * nunknown);
+		Datum		args[1];
+		int			found;
+		int64	   *found_ids;
+
+		for (int i = 0; i < nunknown; i++)
+			elems[i] = Int64GetDatum(unknown[i]);
+		args[0] = PointerGetDatum(construct_array(elems, nunknown, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(CustomPlan(&citus_queues_plan,
+										"SELECT queue, id FROM workqueue.item WHERE id = ANY ($1) ORDER BY id",
+										1, types), args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the queues of items");
+		found = (int) SPI_processed;
+		found_ids = palloc(sizeof(int64) * Max(found, 1));
+		for (int r = 0; r < found; r++)
+		{
+			items[m].queue = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+			items[m].id = found_ids[r] = pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2));
+			WqRememberQueue(items[m].id, items[m].queue);
+			m++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		/* (unknown is sorted, as ids is) */
+		for (int i = 0; i < nunknown; i++)
+			if (i >= found || found_ids[i] != unknown[i])
+				NoSuchItem(unknown[i]);
+	}
+	qsort(items, m, sizeof(QueuedItem), CompareQueuedItems);
 	for (int start = 0, end; start < m; start = end)
 	{
-		for (end = start + 1; end < m && strcmp(queues[end], queues[start]) == 0; end++)
-			;
-		TransitionBatch(&found[start], end - start, queues[start], tname, payload, actor, admin, moved);
+		int64	   *batch = palloc(sizeof(int64) * m);
+
+		for (end = start; end < m && strcmp(items[end].queue, items[start].queue) == 0; end++)
+			batch[end - start] = items[end].id;
+		TransitionBatch(batch, end - start, items[start].queue, tname, payload, actor, admin, moved);
 	}
-	return queues[0];
+	return items[0].queue;
 }
 
 /*
