@@ -67,6 +67,30 @@ is "$(qerr "SET ROLE wq_citus_wf; SELECT workqueue.comment($a3, 'x')")" "item $a
 q "UPDATE workqueue.item SET scope = '{emea}' WHERE queue = 'wf1' AND id = $a3" >/dev/null
 is "$(qerr "SET ROLE wq_citus_wf; SELECT workqueue.comment($a3, 'x')")" "" "... one of its scope it may comment on"
 
+# the queues of items a backend has met (src/core/scale.c): a worker that
+# claimed items moves them without reading every shard; an item deleted
+# since it was met is not found, as without the cache
+q "$ins) SELECT 'wf1', 'review', 'review', 1, '{}' FROM generate_series(1, 4)" >/dev/null
+gone=$(q "SELECT max(id) FROM workqueue.item WHERE queue = 'wf1' AND status = 'open'")
+session=$(psql -X -At -v VERBOSITY=terse 2>&1 <<SQL
+SELECT array_agg(id ORDER BY id) AS ids FROM workqueue.claim('wf1', 2, 'wc') \gset
+SET citus.log_remote_commands = on;
+SET client_min_messages = log;
+SELECT 'moved ' || workqueue.transition_many(:'ids', 'resolve', '{}', 'wc');
+RESET client_min_messages;
+RESET citus.log_remote_commands;
+SELECT 'met ' || workqueue.transition_many(ARRAY[$gone]::bigint[], 'resolve');
+\! psql -XAtq -c "DELETE FROM workqueue.item_event WHERE queue = 'wf1' AND item_id = $gone" -c "DELETE FROM workqueue.item WHERE queue = 'wf1' AND id = $gone" >/dev/null
+SELECT 'again ' || workqueue.transition_many(ARRAY[$gone]::bigint[], 'reopen');
+SQL
+)
+is "$(grep -c '^moved 2$' <<<"$session") $(grep -c 'SELECT queue, id FROM workqueue.item_' <<<"$session")" "1 0" \
+   "transition_many() of the items the session claimed: no read of every shard"
+is "$(grep -c '^met 1$' <<<"$session")" 1 "an item looked up once is moved"
+is "$(grep -o 'ERROR: .*' <<<"$session" | head -1)" "ERROR:  item $gone does not exist" \
+   "... and, deleted by another session since, does not exist for the one that met it"
+is "$(grep -c '^again' <<<"$session")" 0 "... (nothing moved)"
+
 # the background workers: on the coordinator only
 for w in "${workers[@]}"; do
     is "$(qw "$w" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workqueue fetch worker' AND state = 'active'")" 0 \
