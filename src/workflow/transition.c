@@ -158,6 +158,7 @@ static SPIPlanPtr fence_insert_plan;
 static SPIPlanPtr result_plan;
 static SPIPlanPtr on_enter_plan;
 static SPIPlanPtr after_enter_plan;
+static SPIPlanPtr citus_after_enter_plan;
 static int	CompareInt64(const void *a, const void *b);
 static SPIPlanPtr citus_queues_plan;
 static SPIPlanPtr citus_lock_plan;
@@ -180,12 +181,13 @@ CustomPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
  * item; the caller's scope grants are read only for an item that has a
  * scope.  The last is the row version, which the move updates by.
  */
-#define ITEM_COLUMNS \
+#define ITEM_COLUMNS_WITH(visible) \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
 	"workflow, workflow_version, sla_target IS NOT NULL, " \
-	"workqueue._scope_visible(scope, $2, $3), " \
+	visible ", " \
 	"ctid " \
 	"FROM workqueue.item"
+#define ITEM_COLUMNS ITEM_COLUMNS_WITH("workqueue._scope_visible(scope, $2, $3)")
 
 /* $2 and $3 of ITEM_COLUMNS */
 static void
@@ -349,9 +351,9 @@ ReadItem(int64 id, ItemState *it)
 static ItemState *
 LockItems(int64 *ids, int n, const char *queue)
 {
-	Oid			types[4] = {INT8ARRAYOID, InvalidOid, InvalidOid, TEXTOID};
+	Oid			types[5] = {INT8ARRAYOID, InvalidOid, InvalidOid, TEXTOID, TEXTARRAYOID};
 	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		args[4];
+	Datum		args[5];
 	int			rc;
 	ItemState  *items = palloc0(sizeof(ItemState) * n);
 
@@ -361,11 +363,20 @@ LockItems(int64 *ids, int n, const char *queue)
 	VisibleArgs(types, args);
 	if (queue != NULL)
 	{
-		/* distributed: the items of one queue, in its shard */
+		/*
+		 * distributed: the items of one queue, in its shard.  The statement
+		 * runs on a worker node, where the caller's role OID ($3) names
+		 * another role or none: the scopes granted to the caller are read
+		 * here and passed in ($5; none needed for an administrator).
+		 */
 		args[3] = CStringGetTextDatum(queue);
-		rc = SPI_execute_plan(CustomPlan(&citus_lock_plan, ITEM_COLUMNS " WHERE queue = $4 AND id = ANY ($1)"
-										 " AND workqueue._scope_visible(scope, $2, $3) ORDER BY id FOR UPDATE",
-										 4, types), args, NULL, false, 0);
+		args[4] = PointerGetDatum(DatumGetBool(args[1]) ? construct_empty_array(TEXTOID)
+								  : WqScopeGrants(DatumGetObjectId(args[2])));
+#define CITUS_VISIBLE "(scope = '{}' OR $2 OR scope && $5)"
+		rc = SPI_execute_plan(CustomPlan(&citus_lock_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE)
+										 " WHERE queue = $4 AND id = ANY ($1)"
+										 " AND " CITUS_VISIBLE " ORDER BY id FOR UPDATE",
+										 5, types), args, NULL, false, 0);
 	}
 	else
 		rc = WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1)"
@@ -744,13 +755,21 @@ TransitionBatch(int64 *ids, int n, const char *queue, const char *tname, Jsonb *
 	/* the SLA clocks and assignments of the items that need them */
 	if (nenter > 0)
 	{
-		Oid			types[2] = {INT8ARRAYOID, TEXTOID};
-		Datum		args[2];
+		Oid			types[3] = {INT8ARRAYOID, TEXTOID, TEXTOID};
+		Datum		args[3];
 
 		args[0] = PointerGetDatum(construct_array(enter_items, nenter, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = CStringGetTextDatum(actor);
-		if (SPI_execute_plan(WqPlan(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, false)", 2, types),
-							 args, NULL, false, 0) != SPI_OK_SELECT)
+		if (queue != NULL)
+		{
+			/* distributed: the items of one queue, read from its shard */
+			args[2] = CStringGetTextDatum(queue);
+			if (SPI_execute_plan(WqPlan(&citus_after_enter_plan, "SELECT workqueue._after_enter_citus($1, $2, $3)", 3, types),
+								 args, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not update the SLA and assignment of moved items");
+		}
+		else if (SPI_execute_plan(WqPlan(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, false)", 2, types),
+								  args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not update the SLA and assignment of moved items");
 		SPI_freetuptable(SPI_tuptable);
 	}
