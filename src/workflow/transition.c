@@ -162,6 +162,7 @@ static SPIPlanPtr citus_after_enter_plan;
 static int	CompareInt64(const void *a, const void *b);
 static SPIPlanPtr citus_queues_plan;
 static SPIPlanPtr citus_lock_plan;
+static SPIPlanPtr citus_peek_plan;
 static SPIPlanPtr citus_fence_plan;
 static SPIPlanPtr citus_move_plan;
 static SPIPlanPtr citus_result_plan;
@@ -188,6 +189,13 @@ CustomPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 	"ctid " \
 	"FROM workqueue.item"
 #define ITEM_COLUMNS ITEM_COLUMNS_WITH("workqueue._scope_visible(scope, $2, $3)")
+/*
+ * The same check on a distributed install, where the statement runs on a
+ * worker node and the caller's role OID ($3) names another role there, or
+ * none: the scopes granted to the caller, read on this node, are passed in
+ * as parameter n (CitusGrants; none needed for an administrator).
+ */
+#define CITUS_VISIBLE(n) "(scope = '{}' OR $2 OR scope && $" #n ")"
 
 /* $2 and $3 of ITEM_COLUMNS */
 static void
@@ -197,6 +205,14 @@ VisibleArgs(Oid *types, Datum *args)
 	types[2] = OIDOID;
 	args[1] = BoolGetDatum(WorkqueueIsAdmin(NULL));
 	args[2] = ObjectIdGetDatum(GetOuterUserId());
+}
+
+/* The scopes for CITUS_VISIBLE, from the arguments VisibleArgs filled */
+static Datum
+CitusGrants(Datum *args)
+{
+	return PointerGetDatum(DatumGetBool(args[1]) ? construct_empty_array(TEXTOID)
+						   : WqScopeGrants(DatumGetObjectId(args[2])));
 }
 
 /*
@@ -322,12 +338,22 @@ ReadFences(ItemState *items, int n, const char *actor, bool read_only)
 static void
 ReadItem(int64 id, ItemState *it)
 {
-	Oid			types[3] = {INT8OID};
-	Datum		args[3] = {Int64GetDatum(id)};
+	Oid			types[4] = {INT8OID, InvalidOid, InvalidOid, TEXTARRAYOID};
+	Datum		args[4] = {Int64GetDatum(id)};
+	int			rc;
 
 	VisibleArgs(types, args);
-	if (SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 3, types),
-						 args, NULL, true, 1) != SPI_OK_SELECT)
+	if (WqDistributed())
+	{
+		/* distributed: read on a worker node (CITUS_VISIBLE) */
+		args[3] = CitusGrants(args);
+		rc = SPI_execute_plan(CustomPlan(&citus_peek_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE(4)) " WHERE id = $1",
+										 4, types), args, NULL, true, 1);
+	}
+	else
+		rc = SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 3, types),
+							  args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read item " INT64_FORMAT, id);
 	if (SPI_processed == 0)
 		NoSuchItem(id);
@@ -363,19 +389,12 @@ LockItems(int64 *ids, int n, const char *queue)
 	VisibleArgs(types, args);
 	if (queue != NULL)
 	{
-		/*
-		 * distributed: the items of one queue, in its shard.  The statement
-		 * runs on a worker node, where the caller's role OID ($3) names
-		 * another role or none: the scopes granted to the caller are read
-		 * here and passed in ($5; none needed for an administrator).
-		 */
+		/* distributed: the items of one queue, in its shard */
 		args[3] = CStringGetTextDatum(queue);
-		args[4] = PointerGetDatum(DatumGetBool(args[1]) ? construct_empty_array(TEXTOID)
-								  : WqScopeGrants(DatumGetObjectId(args[2])));
-#define CITUS_VISIBLE "(scope = '{}' OR $2 OR scope && $5)"
-		rc = SPI_execute_plan(CustomPlan(&citus_lock_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE)
+		args[4] = CitusGrants(args);
+		rc = SPI_execute_plan(CustomPlan(&citus_lock_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE(5))
 										 " WHERE queue = $4 AND id = ANY ($1)"
-										 " AND " CITUS_VISIBLE " ORDER BY id FOR UPDATE",
+										 " AND " CITUS_VISIBLE(5) " ORDER BY id FOR UPDATE",
 										 5, types), args, NULL, false, 0);
 	}
 	else

@@ -102,6 +102,13 @@ is "$(q "SELECT priority || ':' || items || ':' || breached FROM workqueue.sla_r
            ORDER BY priority")" "$(printf '2:1:0\n3:1:1')" "sla_report() counts as on one node"
 is "$(q "SELECT workqueue._fire_sla_timers() IS NOT NULL")" t "_fire_sla_timers() by hand: the next threshold (the slow items)"
 
+# assignment strategies: least_loaded counts open items over every shard
+is "$(qerr "SELECT workqueue.assignment_strategy('sla_agents', 'least_loaded')")" "" "assignment_strategy() works"
+q "SELECT workqueue.add_member('sla_agents', 'cid')" >/dev/null
+l1=$(q "SELECT workqueue.add('sla2', '{}', 2)")
+is "$(q "SELECT assignee FROM workqueue.transition($l1, 'start')")" cid \
+   "least_loaded: the member without open items gets the item"
+
 # set_scope over items of both workers
 is "$(q "SELECT workqueue.set_scope(ARRAY[$s2, $s3], '{emea}')")" 2 "set_scope() over two queues"
 is "$(q "SELECT workqueue.set_scope(ARRAY[$s2, $s3], '{emea}')")" 0 "... again: nothing changes"
@@ -129,6 +136,10 @@ is "$(as_role "SELECT workqueue.transition_many(ARRAY[$v2, $h1], 'resolve')")" "
    "... also next to a visible item"
 is "$(q "SELECT string_agg(status, ',') FROM workqueue.item WHERE id IN ($h1, $h2, $v2)")" "open,open,open" \
    "... nothing moved"
+is "$(as_role "SELECT workqueue.allowed_transitions($h1)")" "item $h1 does not exist" \
+   "allowed_transitions() of an item of another scope: does not exist"
+is "$(q "SET ROLE wq_citus_sla; SELECT string_agg(t, ',' ORDER BY t) FROM workqueue.allowed_transitions($v1) t")" \
+   "reject,resolve" "allowed_transitions() of an item of its scope"
 is "$(as_role "SELECT workqueue.transition($v1, 'resolve')")" "" "transition() of an item of its scope works"
 is "$(as_role "SELECT workqueue.transition_many(ARRAY[$v2], 'resolve')")" "" "transition_many() of one works"
 is "$(q "SELECT string_agg(status, ',' ORDER BY id) FROM workqueue.item WHERE id IN ($v1, $v2)")" "resolved,resolved" \
