@@ -69,6 +69,22 @@ LoadGrants(WqScopeCheck *check)
 	check->loaded = true;
 }
 
+/*
+ * The scopes granted to caller, read on this node ('{}' if none), in the
+ * current memory context: what a statement that runs on another node checks
+ * item scopes against (Citus: a role's OID on a worker node is not the one
+ * here, src/workflow/transition.c).
+ */
+ArrayType *
+WqScopeGrants(Oid caller)
+{
+	WqScopeCheck check;
+
+	WqScopeCheckInit(&check, caller, false, CurrentMemoryContext);
+	LoadGrants(&check);
+	return check.scopes != NULL ? check.scopes : construct_empty_array(TEXTOID);
+}
+
 /* May the check's caller see an item with this scope? */
 bool
 WqScopeVisible(WqScopeCheck *check, ArrayType *scope)

@@ -80,6 +80,9 @@ BEGIN
     IF set_scope.items IS NULL OR array_position(set_scope.items, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'item array must not be or contain null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF workqueue._citus() THEN
+        RETURN workqueue._set_scope_citus(set_scope.items, set_scope.scope);
+    END IF;
     IF EXISTS (SELECT 1 FROM unnest(set_scope.items) x(id) WHERE NOT EXISTS (SELECT 1 FROM workqueue.item i WHERE i.id = x.id)) THEN
         RAISE EXCEPTION 'item % does not exist',
             (SELECT x.id FROM unnest(set_scope.items) x(id)
@@ -105,6 +108,52 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- set_scope() on a distributed install (doc/scale-out.md, "SLA timers,
+-- calendars and scopes"): Citus refuses the correlated sub-selects over
+-- unnest() and row locks in a statement of many shards, so the ids are read
+-- without locks (a multi-shard read), then each queue's items are locked,
+-- updated and their events written by one statement routed to its shard.
+CREATE OR REPLACE FUNCTION workqueue._set_scope_citus(items bigint[], scope text[]) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    found bigint[];
+    missing bigint;
+    qn text;
+    k int;
+    n int := 0;
+BEGIN
+    found := ARRAY(SELECT i.id FROM workqueue.item i WHERE i.id = ANY (items));
+    missing := (SELECT x.id FROM unnest(items) x(id) WHERE x.id <> ALL (found) LIMIT 1);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'item % does not exist', missing USING ERRCODE = 'undefined_object';
+    END IF;
+    FOR qn IN SELECT DISTINCT i.queue FROM workqueue.item i WHERE i.id = ANY (items) ORDER BY 1 LOOP
+        EXECUTE $q$
+        WITH l AS (
+            SELECT i.queue, i.id, i.step, i.scope AS old FROM workqueue.item i
+             WHERE i.queue = $1 AND i.id = ANY ($2) AND i.scope IS DISTINCT FROM $3
+             ORDER BY i.id FOR UPDATE),
+        u AS (
+            UPDATE workqueue.item i SET scope = $3, updated_at = $5
+              FROM l WHERE i.queue = $1 AND l.queue = $1 AND i.id = l.id
+            RETURNING i.queue, i.id, i.step, l.old),
+        e AS (
+            INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)
+            SELECT u.queue, u.id, $4, 'field_update', u.step, u.step,
+                   jsonb_build_object('old', jsonb_build_object('scope', u.old), 'new', jsonb_build_object('scope', $3))
+              FROM u
+            RETURNING item_event.queue, item_event.item_id, item_event.id, item_event.to_step)
+        SELECT count(*) FROM e$q$
+        INTO k USING qn, items, scope, workqueue._caller(), now();
+        n := n + k;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._set_scope_citus(bigint[], text[]) FROM PUBLIC;
 
 -- Direct reads: items by scope, events and fetches of visible items only.
 -- Administrators (workqueue_admin) read everything (and write nothing directly);

@@ -57,5 +57,6 @@ typedef struct WqScopeCheck
 } WqScopeCheck;
 extern void WqScopeCheckInit(WqScopeCheck *check, Oid caller, bool admin, MemoryContext cxt);
 extern bool WqScopeVisible(WqScopeCheck *check, struct ArrayType *scope);
+extern struct ArrayType *WqScopeGrants(Oid caller);
 
 #endif							/* WORKQUEUE_H */

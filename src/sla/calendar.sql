@@ -21,6 +21,7 @@ CREATE OR REPLACE FUNCTION workqueue.create_calendar(name text, timezone text, h
 DECLARE
     zone text;                  -- the time zone's canonical name
     v int;
+    days date[];
 BEGIN
     PERFORM workqueue._require_admin('define calendars');
     PERFORM workqueue._require_name('calendar', create_calendar.name);
@@ -38,10 +39,11 @@ BEGIN
     SELECT coalesce(max(c.version), 0) + 1 INTO v
       FROM workqueue.calendar c WHERE c.name = create_calendar.name;
 
+    -- the holidays sorted, each once, before the INSERT: Citus refuses a
+    -- sub-select in an INSERT into a reference table (distributed install)
+    days := ARRAY(SELECT DISTINCT d FROM unnest(coalesce(create_calendar.holidays, '{}')) AS d ORDER BY d);
     INSERT INTO workqueue.calendar (name, version, timezone, hours, holidays, created_by)
-    VALUES (create_calendar.name, v, zone, create_calendar.hours,
-            ARRAY(SELECT DISTINCT d FROM unnest(coalesce(create_calendar.holidays, '{}')) AS d ORDER BY d),
-            workqueue._caller());
+    VALUES (create_calendar.name, v, zone, create_calendar.hours, days, workqueue._caller());
     RETURN v;
 END
 $$;

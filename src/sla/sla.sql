@@ -329,6 +329,9 @@ DECLARE
     pick record;
     written bigint;
 BEGIN
+    IF workqueue._citus() THEN
+        RETURN workqueue._fire_sla_timers_citus(max_items);
+    END IF;
     WITH due AS MATERIALIZED (
         SELECT i.queue, i.id, i.step, i.due_at, i.sla_target AS target, i.sla_elapsed, i.sla_clock_from,
                i.sla_calendar AS cal, i.sla_calendar_version AS calv, i.sla_level, p.warn_at || 100 AS th,
@@ -414,6 +417,107 @@ $$;
 
 REVOKE ALL ON FUNCTION workqueue._fire_sla_timers(int) FROM PUBLIC;
 
+-- _fire_sla_timers() on a distributed install (doc/scale-out.md, "SLA
+-- timers, calendars and scopes"): the same thresholds, events and
+-- escalations, but Citus refuses row locks in a statement over many shards
+-- and STABLE functions with column references in an UPDATE, so the queues
+-- with due items are read first (no locks), then per queue the due items
+-- are locked (one statement routed to the queue's shard, SKIP LOCKED), and
+-- each item's clock, level and next threshold are computed here, on this
+-- node, and written with constants.
+CREATE OR REPLACE FUNCTION workqueue._fire_sla_timers_citus(max_items int) RETURNS timestamptz
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    qn text;
+    r record;
+    left_ int := max_items;
+    th int[];
+    el interval;
+    lvl int;
+    next_at timestamptz;
+    pct int;
+    esc record;
+    esc_q text[] := '{}';
+    esc_ids bigint[] := '{}';
+    esc_steps text[] := '{}';
+    esc_old text[] := '{}';
+    esc_roles text[] := '{}';
+    g record;
+    pick record;
+    k int;
+BEGIN
+    FOR qn IN SELECT DISTINCT i.queue FROM workqueue.item i WHERE i.sla_next_at <= now() ORDER BY 1 LOOP
+        EXIT WHEN left_ <= 0;
+        FOR r IN EXECUTE
+            'SELECT i.queue, i.id, i.step, i.due_at, i.sla_target AS target, i.sla_elapsed, i.sla_clock_from,
+                    i.sla_calendar AS cal, i.sla_calendar_version AS calv, i.sla_level, i.assignee,
+                    i.sla_policy, i.sla_policy_version, i.workflow, i.workflow_version
+               FROM workqueue.item i
+              WHERE i.queue = $1 AND i.sla_next_at <= now()
+              ORDER BY i.sla_next_at LIMIT $2
+                FOR UPDATE SKIP LOCKED' USING qn, left_
+        LOOP
+            left_ := left_ - 1;
+            SELECT p.warn_at || 100 INTO th FROM workqueue.sla_policy p
+             WHERE p.name = r.sla_policy AND p.version = r.sla_policy_version;
+            el := workqueue._sla_clock(r.sla_elapsed, r.sla_clock_from, r.cal, r.calv);
+            lvl := CASE WHEN r.sla_clock_from IS NULL THEN r.sla_level
+                        ELSE greatest(r.sla_level, (SELECT count(*) FROM unnest(th) AS t(pct)
+                                                     WHERE el >= r.target * (t.pct / 100.0))) END;
+            next_at := CASE WHEN r.sla_clock_from IS NOT NULL AND th[lvl + 1] IS NOT NULL THEN
+                           workqueue.business_add(r.sla_clock_from, r.target * (th[lvl + 1] / 100.0) - r.sla_elapsed,
+                                                  r.cal, r.calv) END;
+            -- never spin on an instant that rounding keeps in the past
+            IF lvl = r.sla_level AND next_at <= now() THEN
+                next_at := now() + interval '100 milliseconds';
+            END IF;
+            EXECUTE 'UPDATE workqueue.item SET sla_level = $3, sla_next_at = $4 WHERE queue = $1 AND id = $2'
+                USING r.queue, r.id, lvl, next_at;
+            FOR k IN r.sla_level + 1 .. lvl LOOP
+                pct := th[k];
+                PERFORM workqueue._event(r.queue, r.id, 'workqueue',
+                    CASE WHEN pct < 100 THEN 'sla_warning' ELSE 'sla_breach' END, r.step, r.step,
+                    CASE WHEN pct < 100
+                         THEN jsonb_build_object('percent', pct, 'due_at', r.due_at, 'target', r.target,
+                                                 'elapsed', el, 'remaining', r.target - el)
+                         ELSE jsonb_build_object('percent', 100, 'due_at', r.due_at, 'target', r.target,
+                                                 'elapsed', el) END);
+                IF pct = 100 THEN
+                    SELECT s.escalate_to AS role INTO esc FROM workqueue.workflow_step s
+                     WHERE s.workflow = r.workflow AND s.version = r.workflow_version AND s.name = r.step;
+                    IF esc.role IS NOT NULL THEN
+                        esc_q := esc_q || r.queue; esc_ids := esc_ids || r.id; esc_steps := esc_steps || r.step;
+                        esc_old := esc_old || r.assignee; esc_roles := esc_roles || esc.role;
+                    END IF;
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+
+    -- escalation of the breached items, per role, in id order
+    FOR g IN SELECT x.role, array_agg(x.q ORDER BY x.id) AS qs, array_agg(x.id ORDER BY x.id) AS ids,
+                    array_agg(x.step ORDER BY x.id) AS steps, array_agg(x.old ORDER BY x.id) AS olds
+               FROM unnest(esc_q, esc_ids, esc_steps, esc_old, esc_roles) AS x(q, id, step, old, role)
+              GROUP BY x.role ORDER BY x.role
+    LOOP
+        pick := workqueue._pick_members(g.role, cardinality(g.ids));
+        FOR k IN 1 .. cardinality(g.ids) LOOP
+            CONTINUE WHEN pick.members IS NULL OR pick.members[k] IS NULL;
+            EXECUTE 'UPDATE workqueue.item SET assignee = $3, updated_at = $4 WHERE queue = $1 AND id = $2'
+                USING g.qs[k], g.ids[k], pick.members[k], now();
+        END LOOP;
+        FOR k IN 1 .. cardinality(g.ids) LOOP
+            PERFORM workqueue._event(g.qs[k], g.ids[k], 'workqueue', 'escalated', g.steps[k], g.steps[k],
+                jsonb_build_object('role', g.role, 'from', g.olds[k], 'to', pick.members[k],
+                                   'strategy', pick.strategy));
+        END LOOP;
+    END LOOP;
+    RETURN (SELECT min(i.sla_next_at) FROM workqueue.item i WHERE i.sla_next_at IS NOT NULL);
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._fire_sla_timers_citus(int) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION workqueue.sla_status(item bigint)
     RETURNS TABLE (due_at timestamptz, elapsed interval, remaining interval, percent numeric,
                    breached boolean, paused boolean)
@@ -446,6 +550,15 @@ CREATE OR REPLACE FUNCTION workqueue.sla_report(queue text, since timestamptz, u
 DECLARE
     q workqueue.queue := workqueue._queue(sla_report.queue);
     scopes text[] := workqueue._caller_scopes();     -- NULL: all
+    c_pri smallint[];                                 -- (distributed: the rows read, column by column)
+    c_res timestamptz[];
+    c_cre timestamptz[];
+    c_tgt interval[];
+    c_el interval[];
+    c_from timestamptz[];
+    c_paused timestamptz[];
+    c_cal text[];
+    c_calv int[];
 BEGIN
     IF sla_report.since IS NULL OR sla_report.until IS NULL OR sla_report.since > sla_report.until THEN
         RAISE EXCEPTION 'invalid report period'
@@ -453,6 +566,46 @@ BEGIN
                   DETAIL = format('The period given runs from %s to %s.', coalesce(sla_report.since::text, 'NULL'),
                                   coalesce(sla_report.until::text, 'NULL')),
                   HINT = 'Pass since <= until; items created in [since, until) are reported.';
+    END IF;
+    IF workqueue._citus() THEN
+        -- distributed: the rows are read from the queue's shard first, and the
+        -- clocks computed here (business_between reads the calendar, a reference
+        -- table, which Citus refuses inside a shard's query)
+        SELECT array_agg(i.priority), array_agg(i.resolved_at), array_agg(i.created_at), array_agg(i.sla_target),
+               array_agg(i.sla_elapsed), array_agg(i.sla_clock_from), array_agg(i.sla_paused_at),
+               array_agg(i.sla_calendar), array_agg(i.sla_calendar_version)
+          INTO c_pri, c_res, c_cre, c_tgt, c_el, c_from, c_paused, c_cal, c_calv
+          FROM workqueue.item i
+         WHERE i.queue = q.name AND i.created_at >= sla_report.since AND i.created_at < sla_report.until
+           AND i.status <> 'closed' AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes);
+        RETURN QUERY
+        WITH i AS (
+            SELECT * FROM unnest(c_pri, c_res, c_cre, c_tgt, c_el, c_from, c_paused, c_cal, c_calv)
+                       AS u(priority, resolved_at, created_at, sla_target, sla_elapsed, sla_clock_from,
+                            sla_paused_at, sla_calendar, sla_calendar_version)),
+        x AS (
+            SELECT i.priority, i.resolved_at IS NOT NULL AS done, i.sla_target,
+                   CASE WHEN i.sla_target IS NULL THEN
+                            CASE WHEN i.resolved_at IS NOT NULL THEN i.resolved_at - i.created_at END
+                        WHEN i.resolved_at IS NOT NULL AND i.sla_clock_from IS NULL AND i.sla_paused_at IS NULL
+                            THEN i.sla_elapsed
+                        ELSE workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar,
+                                                  i.sla_calendar_version) END AS elapsed
+              FROM i)
+        SELECT x.priority, count(*), count(*) FILTER (WHERE x.done),
+               count(*) FILTER (WHERE x.done AND x.elapsed < x.sla_target),
+               count(*) FILTER (WHERE x.elapsed >= x.sla_target),
+               round(100.0 * count(*) FILTER (WHERE x.done AND x.elapsed < x.sla_target)
+                     / nullif(count(*) FILTER (WHERE (x.done AND x.sla_target IS NOT NULL) OR x.elapsed >= x.sla_target), 0),
+                     1),
+               make_interval(secs => percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM x.elapsed))
+                                     FILTER (WHERE x.done)),
+               make_interval(secs => percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM x.elapsed))
+                                     FILTER (WHERE x.done))
+          FROM x
+         GROUP BY x.priority
+         ORDER BY x.priority;
+        RETURN;
     END IF;
     RETURN QUERY
     WITH x AS (

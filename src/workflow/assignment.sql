@@ -43,13 +43,29 @@ DECLARE
     base bigint;
     names text[];
     loads bigint[];
+    c_names text[];
+    c_loads bigint[];
     k int;
     best int;
 BEGIN
     INSERT INTO workqueue.role_assignment AS r (role) VALUES (role) ON CONFLICT ON CONSTRAINT role_assignment_pkey DO NOTHING;
     SELECT r.strategy, r.assigned INTO strategy, base FROM workqueue.role_assignment r WHERE r.role = role FOR UPDATE;
 
-    IF strategy = 'least_loaded' THEN
+    IF strategy = 'least_loaded' AND workqueue._citus() THEN
+        -- distributed: Citus refuses the correlated count over item next to
+        -- a reference table; the loads are counted by one read of every
+        -- shard, grouped by member, and matched here
+        names := ARRAY(SELECT m.member FROM workqueue.role_member m WHERE m.role = role AND m.active
+                        ORDER BY m.last_assigned NULLS FIRST, m.member);
+        IF cardinality(names) = 0 THEN
+            names := NULL;
+        END IF;
+        SELECT array_agg(c.assignee), array_agg(c.n) INTO c_names, c_loads
+          FROM (SELECT i.assignee, count(*) AS n FROM workqueue.item i
+                 WHERE i.assignee = ANY (names) AND i.status IN ('open', 'in_progress') GROUP BY i.assignee) c;
+        loads := ARRAY(SELECT coalesce(c.n, 0) FROM unnest(names) WITH ORDINALITY AS x(member, o)
+                         LEFT JOIN unnest(c_names, c_loads) AS c(member, n) ON c.member = x.member ORDER BY x.o);
+    ELSIF strategy = 'least_loaded' THEN
         SELECT array_agg(m.member ORDER BY m.last_assigned NULLS FIRST, m.member),
                array_agg((SELECT count(*) FROM workqueue.item i
                            WHERE i.assignee = m.member AND i.status IN ('open', 'in_progress'))
@@ -104,9 +120,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use ''round_robin'' (members in turn) or ''least_loaded'' (fewest open items).';
     END IF;
-    INSERT INTO workqueue.role_assignment (role, strategy, changed_by)
-    VALUES (assignment_strategy.role, assignment_strategy.strategy, workqueue._caller())
-        -- (excluded.changed_at, the default now(): Citus refuses now() itself in DO UPDATE SET)
+    -- changed_at from the inserted row, not now(): Citus refuses functions
+    -- that are not IMMUTABLE in DO UPDATE SET (role_assignment is a
+    -- reference table on a distributed install)
+    INSERT INTO workqueue.role_assignment (role, strategy, changed_at, changed_by)
+    VALUES (assignment_strategy.role, assignment_strategy.strategy, now(), workqueue._caller())
         ON CONFLICT (role) DO UPDATE SET strategy = excluded.strategy, changed_at = excluded.changed_at,
                                          changed_by = excluded.changed_by;
 END

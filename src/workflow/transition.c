@@ -183,9 +183,11 @@ static SPIPlanPtr fence_insert_plan;
 static SPIPlanPtr result_plan;
 static SPIPlanPtr on_enter_plan;
 static SPIPlanPtr after_enter_plan;
+static SPIPlanPtr citus_after_enter_plan;
 static int	CompareInt64(const void *a, const void *b);
 static SPIPlanPtr citus_queues_plan;
 static SPIPlanPtr citus_lock_plan;
+static SPIPlanPtr citus_peek_plan;
 static SPIPlanPtr citus_fence_plan;
 static SPIPlanPtr citus_move_plan;
 static SPIPlanPtr citus_move_events_plan;
@@ -206,12 +208,20 @@ CustomPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
  * item; the caller's scope grants are read only for an item that has a
  * scope.  The last is the row version, which the move updates by.
  */
-#define ITEM_COLUMNS \
+#define ITEM_COLUMNS_WITH(visible) \
 	"SELECT id, queue, step, status, claimed_by, lease_until > now(), lease_until, assignee, " \
 	"workflow, workflow_version, sla_target IS NOT NULL, " \
-	"workqueue._scope_visible(scope, $2, $3), " \
+	visible ", " \
 	"ctid " \
 	"FROM workqueue.item"
+#define ITEM_COLUMNS ITEM_COLUMNS_WITH("workqueue._scope_visible(scope, $2, $3)")
+/*
+ * The same check on a distributed install, where the statement runs on a
+ * worker node and the caller's role OID ($3) names another role there, or
+ * none: the scopes granted to the caller, read on this node, are passed in
+ * as parameter n (CitusGrants; none needed for an administrator).
+ */
+#define CITUS_VISIBLE(n) "(scope = '{}' OR $2 OR scope && $" #n ")"
 
 /* $2 and $3 of ITEM_COLUMNS */
 static void
@@ -221,6 +231,14 @@ VisibleArgs(Oid *types, Datum *args)
 	types[2] = OIDOID;
 	args[1] = BoolGetDatum(WorkqueueIsAdmin(NULL));
 	args[2] = ObjectIdGetDatum(GetOuterUserId());
+}
+
+/* The scopes for CITUS_VISIBLE, from the arguments VisibleArgs filled */
+static Datum
+CitusGrants(Datum *args)
+{
+	return PointerGetDatum(DatumGetBool(args[1]) ? construct_empty_array(TEXTOID)
+						   : WqScopeGrants(DatumGetObjectId(args[2])));
 }
 
 /*
@@ -346,12 +364,22 @@ ReadFences(ItemState *items, int n, const char *actor, bool read_only)
 static void
 ReadItem(int64 id, ItemState *it)
 {
-	Oid			types[3] = {INT8OID};
-	Datum		args[3] = {Int64GetDatum(id)};
+	Oid			types[4] = {INT8OID, InvalidOid, InvalidOid, TEXTARRAYOID};
+	Datum		args[4] = {Int64GetDatum(id)};
+	int			rc;
 
 	VisibleArgs(types, args);
-	if (SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 3, types),
-						 args, NULL, true, 1) != SPI_OK_SELECT)
+	if (WqDistributed())
+	{
+		/* distributed: read on a worker node (CITUS_VISIBLE) */
+		args[3] = CitusGrants(args);
+		rc = SPI_execute_plan(CustomPlan(&citus_peek_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE(4)) " WHERE id = $1",
+										 4, types), args, NULL, true, 1);
+	}
+	else
+		rc = SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 3, types),
+							  args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read item " INT64_FORMAT, id);
 	if (SPI_processed == 0)
 		NoSuchItem(id);
@@ -375,9 +403,9 @@ ReadItem(int64 id, ItemState *it)
 static ItemState *
 LockItems(int64 *ids, int n, const char *queue)
 {
-	Oid			types[4] = {INT8ARRAYOID, InvalidOid, InvalidOid, TEXTOID};
+	Oid			types[5] = {INT8ARRAYOID, InvalidOid, InvalidOid, TEXTOID, TEXTARRAYOID};
 	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		args[4];
+	Datum		args[5];
 	int			rc;
 	ItemState  *items = palloc0(sizeof(ItemState) * n);
 
@@ -389,9 +417,11 @@ LockItems(int64 *ids, int n, const char *queue)
 	{
 		/* distributed: the items of one queue, in its shard */
 		args[3] = CStringGetTextDatum(queue);
-		rc = SPI_execute_plan(CustomPlan(&citus_lock_plan, ITEM_COLUMNS " WHERE queue = $4 AND id = ANY ($1)"
-										 " AND workqueue._scope_visible(scope, $2, $3) ORDER BY id FOR UPDATE",
-										 4, types), args, NULL, false, 0);
+		args[4] = CitusGrants(args);
+		rc = SPI_execute_plan(CustomPlan(&citus_lock_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE(5))
+										 " WHERE queue = $4 AND id = ANY ($1)"
+										 " AND " CITUS_VISIBLE(5) " ORDER BY id FOR UPDATE",
+										 5, types), args, NULL, false, 0);
 	}
 	else
 		rc = WqExecuteIndexed(WqPlanGeneric(&lock_plan, ITEM_COLUMNS " WHERE id = ANY ($1)"
@@ -820,13 +850,21 @@ TransitionBatch(int64 *ids, int n, const char *queue, const char *tname, Jsonb *
 	/* the SLA clocks and assignments of the items that need them */
 	if (nenter > 0)
 	{
-		Oid			types[2] = {INT8ARRAYOID, TEXTOID};
-		Datum		args[2];
+		Oid			types[3] = {INT8ARRAYOID, TEXTOID, TEXTOID};
+		Datum		args[3];
 
 		args[0] = PointerGetDatum(construct_array(enter_items, nenter, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = CStringGetTextDatum(actor);
-		if (SPI_execute_plan(WqPlan(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, false)", 2, types),
-							 args, NULL, false, 0) != SPI_OK_SELECT)
+		if (queue != NULL)
+		{
+			/* distributed: the items of one queue, read from its shard */
+			args[2] = CStringGetTextDatum(queue);
+			if (SPI_execute_plan(WqPlan(&citus_after_enter_plan, "SELECT workqueue._after_enter_citus($1, $2, $3)", 3, types),
+								 args, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not update the SLA and assignment of moved items");
+		}
+		else if (SPI_execute_plan(WqPlan(&after_enter_plan, "SELECT workqueue._after_enter($1, $2, false)", 2, types),
+								  args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not update the SLA and assignment of moved items");
 		SPI_freetuptable(SPI_tuptable);
 	}
