@@ -74,6 +74,14 @@
 #define CLAIM_VISIBLE "workqueue._scope_visible(i.scope, $4, $5)"
 
 /*
+ * The same on Citus, where the statement runs on a worker node: the
+ * caller's role OID names no role there (or another), so the scopes the
+ * caller may see are read here, on the coordinator, and passed in as $7
+ * (WqScopeGrants, as transition() does).
+ */
+#define CLAIM_CITUS_VISIBLE "(i.scope = '{}' OR $4 OR i.scope && $7)"
+
+/*
  * Whether the worker may act on the item (alias i) at its step, the rule of
  * transitions (src/workflow/transition.c): $6 the worker acts with
  * administrator rights, else the step has no role, or the worker is the
@@ -99,10 +107,10 @@
  * modifications with ctid on where clause are not supported"); with
  * queue = $1 in every part, the whole statement goes to the queue's shard.
  */
-#define CLAIM_SQL_BY(key, match, events) \
+#define CLAIM_SQL_BY(visible, key, match, events) \
 "WITH c AS ("\
 "  SELECT i." key " FROM workqueue.item i"\
-"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT\
+"   WHERE i.queue = $1 AND i.status = 'open' AND " visible " AND " CLAIM_MAY_ACT\
 "     AND NOT EXISTS (SELECT FROM workqueue.item x"\
 "                      WHERE x.queue = $1 AND x.status = 'in_progress' AND x.lease_until <= now())"\
 "   ORDER BY i.priority, i.created_at, i.id"\
@@ -122,7 +130,7 @@
 "  SELECT u.queue, u.id, $3, 'claimed', u.step, u.step, jsonb_build_object('lease_until', u.lease_until)"\
 "    FROM u)"
 
-static const char *const CLAIM_SQL = CLAIM_SQL_BY("ctid", "i.ctid = c.ctid", CLAIM_EVENTS_CTE);
+static const char *const CLAIM_SQL = CLAIM_SQL_BY(CLAIM_VISIBLE, "ctid", "i.ctid = c.ctid", CLAIM_EVENTS_CTE);
 
 /*
  * On Citus, the claim without its events is one statement on the queue's
@@ -133,7 +141,7 @@ static const char *const CLAIM_SQL = CLAIM_SQL_BY("ctid", "i.ctid = c.ctid", CLA
  * (CLAIM_CITUS_EVENTS_SQL), which Citus copies into the same shard over the
  * same connection: one node, one-phase commit.
  */
-static const char *const CLAIM_CITUS_SQL = CLAIM_SQL_BY("id", "i.id = c.id", "");
+static const char *const CLAIM_CITUS_SQL = CLAIM_SQL_BY(CLAIM_CITUS_VISIBLE, "id", "i.id = c.id", "");
 
 /* $1 queue, $2 worker, $3 ids, $4 steps, $5 leases of the items taken, in order */
 static const char *const CLAIM_CITUS_EVENTS_SQL =
@@ -160,47 +168,50 @@ static const char *const CLAIM_CITUS_EXPIRED_SQL =
  * through u's RETURNING (a join of u and c, nested loops only, would
  * compare every pair).  Parameters as CLAIM_SQL.
  */
-static const char *const CLAIM_EXPIRED_SQL =
-"WITH o AS ("
-"  SELECT i.queue, i.id, i.priority, i.created_at, NULL::text AS old_holder, NULL::timestamptz AS old_lease"
-"    FROM workqueue.item i"
-"   WHERE i.queue = $1 AND i.status = 'open' AND " CLAIM_VISIBLE " AND " CLAIM_MAY_ACT
-"   ORDER BY i.priority, i.created_at, i.id"
-"   LIMIT $2"
-"     FOR UPDATE SKIP LOCKED),"
-" x AS ("
-"  SELECT i.queue, i.id, i.priority, i.created_at, i.claimed_by, i.lease_until"
-"    FROM workqueue.item i"
-"   WHERE i.queue = $1 AND i.status = 'in_progress' AND i.lease_until <= now() AND " CLAIM_VISIBLE
-"     AND " CLAIM_MAY_ACT
-"   ORDER BY i.priority, i.created_at, i.id"
-"   LIMIT $2"
-"     FOR UPDATE SKIP LOCKED),"
-" c AS ("
-"  SELECT b.* FROM (SELECT * FROM o UNION ALL SELECT * FROM x) b"
-"   ORDER BY b.priority, b.created_at, b.id"
-"   LIMIT $2),"
-" u AS ("
-"  UPDATE workqueue.item i"
-"     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"
-"    FROM c WHERE i.queue = c.queue AND i.id = c.id"
-"  RETURNING i.*, c.old_holder, c.old_lease),"
-" fence AS ("
-"  INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"
-"  SELECT c.queue, c.id, c.old_holder, c.old_lease FROM c"
-"   WHERE c.old_holder IS NOT NULL AND c.old_holder <> $3"
-"  ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until),"
-" e AS ("
-"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
-"  SELECT u.queue, u.id, k.actor, k.kind, u.step, u.step, k.payload"
-"    FROM u CROSS JOIN LATERAL (VALUES"
-"         (1, 'workqueue', 'lease_expired',"
-"          jsonb_build_object('claimed_by', u.old_holder, 'lease_until', u.old_lease)),"
-"         (2, $3, 'claimed', jsonb_build_object('lease_until', u.lease_until)))"
-"     AS k(ord, actor, kind, payload)"
-"   WHERE k.ord = 2 OR u.old_holder IS NOT NULL"
-"   ORDER BY u.priority, u.created_at, u.id, k.ord)"
-" SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id";
+#define CLAIM_EXPIRED_SQL_WITH(visible) \
+"WITH o AS ("\
+"  SELECT i.queue, i.id, i.priority, i.created_at, NULL::text AS old_holder, NULL::timestamptz AS old_lease"\
+"    FROM workqueue.item i"\
+"   WHERE i.queue = $1 AND i.status = 'open' AND " visible " AND " CLAIM_MAY_ACT\
+"   ORDER BY i.priority, i.created_at, i.id"\
+"   LIMIT $2"\
+"     FOR UPDATE SKIP LOCKED),"\
+" x AS ("\
+"  SELECT i.queue, i.id, i.priority, i.created_at, i.claimed_by, i.lease_until"\
+"    FROM workqueue.item i"\
+"   WHERE i.queue = $1 AND i.status = 'in_progress' AND i.lease_until <= now() AND " visible\
+"     AND " CLAIM_MAY_ACT\
+"   ORDER BY i.priority, i.created_at, i.id"\
+"   LIMIT $2"\
+"     FOR UPDATE SKIP LOCKED),"\
+" c AS ("\
+"  SELECT b.* FROM (SELECT * FROM o UNION ALL SELECT * FROM x) b"\
+"   ORDER BY b.priority, b.created_at, b.id"\
+"   LIMIT $2),"\
+" u AS ("\
+"  UPDATE workqueue.item i"\
+"     SET status = 'in_progress', claimed_by = $3, lease_until = " CLAIM_LEASE ", updated_at = now()"\
+"    FROM c WHERE i.queue = c.queue AND i.id = c.id"\
+"  RETURNING i.*, c.old_holder, c.old_lease),"\
+" fence AS ("\
+"  INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)"\
+"  SELECT c.queue, c.id, c.old_holder, c.old_lease FROM c"\
+"   WHERE c.old_holder IS NOT NULL AND c.old_holder <> $3"\
+"  ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until),"\
+" e AS ("\
+"  INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"\
+"  SELECT u.queue, u.id, k.actor, k.kind, u.step, u.step, k.payload"\
+"    FROM u CROSS JOIN LATERAL (VALUES"\
+"         (1, 'workqueue', 'lease_expired',"\
+"          jsonb_build_object('claimed_by', u.old_holder, 'lease_until', u.old_lease)),"\
+"         (2, $3, 'claimed', jsonb_build_object('lease_until', u.lease_until)))"\
+"     AS k(ord, actor, kind, payload)"\
+"   WHERE k.ord = 2 OR u.old_holder IS NOT NULL"\
+"   ORDER BY u.priority, u.created_at, u.id, k.ord)"\
+" SELECT u.* FROM u ORDER BY u.priority, u.created_at, u.id"
+
+static const char *const CLAIM_EXPIRED_SQL = CLAIM_EXPIRED_SQL_WITH(CLAIM_VISIBLE);
+static const char *const CLAIM_CITUS_EXPIRED_CLAIM_SQL = CLAIM_EXPIRED_SQL_WITH(CLAIM_CITUS_VISIBLE);
 
 /*
  * Ends the worker's fences on the items it took (it has claimed them again):
@@ -213,6 +224,7 @@ static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_citus_plan;
 static SPIPlanPtr claim_citus_events_plan;
 static SPIPlanPtr claim_citus_expired_plan;
+static SPIPlanPtr claim_citus_expired_claim_plan;
 static SPIPlanPtr claim_expired_plan;
 static SPIPlanPtr end_fences_plan;
 static SPIPlanPtr queue_plan;
@@ -360,10 +372,10 @@ RequireQueue(const char *name)
  * SPI_tuptable.
  */
 static uint64
-RunClaim(SPIPlanPtr *slot, const char *sql, Datum *args)
+RunClaim(SPIPlanPtr *slot, const char *sql, Datum *args, int nargs)
 {
-	static Oid	types[6] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID, BOOLOID};
-	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, 6, types), args, false, 0, true);
+	static Oid	types[7] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, OIDOID, BOOLOID, TEXTARRAYOID};
+	int			rc = WqExecuteIndexed(WqPlanGeneric(slot, sql, nargs, types), args, false, 0, true);
 
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim items: %s", SPI_result_code_string(rc));
@@ -387,7 +399,7 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	char	   *queue;
 	bool		n_ok = !PG_ARGISNULL(1) && PG_GETARG_INT32(1) >= 1 && PG_GETARG_INT32(1) <= CLAIM_MAX;
 	char	   *worker = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	Datum		args[6];
+	Datum		args[7];
 	TupleDesc	desc;
 	Tuplestorestate *store;
 	uint64		taken;
@@ -422,13 +434,15 @@ workqueue_claim(PG_FUNCTION_ARGS)
 
 	if (unlikely(WqDistributed()))
 	{
-		taken = RunClaim(&claim_citus_plan, CLAIM_CITUS_SQL, args);
+		args[6] = DatumGetBool(args[3]) ? PointerGetDatum(construct_empty_array(TEXTOID))
+			: PointerGetDatum(WqScopeGrants(DatumGetObjectId(args[4])));
+		taken = RunClaim(&claim_citus_plan, CLAIM_CITUS_SQL, args, 7);
 		claimed = SPI_tuptable;
 		if (taken > 0)
 			WriteClaimEvents(args[0], args[2], claimed, taken);
 		else if (CitusLeaseExpired(args[0]))
 		{
-			taken = RunClaim(&claim_expired_plan, CLAIM_EXPIRED_SQL, args);
+			taken = RunClaim(&claim_citus_expired_claim_plan, CLAIM_CITUS_EXPIRED_CLAIM_SQL, args, 7);
 			claimed = SPI_tuptable;
 		}
 		if (taken == 0)
@@ -436,11 +450,11 @@ workqueue_claim(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		taken = RunClaim(&claim_plan, CLAIM_SQL, args);
+		taken = RunClaim(&claim_plan, CLAIM_SQL, args, 6);
 		if (taken == 0)
 		{
 			/* a lease has run out, or nothing is open, or there is no such queue */
-			taken = RunClaim(&claim_expired_plan, CLAIM_EXPIRED_SQL, args);
+			taken = RunClaim(&claim_expired_plan, CLAIM_EXPIRED_SQL, args, 6);
 			if (taken == 0)
 				RequireQueue(queue);
 		}

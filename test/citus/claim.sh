@@ -93,4 +93,17 @@ busy=$(ls "$out"/claimed.* 2>/dev/null | wc -l)
 echo "# $busy of $clients clients took items"
 rm -rf "$out"
 
+# --- scopes: a scoped role claims what it may see, as on one node -----------
+sq=wq_scope_$$
+q "SELECT workqueue.create_queue('$sq')" >/dev/null
+q "DO \$\$BEGIN CREATE ROLE wq_claim_agent LOGIN IN ROLE workqueue_agent; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" >/dev/null
+q "SELECT workqueue.grant_scope('wq_claim_agent', 'emea')" >/dev/null
+hidden=$(q "SELECT workqueue.add('$sq', '{\"n\": 1}', 1)")
+seen=$(q "SELECT workqueue.add('$sq', '{\"n\": 2}', 2)")
+open=$(q "SELECT workqueue.add('$sq', '{\"n\": 3}', 3)")
+q "SELECT workqueue.set_scope(ARRAY[$hidden], '{apac}'); SELECT workqueue.set_scope(ARRAY[$seen], '{emea}')" >/dev/null
+is "$(q "SET ROLE wq_claim_agent; SELECT string_agg(id::text, ',' ORDER BY priority) FROM workqueue.claim('$sq', 3, 'wq_claim_agent')")" \
+   "$seen,$open" "a scoped role claims the items of its scopes and those without one, not the others"
+is "$(q "SELECT status FROM workqueue.item WHERE queue = '$sq' AND id = $hidden")" open "... the hidden item stays open"
+
 finish
