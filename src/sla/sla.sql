@@ -652,6 +652,8 @@ DECLARE
     lvl int;
     pct int;
     running boolean;
+    t_now timestamptz := now();
+    next_at timestamptz;
 BEGIN
     PERFORM workqueue._require_admin('recompute sla due times');
     q := workqueue._queue(recompute_sla.queue);
@@ -707,6 +709,10 @@ BEGIN
             END IF;
         END IF;
         pct := workqueue._sla_threshold(p.warn_at, lvl);
+        -- (computed here, not in a CASE of the UPDATE: Citus refuses
+        -- functions that are not IMMUTABLE in a CASE of a distributed UPDATE)
+        next_at := CASE WHEN target IS NOT NULL AND running AND pct IS NOT NULL THEN
+                       workqueue._sla_next_at(t_now, target, el, pct, cal, calv) END;
         UPDATE workqueue.item i
            SET sla_policy = CASE WHEN target IS NOT NULL THEN p.name END,
                sla_policy_version = CASE WHEN target IS NOT NULL THEN p.version END,
@@ -714,10 +720,9 @@ BEGIN
                sla_calendar_version = CASE WHEN target IS NOT NULL THEN calv END,
                sla_target = target, due_at = due, sla_level = lvl,
                sla_elapsed = CASE WHEN target IS NOT NULL THEN el ELSE interval '0' END,
-               sla_clock_from = CASE WHEN target IS NOT NULL AND running THEN now() END,
-               sla_paused_at = CASE WHEN target IS NOT NULL AND NOT running THEN coalesce(r.sla_paused_at, now()) END,
-               sla_next_at = CASE WHEN target IS NOT NULL AND running AND pct IS NOT NULL THEN
-                   workqueue._sla_next_at(now(), target, el, pct, cal, calv) END,
+               sla_clock_from = CASE WHEN target IS NOT NULL AND running THEN t_now END,
+               sla_paused_at = CASE WHEN target IS NOT NULL AND NOT running THEN coalesce(r.sla_paused_at, t_now) END,
+               sla_next_at = next_at,
                step_due_at = CASE WHEN target IS NOT NULL AND running THEN r.step_due_at END,
                updated_at = now()
          WHERE i.queue = r.queue AND i.id = r.id;

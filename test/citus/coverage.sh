@@ -47,6 +47,18 @@ is "$(q "SELECT details_url FROM workqueue.source WHERE name = 'cov_src'")" "htt
 job=$(q "SELECT workqueue.schedule_sync('cov_src', '17 3 * * *')")
 is "$(q "SELECT schedule FROM cron.job WHERE jobid = ${job:-0}")" "17 3 * * *" "schedule_sync() makes a pg_cron job"
 
+q "SELECT workqueue.create_sla_policy('cov_pol', '24x7', '{\"1\": \"1 hour\", \"2\": \"2 hours\", \"3\": \"4 hours\", \"4\": \"8 hours\", \"5\": \"1 day\"}')" >/dev/null 2>&1
+q "SELECT workqueue.create_queue('cov_sla')" >/dev/null 2>&1
+q "SELECT workqueue.alter_queue('cov_sla', '{\"sla_policy\": \"cov_pol\"}')" >/dev/null
+sla_item=$(q "SELECT workqueue.add('cov_sla', '{}', 1)")
+q "SELECT workqueue.create_sla_policy('cov_pol', '24x7', '{\"1\": \"3 hours\", \"2\": \"2 hours\", \"3\": \"4 hours\", \"4\": \"8 hours\", \"5\": \"1 day\"}')" >/dev/null
+is "$(q "SELECT count(*) FROM workqueue.recompute_sla('cov_sla') WHERE item = $sla_item")" 1 "recompute_sla() (dry run) lists the item"
+is "$(qerr "SELECT count(*) FROM workqueue.recompute_sla('cov_sla', false)")" "" "recompute_sla(dry_run => false)"
+is "$(q "SELECT sla_target || ' ' || (due_at - created_at >= interval '2 hours 59 minutes')
+           FROM workqueue.item WHERE queue = 'cov_sla' AND id = $sla_item")" "03:00:00 true" "... moves the item to the new target"
+is "$(q "SELECT count(*) FROM workqueue.item_event WHERE queue = 'cov_sla' AND item_id = $sla_item AND kind = 'sla_recomputed'")" 1 \
+   "... with its event"
+
 # --- every function of the API is called by a Citus suite --------------------
 
 missing=()
