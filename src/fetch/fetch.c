@@ -157,6 +157,7 @@ OptionsFor(const SourceDef *src)
 }
 
 static SPIPlanPtr claim_plan;
+static SPIPlanPtr claim_citus_plan;
 static SPIPlanPtr lock_plan;
 static SPIPlanPtr complete_plan;
 static SPIPlanPtr fail_plan;
@@ -170,11 +171,17 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(free_slots)};
 	int			n;
+	SPIPlanPtr	plan;
 
 	WorkerTxBegin("workqueue: taking due fetches");
-	if (SPI_execute_plan(WqPlan(&claim_plan, "SELECT queue, id, source, url, body, attempts, external_id, item_id "
-								"FROM workqueue._claim_fetches($1)", 1, types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
+	/* a distributed install locks the due fetches one queue at a time */
+	if (unlikely(WqDistributed()))
+		plan = WqPlan(&claim_citus_plan, "SELECT queue, id, source, url, body, attempts, external_id, item_id "
+					  "FROM workqueue._claim_fetches_citus($1)", 1, types);
+	else
+		plan = WqPlan(&claim_plan, "SELECT queue, id, source, url, body, attempts, external_id, item_id "
+					  "FROM workqueue._claim_fetches($1)", 1, types);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not take due fetches");
 	n = (int) SPI_processed;
 	for (int r = 0; r < n; r++)
