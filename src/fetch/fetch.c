@@ -157,6 +157,7 @@ OptionsFor(const SourceDef *src)
 }
 
 static SPIPlanPtr claim_plan;
+static SPIPlanPtr claim_citus_plan;
 static SPIPlanPtr lock_plan;
 static SPIPlanPtr complete_plan;
 static SPIPlanPtr fail_plan;
@@ -170,11 +171,17 @@ StartDueFetches(HttpAsync *http, MemoryContext fetchcxt, int free_slots)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(free_slots)};
 	int			n;
+	SPIPlanPtr	plan;
 
 	WorkerTxBegin("workqueue: taking due fetches");
-	if (SPI_execute_plan(WqPlan(&claim_plan, "SELECT queue, id, source, url, body, attempts, external_id, item_id "
-								"FROM workqueue._claim_fetches($1)", 1, types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
+	/* a distributed install locks the due fetches one queue at a time */
+	if (unlikely(WqDistributed()))
+		plan = WqPlan(&claim_citus_plan, "SELECT queue, id, source, url, body, attempts, external_id, item_id "
+					  "FROM workqueue._claim_fetches_citus($1)", 1, types);
+	else
+		plan = WqPlan(&claim_plan, "SELECT queue, id, source, url, body, attempts, external_id, item_id "
+					  "FROM workqueue._claim_fetches($1)", 1, types);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not take due fetches");
 	n = (int) SPI_processed;
 	for (int r = 0; r < n; r++)
@@ -478,6 +485,144 @@ MapOutcome(Outcome *o, List **sources)
 }
 
 /*
+ * The write path of a turn on a distributed install: Citus locks and
+ * writes rows of one shard per statement, so every item and fetch is
+ * reached by its queue and id, one statement each, planned for its values
+ * (Citus routes a statement by the queue's value).  now() is passed in as
+ * a value (Citus refuses it next to a column in an UPDATE).  The turn is
+ * still one transaction; a single-node install never runs these.
+ */
+static void
+CitusExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "could not record finished fetches: SPI result %d", rc);
+}
+
+static void
+LockItemsDistributed(Outcome *o, int n)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	int			j = 0;
+
+	while (j < n)
+	{
+		Datum		args[2];
+		int			k;
+		bool		isnull;
+		HeapTuple	tup;
+		TupleDesc	desc;
+
+		args[0] = CStringGetTextDatum(o[j].tag->queue);
+		args[1] = Int64GetDatum(o[j].tag->item_id);
+		CitusExec("SELECT i.step, i.data, i.priority FROM workqueue.item i"
+				  " WHERE i.queue = $1 AND i.id = $2 FOR NO KEY UPDATE OF i",
+				  2, types, args, NULL, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+			elog(ERROR, "item " INT64_FORMAT " of fetch " INT64_FORMAT " does not exist",
+				 o[j].tag->item_id, o[j].tag->id);
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		for (k = j; k < n && CompareOutcomes(&o[j], &o[k]) == 0; k++)
+		{
+			o[k].step = SPI_getbinval(tup, desc, 1, &isnull);
+			o[k].data = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
+			o[k].priority = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		j = k;
+	}
+}
+
+/* One completion on a distributed install (see LockItemsDistributed). */
+static void
+WriteCompletionDistributed(Outcome *o, bool changed, Jsonb *data, bool has_priority, int16 priority)
+{
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Datum		queue = CStringGetTextDatum(o->tag->queue);
+	Datum		source = CStringGetTextDatum(o->tag->source);
+
+	if (changed)
+	{
+		Oid			ut[6] = {TEXTOID, INT8OID, JSONBOID, INT2OID, TEXTOID, TIMESTAMPTZOID};
+		Datum		ua[6] = {queue, Int64GetDatum(o->tag->item_id), JsonbPGetDatum(data),
+		Int16GetDatum(priority), source, now};
+		char		un[7] = {' ', ' ', ' ', has_priority ? ' ' : 'n', ' ', ' ', 0};
+		Oid			et[8] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT2OID, INT2OID};
+		Datum		ea[8] = {queue, Int64GetDatum(o->tag->item_id), source, o->step,
+			JsonbPGetDatum(o->data), JsonbPGetDatum(data), Int16GetDatum(o->priority), Int16GetDatum(priority)};
+		char		en[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', has_priority ? ' ' : 'n', 0};
+
+		CitusExec("UPDATE workqueue.item i SET data = $3, priority = coalesce($4, i.priority),"
+				  " source = coalesce(i.source, $5), last_seen_at = $6, updated_at = $6"
+				  " WHERE i.queue = $1 AND i.id = $2", 6, ut, ua, un, SPI_OK_UPDATE);
+		if (SPI_processed == 1)
+			CitusExec("INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+					  " VALUES ($1, $2, $3, 'synced', $4, $4, workqueue._sync_payload($5, $6, $7, $8))",
+					  8, et, ea, en, SPI_OK_INSERT);
+	}
+	{
+		Oid			ft[4] = {TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID};
+		Datum		fa[4] = {queue, Int64GetDatum(o->tag->id), Int32GetDatum((int32) o->req->status), now};
+
+		CitusExec("UPDATE workqueue.fetch g SET status = 'completed', http_status = $3, error = NULL,"
+				  " finished_at = $4 WHERE g.queue = $1 AND g.id = $2", 4, ft, fa, NULL, SPI_OK_UPDATE);
+		if (SPI_processed == 1)
+		{
+			Oid			et[6] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT4OID};
+			Datum		ea[6] = {queue, Int64GetDatum(o->tag->item_id), source, o->step,
+			Int64GetDatum(o->tag->id), Int32GetDatum((int32) o->req->status)};
+
+			CitusExec("INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+					  " VALUES ($1, $2, $3, 'fetch_completed', $4, $4,"
+					  " pg_catalog.jsonb_build_object('fetch', $5, 'http_status', $6))",
+					  6, et, ea, NULL, SPI_OK_INSERT);
+		}
+	}
+}
+
+/* One failed attempt on a distributed install (see LockItemsDistributed). */
+static void
+WriteFailureDistributed(Outcome *o)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		queue = CStringGetTextDatum(o->tag->queue);
+	Oid			ft[7] = {TEXTOID, INT8OID, BOOLOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		fa[7] = {queue, Int64GetDatum(o->tag->id), BoolGetDatum(o->retry),
+		Int32GetDatum((int32) o->req->status), CStringGetTextDatum(o->error),
+		TimestampTzGetDatum(now + (TimestampTz) o->delay_ms * 1000), TimestampTzGetDatum(now)};
+	char		fn[8] = {' ', ' ', ' ', o->req->status == 0 ? 'n' : ' ', ' ', ' ', ' ', 0};
+	bool		isnull;
+
+	CitusExec("UPDATE workqueue.fetch g"
+			  "   SET status = CASE WHEN $3 AND g.attempts < g.max_attempts THEN 'queued' ELSE 'failed' END,"
+			  "       http_status = $4, error = $5,"
+			  "       next_attempt_at = CASE WHEN $3 AND g.attempts < g.max_attempts THEN $6 ELSE g.next_attempt_at END,"
+			  "       finished_at = CASE WHEN $3 AND g.attempts < g.max_attempts THEN g.finished_at ELSE $7 END"
+			  " WHERE g.queue = $1 AND g.id = $2"
+			  " RETURNING g.status = 'failed', g.attempts, g.source",
+			  7, ft, fa, fn, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	{
+		int32		attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+														   &isnull));
+		char	   *source = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		Oid			et[8] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT4OID, TEXTOID, INT4OID};
+		Datum		ea[8] = {queue, Int64GetDatum(o->tag->item_id), CStringGetTextDatum(source), o->step,
+			Int64GetDatum(o->tag->id), Int32GetDatum((int32) o->req->status), CStringGetTextDatum(o->error),
+		Int32GetDatum(attempts)};
+		char		en[9] = {' ', ' ', ' ', ' ', ' ', o->req->status == 0 ? 'n' : ' ', ' ', ' ', 0};
+
+		CitusExec("INSERT INTO workqueue.item_event (queue, item_id, actor, kind, from_step, to_step, payload)"
+				  " VALUES ($1, $2, $3, 'fetch_failed', $4, $4, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+				  "'fetch', $5, 'http_status', $6, 'error', $7, 'attempts', $8)))",
+				  8, et, ea, en, SPI_OK_INSERT);
+	}
+}
+
+/*
  * Locks the items of the outcomes (sorted by item id) in id order, and
  * fills in each outcome its item's step, data and priority as locked.
  */
@@ -490,6 +635,11 @@ LockItems(Outcome *o, int n)
 	ArgColumn	ids;
 	int			j = 0;
 
+	if (unlikely(WqDistributed()))
+	{
+		LockItemsDistributed(o, n);
+		return;
+	}
 	ColumnInit(&queues, TEXTOID, n);
 	ColumnInit(&ids, INT8OID, n);
 	for (int i = 0; i < n; i++)
@@ -563,6 +713,13 @@ WriteCompletions(Outcome **done, int n)
 			data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 
 		/* as upsert_items: an equal record writes nothing but the fetch */
+		if (unlikely(WqDistributed()))
+		{
+			WriteCompletionDistributed(o, (has_priority && priority != o->priority) ||
+									   compareJsonbContainers(&data->root, &o->data->root) != 0,
+									   data, has_priority, priority);
+			continue;
+		}
 		if ((has_priority && priority != o->priority) ||
 			compareJsonbContainers(&data->root, &o->data->root) != 0)
 		{
@@ -580,6 +737,8 @@ WriteCompletions(Outcome **done, int n)
 		ColumnAdd(&col[10], Int32GetDatum((int32) o->req->status), false);
 		ColumnAdd(&col[11], o->step, false);
 	}
+	if (unlikely(WqDistributed()))
+		return;
 	for (int c = 0; c < 12; c++)
 		args[c] = ColumnArray(&col[c]);
 	if (ExecuteProbing(WqPlan(&complete_plan, COMPLETE_SQL, 12, types), args) != SPI_OK_SELECT)
@@ -640,6 +799,12 @@ WriteFailures(Outcome **fails, int n)
 	ArgColumn	col[7];
 	Datum		args[7];
 
+	if (unlikely(WqDistributed()))
+	{
+		for (int i = 0; i < n; i++)
+			WriteFailureDistributed(fails[i]);
+		return;
+	}
 	for (int c = 0; c < 7; c++)
 		ColumnInit(&col[c], coltypes[c], n);
 	for (int i = 0; i < n; i++)
@@ -810,6 +975,65 @@ RunStatement(const char *activity, const char *sql, bool read_only, const char *
 }
 
 /*
+ * Fires the SLA timers (workqueue._fire_sla_timers) in a transaction of its
+ * own, as RunStatement.  On a distributed install a failure is logged (a
+ * WARNING) and the turn goes on -- fetches and leases must not stop with
+ * it -- and the timers are tried again a minute later; on one node an
+ * error ends the worker, as ever.  (The mode is asked inside the
+ * transaction: WqDistributed reads a table the first time.)
+ */
+static bool
+FireSlaTimers(TimestampTz *at)
+{
+	static TimestampTz failed_until = 0;
+	MemoryContext turn = CurrentMemoryContext;
+	volatile bool citus = false;
+	volatile bool due = false;
+
+	PG_TRY();
+	{
+		WorkerTxBegin("workqueue: firing sla timers");
+		citus = WqDistributed();
+		if (!citus || GetCurrentTimestamp() >= failed_until)
+		{
+			bool		isnull;
+			Datum		d;
+
+			if (SPI_execute("SELECT workqueue._fire_sla_timers(1000)", false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not fire sla timers");
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				*at = DatumGetTimestampTz(d);
+			due = !isnull;
+		}
+		WorkerTxCommit(turn);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		if (!citus)
+			PG_RE_THROW();
+		MemoryContextSwitchTo(turn);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(turn);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("workqueue: sla timers failed on a distributed install: %s", edata->message),
+				 errdetail("Fetches and leases go on; the timers are tried again in a minute."),
+				 errhint("See doc/scale-out.md, \"What fails today\".")));
+		FreeErrorData(edata);
+		failed_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
+		due = false;
+	}
+	PG_END_TRY();
+	return due;
+}
+
+/*
  * Deletes one batch of finished items past their queue's retention
  * (workqueue._purge) in a transaction of its own and returns how many went.
  * A failure is logged and ends the purge until the next interval, rather
@@ -946,9 +1170,7 @@ FetchWorkerLoop(void)
 		if (GetCurrentTimestamp() >= next_sla_check)
 		{
 			TimestampTz next;	/* when the next threshold is due, if one is */
-			bool		due = RunStatement("workqueue: firing sla timers",
-										   "SELECT workqueue._fire_sla_timers(1000)",
-										   false, "fire sla timers", &next);
+			bool		due = FireSlaTimers(&next);
 
 			next_sla_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LEASE_CHECK_MS);
 			if (due && next < next_sla_check)

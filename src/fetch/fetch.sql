@@ -80,6 +80,9 @@ DECLARE
     n int;                      -- fetches queued again
 BEGIN
     PERFORM workqueue._require_admin('retry fetches');
+    IF workqueue._citus() THEN
+        RETURN workqueue._retry_fetches_citus(retry_fetches.source, retry_fetches.since);
+    END IF;
     -- Lock the items first, in id order, as enqueue_fetch() and the fetch
     -- worker do: an enqueue_fetch() of one of them then either commits
     -- first (and the statement below, with a snapshot taken after the
@@ -111,6 +114,81 @@ BEGIN
 END
 $$;
 
+-- retry_fetches() on a distributed install (doc/scale-out.md): Citus takes
+-- row locks only in a statement on one shard, so the queues with failed
+-- fetches are read first (no lock, all shards), then each queue's items
+-- are locked in id order and its fetches queued again, as on one node.
+CREATE OR REPLACE FUNCTION workqueue._retry_fetches_citus(source text, since timestamptz) RETURNS int
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q text;
+    k int;
+    n int := 0;
+BEGIN
+    FOR q IN SELECT DISTINCT f.queue FROM workqueue.fetch f
+              WHERE f.status = 'failed'
+                AND (_retry_fetches_citus.source IS NULL OR f.source = _retry_fetches_citus.source)
+                AND (_retry_fetches_citus.since IS NULL OR f.finished_at >= _retry_fetches_citus.since)
+              ORDER BY 1 LOOP
+        EXECUTE $q$
+            SELECT count(*) FROM (
+              SELECT 1 FROM workqueue.item i
+               WHERE i.queue = $1
+                 AND i.id IN (SELECT f.item_id FROM workqueue.fetch f
+                               WHERE f.queue = $1 AND f.status = 'failed'
+                                 AND ($2::text IS NULL OR f.source = $2)
+                                 AND ($3::timestamptz IS NULL OR f.finished_at >= $3))
+               ORDER BY i.id
+                 FOR UPDATE) l$q$ INTO k USING q, _retry_fetches_citus.source, _retry_fetches_citus.since;
+        EXECUTE $q$
+            UPDATE workqueue.fetch f
+               SET status = 'queued', attempts = 0, next_attempt_at = $4, error = NULL, http_status = NULL,
+                   finished_at = NULL, started_at = NULL
+             WHERE f.queue = $1 AND f.status = 'failed'
+               AND ($2::text IS NULL OR f.source = $2)
+               AND ($3::timestamptz IS NULL OR f.finished_at >= $3)
+               AND NOT EXISTS (SELECT 1 FROM workqueue.fetch g
+                                WHERE g.queue = $1 AND g.item_id = f.item_id AND g.status IN ('queued', 'processing'))
+               AND f.id = (SELECT max(h.id) FROM workqueue.fetch h
+                            WHERE h.queue = $1 AND h.item_id = f.item_id AND h.status = 'failed')$q$
+            USING q, _retry_fetches_citus.source, _retry_fetches_citus.since, now();
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n := n + k;
+    END LOOP;
+    IF n > 0 THEN
+        PERFORM workqueue._wake_fetch();
+    END IF;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._retry_fetches_citus(text, timestamptz) FROM PUBLIC;
+
+-- cancel_fetch()'s lookup on a distributed install: the fetch's queue and
+-- its item's scope are read first (no lock, all shards), the scope checked
+-- here, and only then the fetch locked on its queue's shard.  NULL when
+-- there is no such fetch or the caller may not see its item.
+CREATE OR REPLACE FUNCTION workqueue._lock_fetch_citus(id bigint) RETURNS workqueue.fetch
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q text;
+    sc text[];
+    f workqueue.fetch;
+BEGIN
+    SELECT g.queue, i.scope INTO q, sc
+      FROM workqueue.fetch g JOIN workqueue.item i ON i.queue = g.queue AND i.id = g.item_id
+     WHERE g.id = _lock_fetch_citus.id;
+    IF NOT FOUND OR NOT workqueue._visible(sc) THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT g.* FROM workqueue.fetch g WHERE g.queue = $1 AND g.id = $2 FOR UPDATE'
+       INTO f USING q, _lock_fetch_citus.id;
+    RETURN f;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._lock_fetch_citus(bigint) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION workqueue.cancel_fetch(id bigint) RETURNS workqueue.fetch
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -119,12 +197,16 @@ DECLARE
 BEGIN
     -- a fetch of an item out of the caller's scopes is not there (and is not
     -- locked: the scope is checked before the row lock is taken)
-    SELECT g.* INTO f FROM workqueue.fetch g
-     WHERE g.id = cancel_fetch.id
-       AND EXISTS (SELECT 1 FROM workqueue.item i
-                    WHERE i.queue = g.queue AND i.id = g.item_id AND workqueue._visible(i.scope))
-       FOR UPDATE OF g;
-    IF NOT FOUND THEN
+    IF workqueue._citus() THEN
+        f := workqueue._lock_fetch_citus(cancel_fetch.id);
+    ELSE
+        SELECT g.* INTO f FROM workqueue.fetch g
+         WHERE g.id = cancel_fetch.id
+           AND EXISTS (SELECT 1 FROM workqueue.item i
+                        WHERE i.queue = g.queue AND i.id = g.item_id AND workqueue._visible(i.scope))
+           FOR UPDATE OF g;
+    END IF;
+    IF f.id IS NULL THEN
         RAISE EXCEPTION 'fetch % does not exist', coalesce(cancel_fetch.id::text, 'NULL')
             USING ERRCODE = 'undefined_object', HINT = 'List fetches with: SELECT * FROM workqueue.fetch;';
     END IF;
@@ -179,6 +261,46 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION workqueue._claim_fetches(int) FROM PUBLIC;
+
+-- _claim_fetches() on a distributed install (the fetch worker asks this one
+-- there: src/fetch/fetch.c).  Citus takes row locks only in a statement on
+-- one shard: the queues with due fetches are read first (no lock, all
+-- shards), the longest due first, then each queue's due fetches are locked
+-- (SKIP LOCKED) and taken, up to n in all.
+CREATE OR REPLACE FUNCTION workqueue._claim_fetches_citus(n int)
+    RETURNS TABLE (queue text, id bigint, item_id bigint, source text, url text, body text,
+                   attempts int, max_attempts int, external_id text)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    q text;
+    ids bigint[];
+    left_over int := _claim_fetches_citus.n;
+BEGIN
+    FOR q IN SELECT f.queue FROM workqueue.fetch f
+              WHERE f.status = 'queued' AND f.next_attempt_at <= now()
+              GROUP BY f.queue ORDER BY min(f.next_attempt_at) LOOP
+        EXIT WHEN left_over <= 0;
+        EXECUTE $q$
+            SELECT array_agg(d.id) FROM (
+              SELECT f.id FROM workqueue.fetch f
+               WHERE f.queue = $1 AND f.status = 'queued' AND f.next_attempt_at <= $3
+               ORDER BY f.next_attempt_at
+               LIMIT $2 FOR UPDATE SKIP LOCKED) d$q$ INTO ids USING q, left_over, now();
+        CONTINUE WHEN ids IS NULL;
+        RETURN QUERY EXECUTE $q$
+            UPDATE workqueue.fetch f
+               SET status = 'processing', attempts = f.attempts + 1, started_at = $3, worker_pid = $4
+              FROM workqueue.item i
+             WHERE f.queue = $1 AND f.id = ANY ($2) AND i.queue = $1 AND i.id = f.item_id
+            RETURNING f.queue, f.id, f.item_id, f.source, f.url, f.body, f.attempts, f.max_attempts, i.external_id$q$
+            USING q, ids, now(), pg_backend_pid();
+        left_over := left_over - cardinality(ids);
+    END LOOP;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._claim_fetches_citus(int) FROM PUBLIC;
 
 -- When the next queued fetch falls due (NULL if none).
 CREATE OR REPLACE FUNCTION workqueue._next_fetch_at() RETURNS timestamptz
