@@ -73,12 +73,9 @@ CREATE OR REPLACE FUNCTION workqueue.distribute() RETURNS text
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     reference text[] := ARRAY['workflow', 'workflow_version', 'workflow_step', 'role_member', 'role_assignment',
-                              'calendar', 'sla_policy', 'queue', 'source', 'sync_run', 'scope_grant'];
+                              'calendar', 'sla_policy', 'queue', 'source', 'sync_run', 'scope_grant', 'purge'];
     per_item text[] := ARRAY['item', 'item_event', 'fetch', 'lease_fence'];
-    -- (purge belongs in reference, but stays local for now: distribute()
-    -- races with the nodes' background workers, more often with purge a
-    -- reference table; doc/scale-out.md, "Layout")
-    node_local text[] := ARRAY['announce_state', 'scale_state', 'purge'];
+    node_local text[] := ARRAY['announce_state', 'scale_state'];
     unknown text;
     todo text[];
     drops text[] := '{}';

@@ -283,8 +283,11 @@ BEGIN
                                  jsonb_build_object('source', _reopen_listed.source));
         n := n + 1;
     END LOOP;
-    -- the SLA clock runs again where it stopped
-    PERFORM workqueue._sla_enter(reopened, NULL, NULL, false);
+    -- the SLA clock runs again where it stopped (none reopened: nothing to
+    -- do; on Citus _sla_enter's statement is refused even for no items)
+    IF cardinality(reopened) > 0 THEN
+        PERFORM workqueue._sla_enter(reopened, NULL, NULL, false);
+    END IF;
     RETURN n;
 END
 $$;
