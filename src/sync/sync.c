@@ -501,8 +501,23 @@ CloseVanished(SyncRun *run)
 	WorkerTxBegin("workqueue sync: closing vanished items");
 	values[2] = TextArray(run->ids);
 	values[3] = TextArray(keep);
-	Exec("UPDATE workqueue.sync_run SET closed = workqueue._close_unlisted($1, $2, $3, $4), phase = 'closing' "
-		 "WHERE id = $5", 5, types, values, NULL, SPI_OK_UPDATE);
+	if (WqDistributed())
+	{
+		/*
+		 * Citus refuses a volatile function in an UPDATE of a distributed
+		 * (here: reference) table: close first, then record the count.
+		 */
+		bool		cnull;
+
+		Exec("SELECT workqueue._close_unlisted($1, $2, $3, $4)", 4, types, values, NULL, SPI_OK_SELECT);
+		values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &cnull);
+		types[2] = INT4OID;
+		Exec("UPDATE workqueue.sync_run SET closed = $3, phase = 'closing' WHERE id = $5",
+			 5, types, values, NULL, SPI_OK_UPDATE);
+	}
+	else
+		Exec("UPDATE workqueue.sync_run SET closed = workqueue._close_unlisted($1, $2, $3, $4), phase = 'closing' "
+			 "WHERE id = $5", 5, types, values, NULL, SPI_OK_UPDATE);
 	WorkerTxCommit(run->cxt);
 }
 

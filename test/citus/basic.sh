@@ -17,7 +17,6 @@ read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_C
 declare -A KNOWN_FAILING=(
     [set_scope]="correlated subqueries are not supported when the FROM clause contains a set returning function"
     [create_calendar]="subqueries are not supported within INSERT queries"
-    [drop_queue]="cannot modify table \"source\" because there was a parallel operation on a distributed table"
 )
 
 qw() {      # qw PORT SQL: one value from a worker
