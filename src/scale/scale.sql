@@ -3,8 +3,7 @@
 --
 --   definition tables  -> reference tables (a copy on every node)
 --   per-item tables    -> distributed by queue, co-located with item
---   announce_state, scale_state stay local: each node's own state; so does
---   purge, the summaries of the retention passes a node ran (for now)
+--   announce_state, scale_state stay local: each node's own state
 --
 -- Citus leaves the tables of an extension to the extension: CREATE EXTENSION
 -- workqueue on the coordinator was propagated to every worker, so each
