@@ -64,8 +64,8 @@ is "$(qerr "SELECT citus_remove_node('127.0.0.1', $late)")" "" "worker $late lea
 is "$(qerr "SET client_min_messages = warning; SELECT workqueue.distribute()")" "" "distribute() on a fresh install"
 is "$(q "SELECT string_agg(mode, ',') FROM workqueue.scale_state")" citus "the coordinator records the mode"
 is "$(q "SELECT count(*) FILTER (WHERE partmethod = 'n') || ' ' || count(*) FILTER (WHERE partmethod = 'h')
-           FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" "11 4" \
-   "11 reference tables, 4 distributed tables"
+           FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" "12 4" \
+   "12 reference tables (purge among them), 4 distributed tables"
 is "$(q "SELECT string_agg(logicalrelid::regclass::text || ':' || column_to_column_name(logicalrelid, partkey), ' '
                           ORDER BY logicalrelid::regclass::text)
            FROM pg_dist_partition WHERE partmethod = 'h' AND logicalrelid::regclass::text LIKE 'workqueue.%'")" \
@@ -78,7 +78,7 @@ is "$(q "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace
    "the 10 foreign keys are back on the coordinator"
 is "$(q "SELECT workqueue.distribute()")" "already distributed" "a second distribute() is a no-op"
 is "$(q "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" 15 \
-   "... and leaves the 15 tables as they were"
+   "... and leaves the 16 tables as they were"
 q "$ins) SELECT 'cq0', 'review', 'review', 1, '{}' FROM generate_series(1, 20)" >/dev/null 2>&1
 is "$(qerr "SELECT citus_add_node('127.0.0.1', $late)")" "" "worker $late joins the distributed install"
 is "$(q "SELECT workqueue.distribute()")" "already distributed" "distribute() again after citus_add_node"
