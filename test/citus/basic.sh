@@ -77,7 +77,7 @@ is "$(q "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace
            AND conrelid::regclass::text !~ '_[0-9]+$'")" 10 \
    "the 10 foreign keys are back on the coordinator"
 is "$(q "SELECT workqueue.distribute()")" "already distributed" "a second distribute() is a no-op"
-is "$(q "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" 15 \
+is "$(q "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'workqueue.%'")" 16 \
    "... and leaves the 16 tables as they were"
 q "$ins) SELECT 'cq0', 'review', 'review', 1, '{}' FROM generate_series(1, 20)" >/dev/null 2>&1
 is "$(qerr "SELECT citus_add_node('127.0.0.1', $late)")" "" "worker $late joins the distributed install"
