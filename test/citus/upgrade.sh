@@ -77,8 +77,8 @@ is "$(q "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c
                                   AND column_to_column_name(p.logicalrelid, p.partkey) = 'queue'
                                   AND p.colocationid = (SELECT colocationid FROM pg_dist_partition
                                                          WHERE logicalrelid = 'workqueue.item'::regclass))))")" \
-   "announce_state, purge, scale_state" \
-   "every table is a reference table, distributed by queue with item, or local (announce_state, purge, scale_state: doc/scale-out.md)"
+   "announce_state, scale_state" \
+   "every table is a reference table, distributed by queue with item, or local (announce_state, scale_state: doc/scale-out.md)"
 same_shape "before the update: one shape per table on every shard and node"
 
 # --- data in place -----------------------------------------------------------
