@@ -281,6 +281,11 @@ DECLARE
     jobs bigint;
 BEGIN
     PERFORM workqueue._require_admin('drop queues');
+    -- on Citus the reference-table deletes (source, sync_run, queue, purge)
+    -- may not follow a parallel multi-shard statement of the transaction
+    IF workqueue._citus() THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     IF q IS NULL THEN
         RAISE EXCEPTION 'queue name must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;

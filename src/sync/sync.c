@@ -426,12 +426,21 @@ PlanDetails(SyncRun *run)
 	values[1] = CStringGetTextDatum(run->src->name);
 	values[2] = TextArray(run->ids);
 	values[3] = Int64GetDatum(run->id);
-	Exec("SELECT workqueue._reopen_listed($1, $2, $3), "
+	/*
+	 * What to fetch: the missing ids (incremental run) or every listed id
+	 * once, in listing order (full run).  Chosen here from the run, not by a
+	 * CASE in the statement: Citus refuses a non-immutable function
+	 * (missing_ids) inside CASE.
+	 */
+	Exec(run->full ?
+		 "SELECT workqueue._reopen_listed($1, $2, $3), "
 		 "(SELECT count(DISTINCT x) FROM unnest($3) x), "
-		 "CASE WHEN NOT (SELECT \"full\" FROM workqueue.sync_run WHERE id = $4) "
-		 "     THEN ARRAY(SELECT workqueue.missing_ids($1, $3)) "
-		 "     ELSE ARRAY(SELECT x FROM (SELECT DISTINCT ON (x) x, o FROM unnest($3) WITH ORDINALITY u(x, o) "
-		 "                               WHERE x IS NOT NULL ORDER BY x, o) d ORDER BY o) END, "
+		 "ARRAY(SELECT x FROM (SELECT DISTINCT ON (x) x, o FROM unnest($3) WITH ORDINALITY u(x, o) "
+		 "                     WHERE x IS NOT NULL ORDER BY x, o) d ORDER BY o), "
+		 "(SELECT count(*) FROM workqueue.missing_ids($1, $3))" :
+		 "SELECT workqueue._reopen_listed($1, $2, $3), "
+		 "(SELECT count(DISTINCT x) FROM unnest($3) x), "
+		 "ARRAY(SELECT workqueue.missing_ids($1, $3)), "
 		 "(SELECT count(*) FROM workqueue.missing_ids($1, $3))",
 		 4, types, values, NULL, SPI_OK_SELECT);
 	tup = SPI_tuptable->vals[0];
@@ -492,8 +501,23 @@ CloseVanished(SyncRun *run)
 	WorkerTxBegin("workqueue sync: closing vanished items");
 	values[2] = TextArray(run->ids);
 	values[3] = TextArray(keep);
-	Exec("UPDATE workqueue.sync_run SET closed = workqueue._close_unlisted($1, $2, $3, $4), phase = 'closing' "
-		 "WHERE id = $5", 5, types, values, NULL, SPI_OK_UPDATE);
+	if (WqDistributed())
+	{
+		/*
+		 * Citus refuses a volatile function in an UPDATE of a distributed
+		 * (here: reference) table: close first, then record the count.
+		 */
+		bool		cnull;
+
+		Exec("SELECT workqueue._close_unlisted($1, $2, $3, $4)", 4, types, values, NULL, SPI_OK_SELECT);
+		values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &cnull);
+		types[2] = INT4OID;
+		Exec("UPDATE workqueue.sync_run SET closed = $3, phase = 'closing' WHERE id = $5",
+			 5, types, values, NULL, SPI_OK_UPDATE);
+	}
+	else
+		Exec("UPDATE workqueue.sync_run SET closed = workqueue._close_unlisted($1, $2, $3, $4), phase = 'closing' "
+			 "WHERE id = $5", 5, types, values, NULL, SPI_OK_UPDATE);
 	WorkerTxCommit(run->cxt);
 }
 

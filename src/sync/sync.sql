@@ -283,8 +283,11 @@ BEGIN
                                  jsonb_build_object('source', _reopen_listed.source));
         n := n + 1;
     END LOOP;
-    -- the SLA clock runs again where it stopped
-    PERFORM workqueue._sla_enter(reopened, NULL, NULL, false);
+    -- the SLA clock runs again where it stopped (none reopened: nothing to
+    -- do; on Citus _sla_enter's statement is refused even for no items)
+    IF cardinality(reopened) > 0 THEN
+        PERFORM workqueue._sla_enter(reopened, NULL, NULL, false);
+    END IF;
     RETURN n;
 END
 $$;
@@ -305,10 +308,73 @@ CREATE OR REPLACE FUNCTION workqueue._close_unlisted(queue text, source text, li
 DECLARE
     n int := 0;
     r record;
+    ids bigint[];
+    st text[];
+    by_ text[];
+    lu timestamptz[];
+    el interval[];
+    cf timestamptz[];
+    cal text[];
+    calv int[];
+    k int;
+    kid bigint;
+    kel interval;
 BEGIN
+    IF workqueue._citus() THEN
+        -- on Citus one single-shard statement at a time (Citus plans a
+        -- modifying CTE apart from the rest, and refuses the SLA clock's
+        -- CASE with now() in a statement on items): lock, fence, compute
+        -- the stopped clocks here on the coordinator, close
+        SELECT array_agg(g.id ORDER BY g.id), array_agg(g.status ORDER BY g.id),
+               array_agg(g.claimed_by ORDER BY g.id), array_agg(g.lease_until ORDER BY g.id),
+               array_agg(g.sla_elapsed ORDER BY g.id), array_agg(g.sla_clock_from ORDER BY g.id),
+               array_agg(g.sla_calendar ORDER BY g.id), array_agg(g.sla_calendar_version ORDER BY g.id)
+          INTO ids, st, by_, lu, el, cf, cal, calv
+          FROM (SELECT i.id, i.status, i.claimed_by, i.lease_until, i.sla_elapsed, i.sla_clock_from,
+                       i.sla_calendar, i.sla_calendar_version
+                  FROM workqueue.item i
+                 WHERE i.queue = _close_unlisted.queue AND i.source = _close_unlisted.source
+                   AND i.status IN ('open', 'in_progress')
+                   AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.listed) AS l(x) WHERE l.x = i.external_id)
+                   AND NOT EXISTS (SELECT 1 FROM unnest(_close_unlisted.keep) AS k(x) WHERE k.x = i.external_id)
+                 ORDER BY i.id
+                   FOR UPDATE OF i) g;
+        IF ids IS NULL THEN
+            RETURN 0;
+        END IF;
+        el := ARRAY(SELECT workqueue._sla_clock(u.e, u.f, u.c, u.v)
+                      FROM unnest(el, cf, cal, calv) WITH ORDINALITY u(e, f, c, v, o) ORDER BY u.o);
+        INSERT INTO workqueue.lease_fence (queue, item_id, worker, lease_until)
+        SELECT i.queue, i.id, i.claimed_by, i.lease_until FROM workqueue.item i
+         WHERE i.queue = _close_unlisted.queue AND i.id = ANY (ids)
+           AND i.status = 'in_progress' AND i.lease_until <= now()
+        ON CONFLICT (queue, item_id, worker) DO UPDATE SET lease_until = excluded.lease_until;
+        FOR k IN 1 .. cardinality(ids) LOOP
+            -- (scalars, not array elements, in the statement: Citus 13.2
+            -- crashes on el[k] in an UPDATE of a distributed table)
+            kid := ids[k];
+            kel := el[k];
+            UPDATE workqueue.item i
+               SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now(),
+                   sla_elapsed = kel, sla_clock_from = NULL, sla_next_at = NULL, step_due_at = NULL
+             WHERE i.queue = _close_unlisted.queue AND i.id = kid
+            RETURNING i.step INTO r;
+            PERFORM workqueue._event(_close_unlisted.queue, kid, _close_unlisted.source, 'upstream_closed',
+                                     r.step, r.step,
+                                     jsonb_strip_nulls(jsonb_build_object(
+                                         'source', _close_unlisted.source, 'old_status', st[k],
+                                         'claimed_by', by_[k], 'lease_until', lu[k])));
+            n := n + 1;
+        END LOOP;
+        RETURN n;
+    END IF;
     FOR r IN
         WITH gone AS (
-            SELECT i.queue, i.id, i.status, i.claimed_by, i.lease_until
+            -- (the stopped SLA clock computed here, not in the UPDATE:
+            -- Citus refuses a stable function of columns in an UPDATE)
+            SELECT i.queue, i.id, i.status, i.claimed_by, i.lease_until,
+                   workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar,
+                                        i.sla_calendar_version) AS sla_elapsed
               FROM workqueue.item i
              WHERE i.queue = _close_unlisted.queue AND i.source = _close_unlisted.source
                AND i.status IN ('open', 'in_progress')
@@ -324,8 +390,7 @@ BEGIN
         UPDATE workqueue.item i
            SET status = 'closed', claimed_by = NULL, lease_until = NULL, updated_at = now(),
                -- the SLA clock stops (a paused one stays paused) and no timer fires
-               sla_elapsed = workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar,
-                                                  i.sla_calendar_version),
+               sla_elapsed = g.sla_elapsed,
                sla_clock_from = NULL, sla_next_at = NULL, step_due_at = NULL
           FROM gone g WHERE i.queue = g.queue AND i.id = g.id
         RETURNING i.queue, i.id, i.step, g.status AS old_status, g.claimed_by, g.lease_until
