@@ -103,8 +103,12 @@ listen_stop
 q "UPDATE workqueue.item SET resolved_at = now() - interval '40 days'
     WHERE queue = '$qb' AND status = 'closed'" >/dev/null
 q "SELECT workqueue.alter_queue('$qb', '{\"retention\": \"30 days\"}')" >/dev/null
-wait_until 60 "the retention pass over $qb" q_is "SELECT count(*) FROM workqueue.item WHERE queue = '$qb' AND status = 'closed'" 0 \
-    || { echo "# the worker's retention turn did not purge; calling _purge()"; for _ in 1 2 3 4; do q "SELECT workqueue._purge()" >/dev/null; done; }
+q "ALTER SYSTEM SET workqueue.purge_interval = 1" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+wait_until 60 "the retention pass over $qb" q_is "SELECT count(*) FROM workqueue.item WHERE queue = '$qb' AND status = 'closed'" 0
+ok $? "the coordinator's fetch worker runs the retention pass"
+q "ALTER SYSTEM RESET workqueue.purge_interval" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
 is "$(count "$qb" "status = 'closed'")" 0 "the retention pass purged the 242 closed items"
 is "$(count "$qb")" 8 "... and kept the open ones"
 is "$(q "SELECT sum(items) FROM workqueue.purge WHERE queue = '$qb'")" 242 "a purge summary row counts them"
