@@ -109,7 +109,7 @@ for w in "${workers[@]}"; do
     is "$(qw "$w" "SELECT count(*) FROM pg_policies WHERE schemaname = 'workqueue' AND tablename = 'item_event'
                      AND qual LIKE '%_item_visible%'")" 1 "worker $w: the policies in function form"
 done
-is "$(qerr "SET client_min_messages = warning; SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')")" "" \
+is "$(qerr "SET client_min_messages = warning; SELECT workqueue._hold_workers(); SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')")" "" \
    "rebalance_table_shards() onto the new worker"
 is "$(q "SELECT count(DISTINCT nodeport) FROM pg_dist_shard_placement p JOIN pg_dist_shard s USING (shardid)
            WHERE s.logicalrelid = 'workqueue.item'::regclass")" "${#workers[@]}" "every worker holds item shards"
@@ -188,7 +188,7 @@ api_call drop_queue "SELECT workqueue.drop_queue('cq3', true)"
 
 n_before=$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'cq1'")
 is "$(qerr "SET client_min_messages = warning;
-            SELECT isolate_tenant_to_new_shard('workqueue.item', 'cq1', 'CASCADE', shard_transfer_mode => 'block_writes')")" "" \
+            SELECT workqueue._hold_workers(); SELECT isolate_tenant_to_new_shard('workqueue.item', 'cq1', 'CASCADE', shard_transfer_mode => 'block_writes')")" "" \
    "isolate_tenant_to_new_shard() for queue cq1 (with its events, fetches, fences)"
 is "$(q "SELECT count(*) FROM workqueue.item WHERE queue = 'cq1'")" "$n_before" "... keeps its items"
 is "$(q "SELECT count(*) FROM pg_dist_shard s WHERE s.logicalrelid = 'workqueue.item'::regclass
