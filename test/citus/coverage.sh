@@ -44,6 +44,9 @@ q "SELECT workqueue.create_source('cov_src', 'cov1', 'http://127.0.0.1:9/ids', '
 is "$(qerr "SELECT workqueue.alter_source('cov_src', '{\"details_url\": \"http://127.0.0.1:9/case/{ids}\"}')")" "" \
    "alter_source()"
 is "$(q "SELECT details_url FROM workqueue.source WHERE name = 'cov_src'")" "http://127.0.0.1:9/case/{ids}" "... is recorded"
+run=$(q "SELECT workqueue.sync('cov_src')")
+is "$(q "SELECT status || ' ' || (error IS NOT NULL) FROM workqueue.wait(${run:-0}, '60 seconds')")" "failed true" \
+   "wait() returns the run the coordinator's sync worker ran (against a closed port: failed, with its error)"
 job=$(q "SELECT workqueue.schedule_sync('cov_src', '17 3 * * *')")
 is "$(q "SELECT schedule FROM cron.job WHERE jobid = ${job:-0}")" "17 3 * * *" "schedule_sync() makes a pg_cron job"
 
