@@ -1014,17 +1014,12 @@ FireSlaTimers(TimestampTz *at)
 
 		if (!citus)
 			PG_RE_THROW();
-		MemoryContextSwitchTo(turn);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		MemoryContextSwitchTo(turn);
+		edata = WorkerTxAbort(turn);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("workqueue: sla timers failed on a distributed install: %s", edata->message),
 				 errdetail("Fetches and leases go on; the timers are tried again in a minute."),
-				 errhint("See doc/scale-out.md, \"What fails today\".")));
+				 errhint("See doc/scale-out.md, \"The fetch worker on Citus\".")));
 		FreeErrorData(edata);
 		failed_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
 		due = false;
@@ -1072,12 +1067,7 @@ PurgeBatch(void)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(turn);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		MemoryContextSwitchTo(turn);
+		edata = WorkerTxAbort(turn);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("workqueue: retention purge failed: %s", edata->message),

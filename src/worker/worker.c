@@ -68,11 +68,7 @@ ExecuteRunSafely(int64 run_id, Oid ext, const char *version)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
+		edata = WorkerTxAbort(cxt);
 		if (WorkerExtensionOid("sync_run") == ext)
 		{
 			char	   *now = WorkerExtensionVersion();

@@ -164,6 +164,25 @@ WorkerTxCommit(MemoryContext back)
 }
 
 /*
+ * In the PG_CATCH of a worker's transaction: takes the error (copied into
+ * memory context back), rolls the transaction back and reports the worker
+ * idle.  Returns in back; the caller logs the error and frees it.
+ */
+ErrorData *
+WorkerTxAbort(MemoryContext back)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(back);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(back);
+	return edata;
+}
+
+/*
  * Is an error with this SQLSTATE a lost lock conflict, which the same work
  * may well not meet when run again: a deadlock (40P01), a serialization
  * failure (40001) or a lock that could not be taken (55P03)?

@@ -11,6 +11,7 @@ extern Oid	WorkerExtensionOid(const char *table);
 extern char *WorkerExtensionVersion(void);
 extern void WorkerTxBegin(const char *activity);
 extern void WorkerTxCommit(MemoryContext back);
+extern ErrorData *WorkerTxAbort(MemoryContext back);
 extern void WorkerReloadConfig(void);
 
 /* A transaction body for WorkerTxRetry; runs between WorkerTxBegin and WorkerTxCommit. */
