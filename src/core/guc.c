@@ -24,6 +24,7 @@ int			workqueue_http_max_per_host = 0;
 char	   *workqueue_allowed_hosts = NULL;
 int			workqueue_purge_batch_size = 500;
 int			workqueue_purge_interval_s = 300;
+int			workqueue_test_commit_delay_ms = 0;
 
 /*
  * Defines every workqueue.* setting.
@@ -101,6 +102,21 @@ WorkqueueDefineGucs(void)
 							&workqueue_purge_interval_s,
 							300, 0, 7 * 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * For tests only, hidden: a committing transaction that asked to wake a
+	 * worker sleeps this long after its own commit and before the commit
+	 * callbacks of libraries loaded before workqueue (Citus' COMMIT
+	 * PREPARED on the workers): the moment test/citus/notify.sh needs to
+	 * show that announcements wait for it (src/queue/announce.c).
+	 */
+	DefineCustomIntVariable("workqueue.test_commit_delay",
+							"Sleeps at commit, for tests.",
+							NULL,
+							&workqueue_test_commit_delay_ms,
+							0, 0, 10000,
+							PGC_SUSET, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 
 	/*

@@ -19,6 +19,7 @@ extern int	workqueue_http_max_per_host;
 extern char *workqueue_allowed_hosts;
 extern int	workqueue_purge_batch_size;
 extern int	workqueue_purge_interval_s;
+extern int	workqueue_test_commit_delay_ms;
 extern void WorkqueueDefineGucs(void);
 
 /* workqueue.c */

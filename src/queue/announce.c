@@ -47,6 +47,23 @@
  * Latency: the worker is woken at the commit of every transaction that
  * wrote events, and waits at least ANNOUNCE_PAUSE_MS between rounds that
  * announced something, so that under load one round carries many commits.
+ *
+ * On a distributed install (doc/scale-out.md, "Announcements") the events
+ * are on the workers' shards, but their tx is still the coordinator's
+ * transaction id (Citus evaluates the column's default, a volatile
+ * function, on the coordinator) and the coordinator's snapshot still says
+ * which transactions committed.  One more step is needed: a transaction
+ * that wrote on two nodes commits in two phases, and Citus sends COMMIT
+ * PREPARED to the workers after the coordinator's own commit, so for a
+ * moment the coordinator's snapshot says committed while the worker's rows
+ * are not visible yet -- a round read then would miss them and move past
+ * them for good.  A round on Citus therefore takes its snapshot first and
+ * then waits, for each transaction that committed since the stored one,
+ * until that transaction has released its locks (the last thing a backend
+ * does at commit, after Citus' COMMIT PREPARED), before it reads the events
+ * (SettleCommits).  It also stores a new snapshot when nothing was
+ * announced, so that the transactions to wait for are only those since
+ * the last round.
  */
 #include "postgres.h"
 
@@ -56,11 +73,16 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/procarray.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/xid8.h"
 
 #include "core/spi.h"
+#include "core/workqueue.h"
 #include "queue/announce.h"
 #include "worker/launcher.h"
 #include "worker/slot.h"
@@ -144,9 +166,29 @@ static const char *const STORE_SQL =
 "       pending = $2::pg_catalog.pg_snapshot, after_id = $3,"
 "       announced_at = pg_catalog.now(), events = events + $4";
 
+/*
+ * Citus: $1 the stored snapshot.  A new snapshot and the transactions that
+ * ended between the two (visible in the new one, not in the stored one:
+ * those in progress then, and those that began since).  Subtransactions'
+ * ids are among them (a snapshot lists only top-level ones), and are told
+ * apart by SettleCommits.
+ */
+static const char *const SETTLE_SQL =
+"WITH s AS (SELECT $1::pg_catalog.pg_snapshot AS old, pg_catalog.pg_current_snapshot() AS new)"
+" SELECT s.new::text,"
+"        ARRAY(SELECT c.x::text::bigint"
+"                FROM (SELECT pg_catalog.pg_snapshot_xip(s.old) AS x"
+"                      UNION ALL"
+"                      SELECT g::text::pg_catalog.xid8"
+"                        FROM pg_catalog.generate_series(pg_catalog.pg_snapshot_xmax(s.old)::text::bigint,"
+"                                                        pg_catalog.pg_snapshot_xmax(s.new)::text::bigint - 1) g) c"
+"               WHERE pg_catalog.pg_visible_in_snapshot(c.x, s.new))"
+"   FROM s";
+
 static SPIPlanPtr state_plan;
 static SPIPlanPtr round_plan;
 static SPIPlanPtr store_plan;
+static SPIPlanPtr settle_plan;
 
 static char *
 TextOrNull(int col, bool *isnull)
@@ -154,6 +196,49 @@ TextOrNull(int col, bool *isnull)
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
 
 	return *isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * Citus: takes a new snapshot and waits until every transaction that ended
+ * between the stored snapshot and it has finished committing on every node
+ * (see the head of this file); returns the new snapshot.  A transaction
+ * holds the lock on its own id until after its commit callbacks, Citus'
+ * COMMIT PREPARED among them; one that is still in progress (a
+ * subtransaction's id whose parent runs on) is not waited for: its events,
+ * if any, are not visible in the new snapshot.  The waits are short: only
+ * for commits already decided.
+ */
+static char *
+SettleCommits(const char *old)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	char	   *new;
+	ArrayType  *xids;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+
+	args[0] = CStringGetTextDatum(old);
+	if (SPI_execute_plan(WqPlan(&settle_plan, SETTLE_SQL, 1, types), args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not take the snapshot to announce up to");
+	new = TextOrNull(1, &isnull);
+	xids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	deconstruct_array(xids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &elem_nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		TransactionId xid = XidFromFullTransactionId(FullTransactionIdFromU64((uint64) DatumGetInt64(elems[i])));
+		LOCKTAG		tag;
+
+		if (elem_nulls[i] || !TransactionIdIsNormal(xid) || TransactionIdIsInProgress(xid))
+			continue;
+		SET_LOCKTAG_TRANSACTION(tag, xid);
+		(void) LockAcquire(&tag, ShareLock, false, false);
+		LockRelease(&tag, ShareLock, false);
+	}
+	return new;
 }
 
 /* One round; returns the number of events announced (0: none were due). */
@@ -172,6 +257,7 @@ AnnounceRound(bool *more)
 	int64		after_id;
 	int64		n;
 	int64		last_id;
+	bool		distributed = WqDistributed();
 
 	*more = false;
 	if (SPI_execute_plan(WqPlan(&state_plan, STATE_SQL, 0, NULL), NULL, NULL, false, 1) != SPI_OK_SELECT)
@@ -189,6 +275,8 @@ AnnounceRound(bool *more)
 	args[0] = CStringGetTextDatum(old);
 	if (pending)
 		args[1] = CStringGetTextDatum(pending);
+	else if (distributed)
+		args[1] = CStringGetTextDatum(SettleCommits(old));
 	else
 		nulls[1] = 'n';
 	args[2] = Int64GetDatum(after_id);
@@ -201,7 +289,7 @@ AnnounceRound(bool *more)
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	last_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 
-	if (n == 0 && pending == NULL)
+	if (n == 0 && pending == NULL && (!distributed || strcmp(new, old) == 0))
 		return 0;				/* nothing new: keep the stored snapshot */
 
 	args[0] = CStringGetTextDatum(new);

@@ -139,6 +139,8 @@ static bool wake_callback_registered = false;
 static void
 WakeAtCommit(XactEvent event, void *arg)
 {
+	bool		woke = false;
+
 	for (int k = 0; k < WORKER_KINDS; k++)
 	{
 		if (!wake_pending[k])
@@ -147,10 +149,13 @@ WakeAtCommit(XactEvent event, void *arg)
 		{
 			wake_pending[k] = false;
 			WorkqueueWakeWorker(MyDatabaseId, (WorkerKind) k);
+			woke = true;
 		}
 		else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 			wake_pending[k] = false;
 	}
+	if (woke && workqueue_test_commit_delay_ms > 0)
+		pg_usleep(workqueue_test_commit_delay_ms * 1000L);	/* tests only: see guc.c */
 }
 
 /* Wakes this database's worker of a kind when the transaction commits. */
