@@ -139,7 +139,9 @@ WqNestedEnd(int nest)
 
 /*
  * The queues of items this backend has met, on a distributed install.  A
- * call that names items by id alone (transition, transition_many) must
+ * call that names items by id alone (transition, transition_many,
+ * allowed_transitions; in SQL, through workqueue._known_queue and
+ * _remember_queue, src/scale/mode.c: release, comment, history, ...) must
  * find each item's queue before Citus can route its statements to the
  * queue's shard, and finding it is a read of every shard (32 queries over
  * every worker; ~7 ms on the test cluster against ~0.5 ms for a routed

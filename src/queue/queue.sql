@@ -66,24 +66,32 @@ CREATE OR REPLACE FUNCTION workqueue._item_for_update(id bigint) RETURNS workque
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     it workqueue.item;
+    q text;
+    scopes text[];
 BEGIN
     IF _item_for_update.id IS NULL THEN
         RAISE EXCEPTION 'item id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF workqueue._citus() THEN
-        -- distributed: the item's queue first (a read of every shard), then
-        -- the lock in its shard (a row lock needs the queue named).  The
-        -- scope is judged here, on the coordinator, before and after the
-        -- lock: in the shard's query it would be judged as the user Citus
+        -- distributed: the lock in the item's shard (a row lock needs the
+        -- queue named), so the queue first: known to this backend (an item
+        -- it claimed or met before, src/core/scale.c), or read from every
+        -- shard and remembered.  The caller's scopes are read here, on the
+        -- coordinator, and the scope rule is part of the lock's condition:
+        -- in the shard's query _visible() would be judged as the user Citus
         -- connects to the worker as.
-        SELECT item.queue, item.scope INTO it.queue, it.scope FROM workqueue.item WHERE item.id = _item_for_update.id;
-        IF FOUND AND workqueue._visible(it.scope) THEN
-            SELECT * INTO it FROM workqueue.item
-             WHERE item.queue = it.queue AND item.id = _item_for_update.id FOR UPDATE;
+        q := workqueue._known_queue(_item_for_update.id);
+        IF q IS NULL THEN
+            SELECT item.queue INTO q FROM workqueue.item WHERE item.id = _item_for_update.id;
+            IF NOT FOUND THEN
+                PERFORM workqueue._raise_no_item(_item_for_update.id);
+            END IF;
+            PERFORM workqueue._remember_queue(_item_for_update.id, q);
         END IF;
-        IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN
-            PERFORM workqueue._raise_no_item(_item_for_update.id);
-        END IF;
+        scopes := workqueue._caller_scopes();
+        SELECT * INTO it FROM workqueue.item
+         WHERE item.queue = q AND item.id = _item_for_update.id
+           AND (item.scope = '{}' OR coalesce(item.scope && scopes, true)) FOR UPDATE;
     ELSE
         SELECT * INTO it FROM workqueue.item
          WHERE item.id = _item_for_update.id AND workqueue._visible(item.scope) FOR UPDATE;
@@ -745,19 +753,38 @@ END
 $$;
 
 -- On a distributed install (workqueue.scale_state) an id names no queue, so
--- no shard: the items are read from every shard at once (id = ANY, planned
--- for the call's array: Citus cannot route a generic plan's parameter) and
--- put in the caller's order on the coordinator.
+-- no shard: the items whose queues this backend knows (_known_queue) are
+-- read from those queues' shards (queue = ANY, which Citus prunes by), the
+-- others from every shard at once (id = ANY), their queues remembered; both
+-- planned for the call's arrays (Citus cannot route a generic plan's
+-- parameter), and put in the caller's order on the coordinator.
 CREATE OR REPLACE FUNCTION workqueue.get_items(ids bigint[]) RETURNS SETOF workqueue.item
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    known text[];               -- (distributed) the queues of ids, NULL where unknown
+    r workqueue.item;
 BEGIN
     IF EXISTS (SELECT 1 FROM workqueue.scale_state WHERE mode = 'citus') THEN
-        RETURN QUERY EXECUTE
+        known := ARRAY(SELECT workqueue._known_queue(x.id) FROM unnest(get_items.ids) x(id));
+        IF array_position(known, NULL) IS NULL THEN
+            RETURN QUERY EXECUTE
+                'SELECT i.* FROM unnest($1) WITH ORDINALITY AS x(id, ord)
+                   JOIN (SELECT * FROM workqueue.item WHERE queue = ANY ($3) AND id = ANY ($1)) i ON i.id = x.id
+                  WHERE i.scope = ''{}'' OR $2 IS NULL OR i.scope && $2
+                  ORDER BY x.ord'
+                USING get_items.ids, workqueue._caller_scopes(), ARRAY(SELECT DISTINCT unnest(known));
+            RETURN;
+        END IF;
+        FOR r IN EXECUTE
             'SELECT i.* FROM unnest($1) WITH ORDINALITY AS x(id, ord)
                JOIN (SELECT * FROM workqueue.item WHERE id = ANY ($1)) i ON i.id = x.id
               WHERE i.scope = ''{}'' OR $2 IS NULL OR i.scope && $2
               ORDER BY x.ord'
-            USING get_items.ids, workqueue._caller_scopes();
+            USING get_items.ids, workqueue._caller_scopes()
+        LOOP
+            PERFORM workqueue._remember_queue(r.id, r.queue);
+            RETURN NEXT r;
+        END LOOP;
         RETURN;
     END IF;
     RETURN QUERY SELECT i.* FROM unnest(get_items.ids) WITH ORDINALITY AS x(id, ord)
@@ -788,9 +815,16 @@ CREATE OR REPLACE FUNCTION workqueue.history(item bigint) RETURNS SETOF workqueu
 DECLARE
     q text;
     sc text[];
+    it workqueue.item;
 BEGIN
-    SELECT i.queue, i.scope INTO q, sc FROM workqueue.item i WHERE i.id = history.item;
-    IF NOT FOUND OR NOT workqueue._visible(sc) THEN
+    IF workqueue._citus() THEN
+        it := workqueue._read_item_citus(history.item);
+        q := it.queue;              -- (NULL: no such item)
+        sc := it.scope;
+    ELSE
+        SELECT i.queue, i.scope INTO q, sc FROM workqueue.item i WHERE i.id = history.item;
+    END IF;
+    IF q IS NULL OR NOT workqueue._visible(sc) THEN
         PERFORM workqueue._raise_no_item(history.item);
     END IF;
     RETURN QUERY SELECT * FROM workqueue.item_event e

@@ -19,6 +19,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -47,4 +48,39 @@ workqueue_scale_state_changed(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
 	WqForgetMode();
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * The queues of items this backend has met (WqKnownQueue, src/core/scale.c),
+ * for SQL: the calls of queue.sql that name an item by id alone
+ * (_item_for_update, history, ...) route their statements to the item's
+ * shard when the queue is known, and remember it after a read of every
+ * shard.  On a single-node install nothing is kept: _known_queue() is NULL
+ * and _remember_queue() does nothing.
+ */
+PG_FUNCTION_INFO_V1(workqueue_known_queue);
+
+/* SQL: workqueue._known_queue(id bigint) returns text (strict) */
+Datum
+workqueue_known_queue(PG_FUNCTION_ARGS)
+{
+	const char *queue;
+
+	if (!WqDistributed())
+		PG_RETURN_NULL();
+	queue = WqKnownQueue(PG_GETARG_INT64(0));
+	if (queue == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(queue));
+}
+
+PG_FUNCTION_INFO_V1(workqueue_remember_queue);
+
+/* SQL: workqueue._remember_queue(id bigint, queue text) returns void (strict) */
+Datum
+workqueue_remember_queue(PG_FUNCTION_ARGS)
+{
+	if (WqDistributed())
+		WqRememberQueue(PG_GETARG_INT64(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_VOID();
 }

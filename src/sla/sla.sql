@@ -527,8 +527,12 @@ DECLARE
     it workqueue.item;
     el interval;
 BEGIN
-    SELECT * INTO it FROM workqueue.item i WHERE i.id = sla_status.item;
-    IF NOT FOUND OR NOT workqueue._visible(it.scope) THEN
+    IF workqueue._citus() THEN
+        it := workqueue._read_item_citus(sla_status.item);     -- (in its shard when the queue is known)
+    ELSE
+        SELECT * INTO it FROM workqueue.item i WHERE i.id = sla_status.item;
+    END IF;
+    IF it.id IS NULL OR NOT workqueue._visible(it.scope) THEN
         PERFORM workqueue._raise_no_item(sla_status.item);
     END IF;
     IF it.sla_target IS NULL THEN               -- no SLA: its queue has no policy, or none for its priority

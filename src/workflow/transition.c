@@ -188,6 +188,7 @@ static int	CompareInt64(const void *a, const void *b);
 static SPIPlanPtr citus_queues_plan;
 static SPIPlanPtr citus_lock_plan;
 static SPIPlanPtr citus_peek_plan;
+static SPIPlanPtr citus_peek_known_plan;
 static SPIPlanPtr citus_fence_plan;
 static SPIPlanPtr citus_move_plan;
 static SPIPlanPtr citus_move_events_plan;
@@ -364,17 +365,30 @@ ReadFences(ItemState *items, int n, const char *actor, bool read_only)
 static void
 ReadItem(int64 id, ItemState *it)
 {
-	Oid			types[4] = {INT8OID, InvalidOid, InvalidOid, TEXTARRAYOID};
-	Datum		args[4] = {Int64GetDatum(id)};
+	Oid			types[5] = {INT8OID, InvalidOid, InvalidOid, TEXTARRAYOID, TEXTOID};
+	Datum		args[5] = {Int64GetDatum(id)};
 	int			rc;
+	const char *queue = NULL;
 
 	VisibleArgs(types, args);
 	if (WqDistributed())
 	{
-		/* distributed: read on a worker node (CITUS_VISIBLE) */
+		/*
+		 * distributed: read on a worker node (CITUS_VISIBLE), in the queue's
+		 * shard if this backend knows the queue (WqKnownQueue), else from
+		 * every shard
+		 */
 		args[3] = CitusGrants(args);
-		rc = SPI_execute_plan(CustomPlan(&citus_peek_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE(4)) " WHERE id = $1",
-										 4, types), args, NULL, true, 1);
+		queue = WqKnownQueue(id);
+		if (queue != NULL)
+		{
+			args[4] = CStringGetTextDatum(queue);
+			rc = SPI_execute_plan(CustomPlan(&citus_peek_known_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE(4))
+											 " WHERE queue = $5 AND id = $1", 5, types), args, NULL, true, 1);
+		}
+		else
+			rc = SPI_execute_plan(CustomPlan(&citus_peek_plan, ITEM_COLUMNS_WITH(CITUS_VISIBLE(4)) " WHERE id = $1",
+											 4, types), args, NULL, true, 1);
 	}
 	else
 		rc = SPI_execute_plan(WqPlan(&peek_plan, ITEM_COLUMNS " WHERE id = $1", 3, types),
@@ -384,6 +398,8 @@ ReadItem(int64 id, ItemState *it)
 	if (SPI_processed == 0)
 		NoSuchItem(id);
 	FillItem(it, 0);
+	if (WqDistributed() && queue == NULL)
+		WqRememberQueue(id, it->queue);
 	if (!it->visible)
 		NoSuchItem(id);			/* outside the caller's scopes */
 	SPI_freetuptable(SPI_tuptable);
