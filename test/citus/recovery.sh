@@ -16,9 +16,10 @@ source test/crashlib.sh
 export LC_ALL=C
 read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_CITUS_WORKERS)}"
 api_start
-cleanup() {
-    q "ALTER TABLE workqueue.item DROP CONSTRAINT IF EXISTS rec_poison" >/dev/null 2>&1
-    kill $T_API_PID 2>/dev/null
+constraint_added=
+cleanup() {     # (the constraint of the last part, should the script stop before it drops it)
+    [[ -n $constraint_added ]] && q "ALTER TABLE workqueue.item DROP CONSTRAINT IF EXISTS rec_poison" >/dev/null 2>&1
+    [[ -n ${T_API_PID:-} ]] && kill "$T_API_PID" 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -208,6 +209,7 @@ q "SELECT workqueue.create_queue('$cb');
 q "SELECT count(workqueue.add('$cb', '{}', 3, format('C-%s', lpad(g::text, 4, '0')))) FROM generate_series(1, 6) g" >/dev/null
 control '{"reset": true, "slow_ms": 300, "update": {"C-0001": {"name": "One"}, "C-0002": {"name": "Two"}, "C-0003": {"name": "Poison"},
           "C-0004": {"name": "Four"}, "C-0005": {"name": "Five"}, "C-0006": {"name": "Six"}}}'
+constraint_added=1
 is "$(qerr "ALTER TABLE workqueue.item ADD CONSTRAINT rec_poison
               CHECK (queue <> '$cb' OR data->>'name' IS DISTINCT FROM 'Poison') NOT VALID")" "" \
    "a constraint that refuses one record (propagated to the shards)"
