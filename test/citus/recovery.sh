@@ -3,11 +3,12 @@
 # install (issue 15): a sync that lists closed items again reopens them, and
 # their SLA clocks run again (computed on the coordinator, _sla_enter_citus);
 # kill -9 of the coordinator's sync worker mid-run (the run is failed and
-# re-queued, the retry completes, no item lost or doubled, no prepared
-# transaction left on the workers); kill -9 of the coordinator's fetch worker
-# with fetches in flight (_requeue_fetches puts them back, each is done
-# once); a batch of fetch results that a constraint refuses is written again
-# one completion at a time, and only the refused record fails.
+# re-queued, the retry completes, no item lost or doubled, every node's copy
+# of the runs the same, no prepared transaction left on the workers); kill -9
+# of the coordinator's fetch worker with fetches in flight (_requeue_fetches
+# puts them back, each is done once); a batch of fetch results that a
+# constraint refuses is written again one completion at a time, and only
+# the refused record fails.  (doc/scale-out.md, "Crash recovery".)
 # (Runs on the cluster test/run.sh citus starts; distributes if not yet.)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -147,6 +148,13 @@ is "$(q "SELECT a.inserted + b.inserted FROM workqueue.sync_run a, workqueue.syn
 is "$(q "SELECT inserted = 10 * batches_done FROM workqueue.sync_run WHERE id = $r")" t \
    "the killed run counted exactly the batches that survived"
 is "$(q "SELECT count(*) FROM workqueue.sync_run WHERE status IN ('queued', 'running') AND source = '$cs'")" 0 "no run left queued or running"
+# (sync_run is a reference table: a copy on every node, written in the
+# transaction of each batch; they differed when the coordinator lost its
+# part of a committed batch -- its workers committed asynchronously)
+runs="SELECT md5(string_agg(r::text, ',' ORDER BY r.id)) FROM workqueue.sync_run r WHERE r.source = '$cs'"
+for w in "${workers[@]}"; do
+    is "$(qw "$w" "$runs")" "$(q "$runs")" "worker node $w's copy of the runs agrees with the coordinator's"
+done
 is "$(psql -XAtq -h 127.0.0.1 -p "${workers[1]}" -c "SELECT count(*) FROM workqueue.item WHERE queue = '$cs'")" 250 \
    "the items are on ${workers[1]}"
 r=$(sync "$cs" true)
