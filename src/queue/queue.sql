@@ -391,11 +391,23 @@ DECLARE
     n_events bigint;
     n_fences bigint;
     n_fetches bigint;
+    kept text[];
 BEGIN
     -- passes over queues whose retention was taken away end here
-    UPDATE workqueue.purge p SET finished_at = now()
-     WHERE p.finished_at IS NULL
-       AND NOT EXISTS (SELECT 1 FROM workqueue.queue x WHERE x.name = p.queue AND x.retention IS NOT NULL);
+    IF workqueue._citus() THEN
+        -- (the queues read first: for an UPDATE of a reference table with a
+        -- sub-select, Citus locks the tables read -- queue, then workflow,
+        -- which queue references -- in the other order than a write to
+        -- sync_run locks them (workflow, queue, source): the sync worker's
+        -- writes deadlocked with this statement of the fetch worker)
+        kept := ARRAY(SELECT x.name FROM workqueue.queue x WHERE x.retention IS NOT NULL);
+        UPDATE workqueue.purge p SET finished_at = now()
+         WHERE p.finished_at IS NULL AND p.queue <> ALL (kept);
+    ELSE
+        UPDATE workqueue.purge p SET finished_at = now()
+         WHERE p.finished_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM workqueue.queue x WHERE x.name = p.queue AND x.retention IS NOT NULL);
+    END IF;
     FOR q IN SELECT x.name, x.retention, p.id AS purge, p.cutoff
                FROM workqueue.queue x
                LEFT JOIN workqueue.purge p ON p.queue = x.name AND p.finished_at IS NULL

@@ -313,6 +313,81 @@ $$;
 
 REVOKE ALL ON FUNCTION workqueue._sla_enter(bigint[], bigint[], text[], boolean) FROM PUBLIC;
 
+-- _sla_enter(ids, a_ids, a_members, created => false) on a distributed
+-- install, for items of one queue (locked): Citus refuses the STABLE
+-- functions (business_add, _sla_clock) with column references, and now() in
+-- a CASE, in an UPDATE of items, so the items are read from the queue's
+-- shard, their clocks and due times computed here, on the coordinator, and
+-- each item written with constants by a statement routed to its shard,
+-- with its new assignee (a_ids, a_members; NULL: none).  Returns the items
+-- written.  Called by _after_enter_citus (transitions) and _reopen_listed
+-- (a sync that reopens closed items).
+CREATE OR REPLACE FUNCTION workqueue._sla_enter_citus(queue text, ids bigint[], a_ids bigint[], a_members text[])
+    RETURNS bigint[]
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    done bigint[] := '{}';
+    r record;
+    st record;
+    next_pct int;
+    el interval;
+    runs boolean;
+    due_running timestamptz;
+    k int;
+    member text;
+BEGIN
+    FOR r IN EXECUTE
+        'SELECT i.id, i.step, i.workflow, i.workflow_version, i.sla_target AS target, i.sla_calendar AS cal,
+                i.sla_calendar_version AS calv, i.due_at, i.sla_paused_at, i.sla_clock_from, i.sla_elapsed,
+                i.sla_level, i.sla_policy, i.sla_policy_version
+           FROM workqueue.item i WHERE i.queue = $1 AND i.id = ANY ($2) AND i.sla_target IS NOT NULL ORDER BY i.id'
+        USING queue, ids
+    LOOP
+        SELECT x.kind, x.pauses_sla, x.share INTO st
+          FROM (SELECT s.name, s.kind, s.pauses_sla,
+                       CASE WHEN s.kind = 'work' AND NOT s.pauses_sla
+                            THEN s.weight / nullif(sum(s.weight) FILTER (WHERE s.kind = 'work' AND NOT s.pauses_sla)
+                                                   OVER (), 0) END AS share
+                  FROM workqueue.workflow_step s WHERE s.workflow = r.workflow AND s.version = r.workflow_version) x
+         WHERE x.name = r.step;
+        CONTINUE WHEN NOT FOUND;
+        SELECT (p.warn_at || 100)[r.sla_level + 1] INTO next_pct FROM workqueue.sla_policy p
+         WHERE p.name = r.sla_policy AND p.version = r.sla_policy_version;
+        CONTINUE WHEN NOT FOUND;
+        el := workqueue._sla_clock(r.sla_elapsed, r.sla_clock_from, r.cal, r.calv);
+        runs := st.kind = 'work' AND NOT st.pauses_sla;
+        due_running := CASE WHEN r.sla_clock_from IS NOT NULL THEN r.due_at
+                            WHEN r.sla_paused_at IS NOT NULL THEN
+                                workqueue.business_add(r.due_at, workqueue.business_between(r.sla_paused_at, now(), r.cal, r.calv),
+                                                       r.cal, r.calv)
+                            ELSE workqueue.business_add(now(), r.target - el, r.cal, r.calv) END;
+        k := array_position(a_ids, r.id);
+        member := CASE WHEN k IS NOT NULL THEN a_members[k] END;
+        EXECUTE 'UPDATE workqueue.item SET sla_elapsed = $3, sla_clock_from = $4, sla_paused_at = $5, due_at = $6,
+                        sla_next_at = $7, step_due_at = $8, assignee = CASE WHEN $9 THEN $10 ELSE assignee END
+                  WHERE queue = $1 AND id = $2'
+            USING queue, r.id, el,
+                  CASE WHEN runs THEN now() END,
+                  CASE WHEN st.kind = 'work' AND st.pauses_sla THEN coalesce(r.sla_paused_at, now()) END,
+                  CASE WHEN runs THEN due_running
+                       WHEN st.kind = 'work' THEN                -- pausing: keeps the due time it has
+                            CASE WHEN r.sla_clock_from IS NULL AND r.sla_paused_at IS NULL
+                                 THEN due_running ELSE r.due_at END
+                       WHEN r.sla_paused_at IS NOT NULL THEN due_running
+                       ELSE r.due_at END,
+                  CASE WHEN runs AND next_pct IS NOT NULL THEN
+                      workqueue._sla_next_at(now(), r.target, el, next_pct, r.cal, r.calv) END,
+                  CASE WHEN runs THEN workqueue.business_add(now(), r.target * st.share, r.cal, r.calv) END,
+                  k IS NOT NULL, member;
+        done := done || r.id;
+    END LOOP;
+    RETURN done;
+END
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._sla_enter_citus(text, bigint[], bigint[], text[]) FROM PUBLIC;
+
 -- Fires the SLA thresholds that are due: sla_warning at each warn_at
 -- percentage, sla_breach at 100% with escalation to the step's escalate_to
 -- role.  Takes at most max_items items (locked, SKIP LOCKED), set-based:

@@ -284,9 +284,16 @@ BEGIN
         n := n + 1;
     END LOOP;
     -- the SLA clock runs again where it stopped (none reopened: nothing to
-    -- do; on Citus _sla_enter's statement is refused even for no items)
+    -- do).  On Citus _sla_enter's statement is refused (now() in a CASE, a
+    -- STABLE function of columns, in an UPDATE of items), even for no
+    -- items: the clocks are computed on the coordinator instead
+    -- (_sla_enter_citus, one routed UPDATE per item).
     IF cardinality(reopened) > 0 THEN
-        PERFORM workqueue._sla_enter(reopened, NULL, NULL, false);
+        IF workqueue._citus() THEN
+            PERFORM workqueue._sla_enter_citus(_reopen_listed.queue, reopened, NULL, NULL);
+        ELSE
+            PERFORM workqueue._sla_enter(reopened, NULL, NULL, false);
+        END IF;
     END IF;
     RETURN n;
 END

@@ -114,7 +114,8 @@ WorkqueueWorkerMain(Datum arg)
 	 * A crash can lose the last few commits of a worker; that is safe: runs
 	 * left "running" and fetches left "processing" are redone at start, and
 	 * redoing writes nothing new.  Not waiting for each flush is what lets
-	 * a worker finish thousands of fetches a second.
+	 * a worker finish thousands of fetches a second.  (Not on a distributed
+	 * install, where a commit is flushed: WorkerTxBegin, src/worker/xact.c.)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 

@@ -29,6 +29,7 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "core/workqueue.h"
 #include "worker/xact.h"
 
 /*
@@ -140,7 +141,22 @@ workqueue_hold_workers(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Starts a transaction for SPI work, in worker_spi's order. */
+/*
+ * Starts a transaction for SPI work, in worker_spi's order.
+ *
+ * The workers run with synchronous_commit off (worker.c): a crash may lose
+ * their last commits, all of each or nothing.  On a distributed install that
+ * no longer holds: Citus sends COMMIT PREPARED to the worker nodes once the
+ * coordinator's commit record is written, not flushed, so a crash of the
+ * coordinator kept a transaction's rows on the worker nodes and lost its
+ * part on the coordinator -- a sync batch's items without the run's
+ * counters in the coordinator's copy of sync_run (the reference table's
+ * copies then differed), and the coordinator's sequence handed out again
+ * ids that rows on the shards had taken (duplicate key on item_pkey).  So
+ * there the commit waits for the flush (synchronous_commit on, for the
+ * transaction), as Citus' two-phase commit assumes.  (The mode is the
+ * cached one: on one node, no statement but its first read per backend.)
+ */
 void
 WorkerTxBegin(const char *activity)
 {
@@ -150,6 +166,9 @@ WorkerTxBegin(const char *activity)
 	LockGate(ShareLock);		/* (waits while _hold_workers() holds it) */
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	if (unlikely(WqDistributed()))
+		(void) set_config_option("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE,
+								 GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /* Commits it and switches back to memory context back. */
