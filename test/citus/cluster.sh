@@ -13,7 +13,9 @@
 # coordinator and the workers, then CREATE EXTENSION pg_cron and workqueue on
 # the coordinator (Citus propagates both to the workers).  Prints the PG*
 # settings of the coordinator (eval "$(bash test/citus/cluster.sh env)").
-# stop: stops the three servers and removes their data.
+# stop: stops the three servers and removes their data.  crash PORT /
+# start-node PORT: an immediate shutdown of one node, and its start again
+# (test/citus/recovery.sh).
 set -euo pipefail
 cmd=${1:-}
 prefix=${CITUS_PREFIX:-}
@@ -74,6 +76,14 @@ CONF
     echo "== citus cluster up: coordinator 127.0.0.1:${ports[0]}, workers ${ports[*]:1} ($(sql "${ports[0]}" \
         "SELECT count(*) FROM pg_dist_node WHERE isactive") nodes)"
     ;;
+crash)      # crash PORT: an immediate shutdown of one node (no checkpoint: recovery at its start)
+    [[ -n ${2:-} && -d $base/${2:-} ]] || { echo "cluster.sh crash: no node on port '${2:-}'" >&2; exit 2; }
+    as_pg "$bin/pg_ctl -D $base/$2 -m immediate -w stop" >/dev/null
+    ;;
+start-node) # start-node PORT: starts one node again
+    [[ -n ${2:-} && -d $base/${2:-} ]] || { echo "cluster.sh start-node: no node on port '${2:-}'" >&2; exit 2; }
+    as_pg "$bin/pg_ctl -D $base/$2 -l $base/$2/log -w start" >/dev/null
+    ;;
 stop)
     for port in "${ports[@]}"; do
         data=$base/$port
@@ -82,7 +92,7 @@ stop)
     rm -rf "$base"
     ;;
 *)
-    echo "usage: bash test/citus/cluster.sh start|stop|env" >&2
+    echo "usage: bash test/citus/cluster.sh start|stop|env|crash PORT|start-node PORT" >&2
     exit 2
     ;;
 esac

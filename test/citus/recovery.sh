@@ -8,7 +8,9 @@
 # of the coordinator's fetch worker with fetches in flight (_requeue_fetches
 # puts them back, each is done once); a batch of fetch results that a
 # constraint refuses is written again one completion at a time, and only
-# the refused record fails.  (doc/scale-out.md, "Crash recovery".)
+# the refused record fails; an immediate shutdown of a worker node during a
+# run (the run is failed and re-queued once the node is back, nothing lost
+# or doubled).  (doc/scale-out.md, "Crash recovery".)
 # (Runs on the cluster test/run.sh citus starts; distributes if not yet.)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -248,4 +250,46 @@ f=$(q "SELECT id FROM workqueue.fetch WHERE queue = '$cb' AND item_id = $poison"
 is "$(q "SELECT workqueue.retry_fetches('$cb')")" 1 "retry_fetches() queues the failed fetch again"
 wait_until 30 "fetch $f to complete" q_is "SELECT status FROM workqueue.fetch WHERE id = $f" completed
 is "$(q "SELECT data->>'name' FROM workqueue.item WHERE id = $poison")" "Poison" "... and, without the constraint, it completes"
+
+########################################################################
+# an immediate shutdown of the worker node that holds the queue, mid-run:
+# while it is down the coordinator's workers fail their transactions (a
+# batch, the run's record in sync_run, a reference table with a copy there)
+# and restart; once it is back the run is failed, re-queued and completed
+control '{"reset": true, "slow_ms": 400}'
+cw=$(pick rw "${workers[1]}")
+q "SELECT workqueue.create_queue('$cw');
+   SELECT workqueue.create_source('$cw', '$cw', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}',
+                                  '{\"batch_size\": 10, \"max_concurrency\": 1}')" >/dev/null
+r=$(sync "$cw")
+wait_until 30 "run $r to commit 2 batches" q_ge "SELECT batches_done FROM workqueue.sync_run WHERE id = $r" 2
+bash test/citus/cluster.sh crash "${workers[1]}"
+ok $? "immediate shutdown of worker node ${workers[1]} in the middle of run $r"
+wait_until 30 "the coordinator's sync worker to fail without the node" \
+    q_is "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workqueue sync worker'" 0
+ok $? "... the coordinator's sync worker stops (its transactions cannot commit)"
+is "$(q "SELECT status FROM workqueue.sync_run WHERE id = $r")" running "... the run is still running meanwhile"
+bash test/citus/cluster.sh start-node "${workers[1]}"
+ok $? "worker node ${workers[1]} starts again"
+control '{"slow_ms": 0}'
+wait_until 60 "run $r to be recovered" quiet q_is "SELECT status <> 'running' FROM workqueue.sync_run WHERE id = $r" t
+is "$(q "SELECT status FROM workqueue.sync_run WHERE id = $r")" failed "the interrupted run is marked failed"
+retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r")
+ok $([[ -n $retry ]]; echo $?) "... and re-queued once (run ${retry:-none})"
+is "$(wait_run "${retry:-0}" "120 seconds")" "completed|" "the re-queued run completes"
+is "$(q "SELECT count(*) || ' ' || count(DISTINCT external_id) FROM workqueue.item WHERE queue = '$cw'")" "250 250" \
+   "250 items, none twice"
+is "$(not_once "$cw" created)" 0 "exactly one created event per item"
+is "$(q "SELECT a.inserted + b.inserted FROM workqueue.sync_run a, workqueue.sync_run b WHERE a.id = $r AND b.id = ${retry:-0}")" 250 \
+   "run counters add up: inserted by the interrupted run + by its retry = 250"
+runs="SELECT md5(string_agg(r::text, ',' ORDER BY r.id)) FROM workqueue.sync_run r WHERE r.source = '$cw'"
+for w in "${workers[@]}"; do
+    is "$(qw "$w" "$runs")" "$(q "$runs")" "worker node $w's copy of the runs agrees with the coordinator's"
+done
+for w in "${workers[@]}"; do
+    wait_until 30 "no prepared transaction on $w" no_prepared "$w"
+    ok $? "no prepared transaction left on worker node $w"
+done
+wait_workers 30
+ok $? "the coordinator's workers run again"
 finish
