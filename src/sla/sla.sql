@@ -629,41 +629,19 @@ CREATE OR REPLACE FUNCTION workqueue.sla_report(queue text, since timestamptz, u
 DECLARE
     q workqueue.queue := workqueue._queue(sla_report.queue);
     scopes text[] := workqueue._caller_scopes();     -- NULL: all
-    c_pri smallint[];                                 -- (distributed: the rows read, column by column)
-    c_res timestamptz[];
-    c_cre timestamptz[];
-    c_tgt interval[];
-    c_el interval[];
-    c_from timestamptz[];
-    c_paused timestamptz[];
-    c_cal text[];
-    c_calv int[];
-BEGIN
-    IF sla_report.since IS NULL OR sla_report.until IS NULL OR sla_report.since > sla_report.until THEN
-        RAISE EXCEPTION 'invalid report period'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('The period given runs from %s to %s.', coalesce(sla_report.since::text, 'NULL'),
-                                  coalesce(sla_report.until::text, 'NULL')),
-                  HINT = 'Pass since <= until; items created in [since, until) are reported.';
-    END IF;
-    IF workqueue._citus() THEN
-        -- distributed: the rows are read from the queue's shard first, and the
-        -- clocks computed here (business_between reads the calendar, a reference
-        -- table, which Citus refuses inside a shard's query)
-        SELECT array_agg(i.priority), array_agg(i.resolved_at), array_agg(i.created_at), array_agg(i.sla_target),
-               array_agg(i.sla_elapsed), array_agg(i.sla_clock_from), array_agg(i.sla_paused_at),
-               array_agg(i.sla_calendar), array_agg(i.sla_calendar_version)
-          INTO c_pri, c_res, c_cre, c_tgt, c_el, c_from, c_paused, c_cal, c_calv
+    -- the items reported: $1 the queue, $2 since, $3 until, $4 the caller's scopes
+    rows_sql constant text := $q$
+        SELECT i.priority, i.resolved_at, i.created_at, i.sla_target, i.sla_elapsed, i.sla_clock_from,
+               i.sla_paused_at, i.sla_calendar, i.sla_calendar_version
           FROM workqueue.item i
-         WHERE i.queue = q.name AND i.created_at >= sla_report.since AND i.created_at < sla_report.until
-           AND i.status <> 'closed' AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes);
-        RETURN QUERY
-        WITH i AS (
-            SELECT * FROM unnest(c_pri, c_res, c_cre, c_tgt, c_el, c_from, c_paused, c_cal, c_calv)
-                       AS u(priority, resolved_at, created_at, sla_target, sla_elapsed, sla_clock_from,
-                            sla_paused_at, sla_calendar, sla_calendar_version)),
+         WHERE i.queue = $1 AND i.created_at >= $2 AND i.created_at < $3
+           AND i.status <> 'closed' AND (i.scope = '{}' OR $4 IS NULL OR i.scope && $4)$q$;
+    -- the report over rows of those columns (%s: where they come from)
+    report_sql constant text := $q$
+        WITH i AS (%s),
         x AS (
             SELECT i.priority, i.resolved_at IS NOT NULL AS done, i.sla_target,
+                   -- working time on the SLA clock (pauses excluded); real time without an SLA
                    CASE WHEN i.sla_target IS NULL THEN
                             CASE WHEN i.resolved_at IS NOT NULL THEN i.resolved_at - i.created_at END
                         WHEN i.resolved_at IS NOT NULL AND i.sla_clock_from IS NULL AND i.sla_paused_at IS NULL
@@ -683,35 +661,42 @@ BEGIN
                                      FILTER (WHERE x.done))
           FROM x
          GROUP BY x.priority
-         ORDER BY x.priority;
+         ORDER BY x.priority$q$;
+    c_pri smallint[];                                 -- (distributed: the rows read, column by column)
+    c_res timestamptz[];
+    c_cre timestamptz[];
+    c_tgt interval[];
+    c_el interval[];
+    c_from timestamptz[];
+    c_paused timestamptz[];
+    c_cal text[];
+    c_calv int[];
+BEGIN
+    IF sla_report.since IS NULL OR sla_report.until IS NULL OR sla_report.since > sla_report.until THEN
+        RAISE EXCEPTION 'invalid report period'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The period given runs from %s to %s.', coalesce(sla_report.since::text, 'NULL'),
+                                  coalesce(sla_report.until::text, 'NULL')),
+                  HINT = 'Pass since <= until; items created in [since, until) are reported.';
+    END IF;
+    IF NOT workqueue._citus() THEN
+        RETURN QUERY EXECUTE format(report_sql, rows_sql) USING q.name, sla_report.since, sla_report.until, scopes;
         RETURN;
     END IF;
-    RETURN QUERY
-    WITH x AS (
-        SELECT i.priority, i.resolved_at IS NOT NULL AS done, i.sla_target,
-               -- working time on the SLA clock (pauses excluded); real time without an SLA
-               CASE WHEN i.sla_target IS NULL THEN
-                        CASE WHEN i.resolved_at IS NOT NULL THEN i.resolved_at - i.created_at END
-                    WHEN i.resolved_at IS NOT NULL AND i.sla_clock_from IS NULL AND i.sla_paused_at IS NULL
-                        THEN i.sla_elapsed
-                    ELSE workqueue._sla_clock(i.sla_elapsed, i.sla_clock_from, i.sla_calendar,
-                                              i.sla_calendar_version) END AS elapsed
-          FROM workqueue.item i
-         WHERE i.queue = q.name AND i.created_at >= sla_report.since AND i.created_at < sla_report.until
-           AND i.status <> 'closed' AND (i.scope = '{}' OR scopes IS NULL OR i.scope && scopes))
-    SELECT x.priority, count(*), count(*) FILTER (WHERE x.done),
-           count(*) FILTER (WHERE x.done AND x.elapsed < x.sla_target),
-           count(*) FILTER (WHERE x.elapsed >= x.sla_target),
-           round(100.0 * count(*) FILTER (WHERE x.done AND x.elapsed < x.sla_target)
-                 / nullif(count(*) FILTER (WHERE (x.done AND x.sla_target IS NOT NULL) OR x.elapsed >= x.sla_target), 0),
-                 1),
-           make_interval(secs => percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM x.elapsed))
-                                 FILTER (WHERE x.done)),
-           make_interval(secs => percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM x.elapsed))
-                                 FILTER (WHERE x.done))
-      FROM x
-     GROUP BY x.priority
-     ORDER BY x.priority;
+    -- distributed: the rows are read from the queue's shard first, and the
+    -- clocks computed here (business_between reads the calendar, a reference
+    -- table, which Citus refuses inside a shard's query)
+    EXECUTE format('SELECT array_agg(r.priority), array_agg(r.resolved_at), array_agg(r.created_at),
+                           array_agg(r.sla_target), array_agg(r.sla_elapsed), array_agg(r.sla_clock_from),
+                           array_agg(r.sla_paused_at), array_agg(r.sla_calendar), array_agg(r.sla_calendar_version)
+                      FROM (%s) r', rows_sql)
+       INTO c_pri, c_res, c_cre, c_tgt, c_el, c_from, c_paused, c_cal, c_calv
+      USING q.name, sla_report.since, sla_report.until, scopes;
+    RETURN QUERY EXECUTE format(report_sql,
+        'SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                  AS u(priority, resolved_at, created_at, sla_target, sla_elapsed, sla_clock_from,
+                       sla_paused_at, sla_calendar, sla_calendar_version)')
+        USING c_pri, c_res, c_cre, c_tgt, c_el, c_from, c_paused, c_cal, c_calv;
 END
 $$;
 
