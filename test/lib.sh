@@ -222,3 +222,27 @@ listen_payloads() {
 }
 # listen_heard FILE N [GREP-PATTERN]: FILE holds at least N payloads (matching)
 listen_heard() { [[ $(listen_payloads "$1" | grep -c -- "${3:-.}") -ge $2 ]]; }
+
+########################################################################
+# Citus (test/citus/*.sh, on the cluster of test/citus/cluster.sh)
+
+# qw PORT SQL: one value (or rows) from the node on PORT (a worker, or the
+# coordinator through its port)
+qw() {
+    psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -c "SET client_min_messages = warning" -c "$2"
+}
+# citus_distribute: distributes the coordinator's install (PG*) unless it is
+citus_distribute() {
+    [[ $(q "SELECT mode FROM workqueue.scale_state") == citus ]] ||
+        q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
+}
+# citus_queue_on PREFIX PORT: a new queue name (PREFIX and a number, no
+# queue of that name yet: a suite can run again on the same cluster) whose
+# item shard is on the worker node on PORT
+citus_queue_on() {
+    q "SELECT n FROM (SELECT '$1' || g AS n FROM generate_series(1, 500) g) x
+        WHERE NOT EXISTS (SELECT 1 FROM workqueue.queue WHERE name = x.n)
+          AND (SELECT p.nodeport FROM pg_dist_shard_placement p
+                WHERE p.shardid = get_shard_id_for_distribution_column('workqueue.item', x.n)) = $2
+        ORDER BY length(n), n LIMIT 1"
+}

@@ -17,9 +17,6 @@ read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_C
 declare -A KNOWN_FAILING=(
 )
 
-qw() {      # qw PORT SQL: one value from a worker
-    psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -c "SET client_min_messages = warning" -c "$2"
-}
 
 api_call() {    # api_call NAME SQL: the call works, or fails as listed
     local name=$1 err

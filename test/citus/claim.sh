@@ -9,11 +9,8 @@ cd "$(dirname "$0")/../.."
 source test/lib.sh
 read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_CITUS_WORKERS)}"
 
-qp() {      # qp PORT SQL: one value, through the node on PORT
-    psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -c "SET client_min_messages = warning" -c "$2"
-}
 
-[[ $(q "SELECT mode FROM workqueue.scale_state") == citus ]] || q "SELECT workqueue.distribute()" >/dev/null
+citus_distribute
 cq=wq_claim_$$ wq=wq_write_$$       # new queues on every run (drop_queue of a queue with a source fails on Citus)
 is "$(q "SELECT mode FROM workqueue.scale_state")" citus "the install is distributed"
 q "SELECT workqueue.create_queue('$cq')" >/dev/null
@@ -46,7 +43,7 @@ is "$(q "SELECT string_agg(data->>'n', ',') FROM workqueue.claim('$wq', 3, 'w0')
    "claim takes the first items in inbox order"
 is "$(q "SELECT count(*) FROM workqueue.item_event WHERE queue = '$wq' AND kind = 'claimed' AND actor = 'w0'")" 3 \
    "... and writes their claimed events"
-is "$(qp "${workers[0]}" "SELECT data->>'n' FROM workqueue.claim('$wq', 1, 'w1')")" 20 \
+is "$(qw "${workers[0]}" "SELECT data->>'n' FROM workqueue.claim('$wq', 1, 'w1')")" 20 \
    "claim through a worker"
 is "$(qerr "SELECT workqueue.claim('wq_nope')")" 'queue "wq_nope" does not exist' "claim of a queue that does not exist"
 # a lease that has run out: the item is taken over, its holder fenced
@@ -76,7 +73,7 @@ for c in $(seq 1 $clients); do
     port=${nodes[$((c % ${#nodes[@]}))]}
     (
         while :; do
-            got=$(qp "$port" "SELECT string_agg(id::text, E'\n') FROM workqueue.claim('$cq', 1 + $c % 4, 'cw$c')" 2>>"$out/err")
+            got=$(qw "$port" "SELECT string_agg(id::text, E'\n') FROM workqueue.claim('$cq', 1 + $c % 4, 'cw$c')" 2>>"$out/err")
             [[ -z $got ]] && break
             echo "$got" >>"$out/claimed.$c"
         done

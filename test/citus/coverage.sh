@@ -11,9 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source test/lib.sh
 
-if [[ $(q "SELECT mode FROM workqueue.scale_state") != citus ]]; then
-    q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
-fi
+citus_distribute
 
 q "SELECT workqueue.create_queue('cov1')" >/dev/null 2>&1
 q "DO \$\$BEGIN CREATE ROLE wq_cov_agent LOGIN IN ROLE workqueue_agent; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" >/dev/null

@@ -18,22 +18,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/wq-citus-notify.XXXXXX")
 api_start
 trap 'listen_stop; kill $T_API_PID 2>/dev/null; rm -rf "$tmp"' EXIT
 
-if [[ $(q "SELECT mode FROM workqueue.scale_state") != citus ]]; then
-    q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
-fi
+citus_distribute
 is "$(q "SELECT workqueue._citus()")" t "the cached mode says distributed"
 
-node_of() {
-    q "SELECT p.nodeport FROM pg_dist_shard_placement p
-        WHERE p.shardid = get_shard_id_for_distribution_column('workqueue.item', '$1')"
-}
-pick() {
-    local n
-    for n in $(seq 1 64); do
-        if [[ $(node_of "$1$n") == "$2" ]]; then echo "$1$n"; return; fi
-    done
-}
-qa=$(pick an "${workers[0]}"); qb=$(pick an "${workers[1]}")
+qa=$(citus_queue_on an "${workers[0]}"); qb=$(citus_queue_on an "${workers[1]}")
 ok $([[ -n $qa && -n $qb ]]; echo $?) "a queue on each worker ($qa on ${workers[0]}, $qb on ${workers[1]})"
 q "SELECT workqueue.create_queue('$qa'); SELECT workqueue.create_queue('$qb')" >/dev/null
 
@@ -103,6 +91,9 @@ ok $? "an event of an item with a scope is announced by its id alone"
 # commit; workqueue.test_commit_delay holds it back 3 s).  Meanwhile another
 # add commits and is announced: the round that announces it must not move
 # past the first transaction's events.
+q "DO \$\$ BEGIN CREATE ROLE wq_notify_plain LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
+is "$(qerr "SET ROLE wq_notify_plain; SET workqueue.test_commit_delay = 3000")" \
+   'permission denied to set parameter "workqueue.test_commit_delay"' "a plain role cannot set the test's commit delay"
 PGAPPNAME=wq_slow_commit psql -XAtq -v ON_ERROR_STOP=1 >"$tmp/slow.out" 2>&1 <<SQL &
 SET workqueue.test_commit_delay = 3000;
 BEGIN;

@@ -26,25 +26,10 @@ cleanup() {     # (the constraint of the last part, should the script stop befor
 }
 trap cleanup EXIT
 
-qw() {      # qw PORT SQL: one value from a worker node
-    psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -c "SET client_min_messages = warning" -c "$2"
-}
 
-if [[ $(q "SELECT mode FROM workqueue.scale_state") != citus ]]; then
-    q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
-fi
+citus_distribute
 is "$(q "SELECT workqueue._citus()")" t "the cached mode says distributed"
 
-# pick PREFIX PORT: a new queue name (PREFIX and a number, no queue of
-# that name yet: the script can run again on the same cluster) whose item
-# shard is on worker PORT
-pick() {
-    q "SELECT n FROM (SELECT '$1' || g AS n FROM generate_series(1, 500) g) x
-        WHERE NOT EXISTS (SELECT 1 FROM workqueue.queue WHERE name = x.n)
-          AND (SELECT p.nodeport FROM pg_dist_shard_placement p
-                WHERE p.shardid = get_shard_id_for_distribution_column('workqueue.item', x.n)) = $2
-        ORDER BY length(n), n LIMIT 1"
-}
 sync() { q "SELECT workqueue.sync('$1', \"full\" => ${2:-false}, force => true)"; }
 count() { q "SELECT count(*) FROM workqueue.item WHERE queue = '$1' ${2:+AND $2}"; }
 run_col() { q "SELECT $2 FROM workqueue.sync_run WHERE id = $1"; }
@@ -56,6 +41,50 @@ not_once() {
                      WHERE queue = '$1' AND kind = '$2' GROUP BY 1, 2) e ON e.queue = i.queue AND e.item_id = i.id
         WHERE i.queue = '$1' AND coalesce(e.n, 0) <> 1"
 }
+# nothing prepared is left on worker node PORT once Citus' recovery ran
+# (recover_prepared_transactions(): what its maintenance daemon runs)
+no_prepared() {
+    q "SELECT recover_prepared_transactions()" >/dev/null && [[ $(qw "$1" "SELECT count(*) FROM pg_prepared_xacts") == 0 ]]
+}
+# slow_run PREFIX: a new queue on the second worker with a source of
+# batches of 10, a run of it at 400 ms a detail request, waited for until
+# it committed 2 batches; sets run_q and run_r
+slow_run() {
+    control '{"reset": true, "slow_ms": 400}'
+    run_q=$(citus_queue_on "$1" "${workers[1]}")
+    q "SELECT workqueue.create_queue('$run_q');
+       SELECT workqueue.create_source('$run_q', '$run_q', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}',
+                                      '{\"batch_size\": 10, \"max_concurrency\": 1}')" >/dev/null
+    run_r=$(sync "$run_q")
+    wait_until 30 "run $run_r to commit 2 batches" q_ge "SELECT batches_done FROM workqueue.sync_run WHERE id = $run_r" 2
+}
+# rerun_done QUEUE RUN WHAT: RUN (of QUEUE, interrupted by WHAT, marked
+# failed) was queued again once, the retry completes and between them
+# they loaded the 250 cases once each; every node's copy of the runs is the
+# same and nothing is left prepared
+rerun_done() {
+    local retry runs w
+    retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $2")
+    ok $([[ -n $retry ]]; echo $?) "... and re-queued once (run ${retry:-none})"
+    control '{"slow_ms": 0}'
+    is "$(wait_run "${retry:-0}" "120 seconds")" "completed|" "the re-queued run completes"
+    is "$(q "SELECT count(*) || ' ' || count(DISTINCT external_id) FROM workqueue.item WHERE queue = '$1'")" "250 250" \
+       "250 items, none twice"
+    is "$(not_once "$1" created)" 0 "exactly one created event per item"
+    is "$(q "SELECT a.inserted + b.inserted FROM workqueue.sync_run a, workqueue.sync_run b WHERE a.id = $2 AND b.id = ${retry:-0}")" 250 \
+       "run counters add up: inserted by the $3 run + by its retry = 250"
+    # (sync_run is a reference table: a copy on every node, written in the
+    # transaction of each batch; they differed when the coordinator lost its
+    # part of a committed batch -- its workers committed asynchronously)
+    runs="SELECT md5(string_agg(r::text, ',' ORDER BY r.id)) FROM workqueue.sync_run r WHERE r.source = '$1'"
+    for w in "${workers[@]}"; do
+        is "$(qw "$w" "$runs")" "$(q "$runs")" "worker node $w's copy of the runs agrees with the coordinator's"
+    done
+    for w in "${workers[@]}"; do
+        wait_until 30 "no prepared transaction on $w" no_prepared "$w"
+        ok $? "no prepared transaction left on worker node $w"
+    done
+}
 open8='"C-0001", "C-0002", "C-0003", "C-0004", "C-0005", "C-0006", "C-0007", "C-0008"'
 
 wait_workers 30
@@ -63,7 +92,7 @@ ok $? "a fetch, a sync and an announce worker run on the coordinator"
 
 ########################################################################
 # a sync that lists closed items again: reopened, SLA clock running again
-ra=$(pick rr "${workers[0]}"); rb=$(pick rr "${workers[1]}")
+ra=$(citus_queue_on rr "${workers[0]}"); rb=$(citus_queue_on rr "${workers[1]}")
 ok $([[ -n $ra && -n $rb ]]; echo $?) "a queue on each worker ($ra on ${workers[0]}, $rb on ${workers[1]})"
 q "SELECT workqueue.create_sla_policy('rec_pol', '24x7', '{\"3\": \"4 hours\"}', '{50}')" >/dev/null
 q "SELECT workqueue.create_queue('$ra', sla_policy => 'rec_pol'); SELECT workqueue.create_queue('$rb')" >/dev/null
@@ -122,13 +151,8 @@ is "$(q "SELECT step || ':' || status FROM workqueue.transition($b9, 'resolve')"
 
 ########################################################################
 # kill -9 of the coordinator's sync worker in the middle of a run
-control '{"reset": true, "slow_ms": 400}'
-cs=$(pick rc "${workers[1]}")
-q "SELECT workqueue.create_queue('$cs');
-   SELECT workqueue.create_source('$cs', '$cs', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}',
-                                  '{\"batch_size\": 10, \"max_concurrency\": 1}')" >/dev/null
-r=$(sync "$cs")
-wait_until 30 "run $r to commit 2 batches" q_ge "SELECT batches_done FROM workqueue.sync_run WHERE id = $r" 2
+slow_run rc
+cs=$run_q r=$run_r
 pid=$(worker_pid sync)
 epoch=$(cluster_epoch)
 kill -9 "$pid"
@@ -138,39 +162,15 @@ ok $([[ $(cluster_epoch) != "$epoch" ]]; echo $?) "... after a crash restart of 
 wait_until 30 "run $r to be recovered" quiet q_is "SELECT status <> 'running' FROM workqueue.sync_run WHERE id = $r" t
 is "$(q "SELECT status || '|' || error FROM workqueue.sync_run WHERE id = $r")" "failed|interrupted by server restart" \
    "the interrupted run is marked failed"
-retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r")
-ok $([[ -n $retry ]]; echo $?) "... and re-queued once (run ${retry:-none})"
-control '{"slow_ms": 0}'
-is "$(wait_run "${retry:-0}" "120 seconds")" "completed|" "the re-queued run completes"
-is "$(q "SELECT count(*) || ' ' || count(DISTINCT external_id) FROM workqueue.item WHERE queue = '$cs'")" "250 250" \
-   "250 items, none twice"
-is "$(not_once "$cs" created)" 0 "exactly one created event per item"
-is "$(q "SELECT a.inserted + b.inserted FROM workqueue.sync_run a, workqueue.sync_run b WHERE a.id = $r AND b.id = ${retry:-0}")" 250 \
-   "run counters add up: inserted by the killed run + by its retry = 250"
+rerun_done "$cs" "$r" killed
 is "$(q "SELECT inserted = 10 * batches_done FROM workqueue.sync_run WHERE id = $r")" t \
    "the killed run counted exactly the batches that survived"
 is "$(q "SELECT count(*) FROM workqueue.sync_run WHERE status IN ('queued', 'running') AND source = '$cs'")" 0 "no run left queued or running"
-# (sync_run is a reference table: a copy on every node, written in the
-# transaction of each batch; they differed when the coordinator lost its
-# part of a committed batch -- its workers committed asynchronously)
-runs="SELECT md5(string_agg(r::text, ',' ORDER BY r.id)) FROM workqueue.sync_run r WHERE r.source = '$cs'"
-for w in "${workers[@]}"; do
-    is "$(qw "$w" "$runs")" "$(q "$runs")" "worker node $w's copy of the runs agrees with the coordinator's"
-done
 is "$(psql -XAtq -h 127.0.0.1 -p "${workers[1]}" -c "SELECT count(*) FROM workqueue.item WHERE queue = '$cs'")" 250 \
    "the items are on ${workers[1]}"
 r=$(sync "$cs" true)
 is "$(wait_run "$r" "60 seconds")|$(run_col "$r" "unchanged || ' ' || closed")" "completed||250 0" \
    "a later full run completes: 250 unchanged, none closed"
-# what the coordinator's crash left prepared on the workers is resolved
-# (recover_prepared_transactions(): what Citus' maintenance daemon runs)
-no_prepared() {
-    q "SELECT recover_prepared_transactions()" >/dev/null && [[ $(qw "$1" "SELECT count(*) FROM pg_prepared_xacts") == 0 ]]
-}
-for w in "${workers[@]}"; do
-    wait_until 30 "no prepared transaction on $w" no_prepared "$w"
-    ok $? "no prepared transaction left on worker node $w"
-done
 
 ########################################################################
 # kill -9 of the coordinator's fetch worker with fetches in flight:
@@ -182,7 +182,7 @@ upd = {"C-%04d" % i: {"name": "Fetched %d" % i} for i in range(1, 41)}
 urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/_control", data=json.dumps({"update": upd}).encode(),
                                               method="POST")).read()
 PY
-cf=$(pick rf "${workers[0]}")
+cf=$(citus_queue_on rf "${workers[0]}")
 q "SELECT workqueue.create_queue('$cf');
    SELECT workqueue.create_source('$cf', '$cf', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}')" >/dev/null
 q "SELECT count(workqueue.add('$cf', '{}', 3, format('C-%s', lpad(g::text, 4, '0')))) FROM generate_series(1, 40) g" >/dev/null
@@ -213,7 +213,7 @@ is "$(not_once "$cf" synced)" 0 "each record changed its item exactly once"
 ########################################################################
 # a batch of fetch results that fails is written again one completion at a
 # time: a constraint refuses one record, the others complete
-cb=$(pick rb "${workers[1]}")
+cb=$(citus_queue_on rb "${workers[1]}")
 q "SELECT workqueue.create_queue('$cb');
    SELECT workqueue.create_source('$cb', '$cb', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}', '{\"retries\": 3}')" >/dev/null
 q "SELECT count(workqueue.add('$cb', '{}', 3, format('C-%s', lpad(g::text, 4, '0')))) FROM generate_series(1, 6) g" >/dev/null
@@ -256,13 +256,8 @@ is "$(q "SELECT data->>'name' FROM workqueue.item WHERE id = $poison")" "Poison"
 # while it is down the coordinator's workers fail their transactions (a
 # batch, the run's record in sync_run, a reference table with a copy there)
 # and restart; once it is back the run is failed, re-queued and completed
-control '{"reset": true, "slow_ms": 400}'
-cw=$(pick rw "${workers[1]}")
-q "SELECT workqueue.create_queue('$cw');
-   SELECT workqueue.create_source('$cw', '$cw', '$WQ_API/cases/ids', '$WQ_API/cases/details?ids={ids}',
-                                  '{\"batch_size\": 10, \"max_concurrency\": 1}')" >/dev/null
-r=$(sync "$cw")
-wait_until 30 "run $r to commit 2 batches" q_ge "SELECT batches_done FROM workqueue.sync_run WHERE id = $r" 2
+slow_run rw
+cw=$run_q r=$run_r
 bash test/citus/cluster.sh crash "${workers[1]}"
 ok $? "immediate shutdown of worker node ${workers[1]} in the middle of run $r"
 wait_until 30 "the coordinator's sync worker to fail without the node" \
@@ -274,22 +269,7 @@ ok $? "worker node ${workers[1]} starts again"
 control '{"slow_ms": 0}'
 wait_until 60 "run $r to be recovered" quiet q_is "SELECT status <> 'running' FROM workqueue.sync_run WHERE id = $r" t
 is "$(q "SELECT status FROM workqueue.sync_run WHERE id = $r")" failed "the interrupted run is marked failed"
-retry=$(q "SELECT id FROM workqueue.sync_run WHERE retry_of = $r")
-ok $([[ -n $retry ]]; echo $?) "... and re-queued once (run ${retry:-none})"
-is "$(wait_run "${retry:-0}" "120 seconds")" "completed|" "the re-queued run completes"
-is "$(q "SELECT count(*) || ' ' || count(DISTINCT external_id) FROM workqueue.item WHERE queue = '$cw'")" "250 250" \
-   "250 items, none twice"
-is "$(not_once "$cw" created)" 0 "exactly one created event per item"
-is "$(q "SELECT a.inserted + b.inserted FROM workqueue.sync_run a, workqueue.sync_run b WHERE a.id = $r AND b.id = ${retry:-0}")" 250 \
-   "run counters add up: inserted by the interrupted run + by its retry = 250"
-runs="SELECT md5(string_agg(r::text, ',' ORDER BY r.id)) FROM workqueue.sync_run r WHERE r.source = '$cw'"
-for w in "${workers[@]}"; do
-    is "$(qw "$w" "$runs")" "$(q "$runs")" "worker node $w's copy of the runs agrees with the coordinator's"
-done
-for w in "${workers[@]}"; do
-    wait_until 30 "no prepared transaction on $w" no_prepared "$w"
-    ok $? "no prepared transaction left on worker node $w"
-done
+rerun_done "$cw" "$r" interrupted
 wait_workers 30
 ok $? "the coordinator's workers run again"
 finish

@@ -17,9 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source test/lib.sh
 
-if [[ $(q "SELECT mode FROM workqueue.scale_state") != citus ]]; then
-    q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
-fi
+citus_distribute
 shards=$(q "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'workqueue.item'::regclass")
 
 q "SELECT workqueue.drop_queue(name, true) FROM workqueue.queue WHERE name IN ('rt1', 'rt2')" >/dev/null   # (again)

@@ -9,9 +9,7 @@ cd "$(dirname "$0")/../.."
 source test/lib.sh
 read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_CITUS_WORKERS)}"
 
-if [[ $(q "SELECT mode FROM workqueue.scale_state") != citus ]]; then
-    q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
-fi
+citus_distribute
 is "$(q "SELECT workqueue._citus()")" t "the cached mode says distributed"
 
 # create_calendar: a reference table, written through the coordinator

@@ -15,25 +15,12 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/wq-citus-sync.XXXXXX")
 api_start
 trap 'listen_stop; kill $T_API_PID 2>/dev/null; rm -rf "$tmp"' EXIT
 
-if [[ $(q "SELECT mode FROM workqueue.scale_state") != citus ]]; then
-    q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
-fi
+citus_distribute
 is "$(q "SELECT workqueue._citus()")" t "the cached mode says distributed"
 is "$(q "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'workqueue.purge'::regclass AND partmethod = 'n'")" 1 \
    "purge is a reference table"
 
-# a queue name whose item shard is on worker PORT
-node_of() {
-    q "SELECT p.nodeport FROM pg_dist_shard_placement p
-        WHERE p.shardid = get_shard_id_for_distribution_column('workqueue.item', '$1')"
-}
-pick() {
-    local n
-    for n in $(seq 1 64); do
-        if [[ $(node_of "$1$n") == "$2" ]]; then echo "$1$n"; return; fi
-    done
-}
-qa=$(pick cs "${workers[0]}"); qb=$(pick cs "${workers[1]}")
+qa=$(citus_queue_on cs "${workers[0]}"); qb=$(citus_queue_on cs "${workers[1]}")
 ok $([[ -n $qa && -n $qb ]]; echo $?) "a queue on each worker ($qa on ${workers[0]}, $qb on ${workers[1]})"
 
 new_source() {

@@ -17,9 +17,6 @@ cd "$(dirname "$0")/../.."
 source test/lib.sh
 read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_CITUS_WORKERS)}"
 
-qw() {      # qw PORT SQL: one value from a worker
-    psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -c "SET client_min_messages = warning" -c "$2"
-}
 ext=$(pg_config --sharedir)/extension
 [[ -f $ext/workqueue--0.5--0.6.sql ]] || ext=${CITUS_PREFIX:-}/usr/share/postgresql/15/extension
 defs=$(sed -n '/^-- ==== src\//,$p' "$ext/workqueue--0.5--0.6.sql")     # the definitions of 0.6

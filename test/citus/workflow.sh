@@ -9,13 +9,8 @@ cd "$(dirname "$0")/../.."
 source test/lib.sh
 read -r -a workers <<<"${WQ_CITUS_WORKERS:?run under test/citus/cluster.sh (WQ_CITUS_WORKERS)}"
 
-qw() {      # qw PORT SQL: one value from a worker
-    psql -XAtq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -c "SET client_min_messages = warning" -c "$2"
-}
 
-if [[ $(q "SELECT mode FROM workqueue.scale_state") != citus ]]; then
-    q "SET client_min_messages = warning; SELECT workqueue.distribute()" >/dev/null
-fi
+citus_distribute
 is "$(q "SELECT workqueue._citus()")" t "the cached mode says distributed"
 
 ins="INSERT INTO workqueue.item (queue, step, workflow, workflow_version, data"
