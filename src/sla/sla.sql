@@ -182,20 +182,29 @@ CREATE OR REPLACE FUNCTION workqueue._sla_threshold(warn_at int[], level int) RE
     SELECT (warn_at || 100)[level + 1]
 $$;
 
--- The steps of the given items' workflow versions, with each working step's
--- share of the target (weight / sum of the weights of the working steps
--- whose clock runs; NULL for steps that pause the SLA and terminal steps).
+-- The steps of a workflow version, with each working step's share of the
+-- target (weight / sum of the weights of the working steps whose clock
+-- runs; NULL for steps that pause the SLA and terminal steps).
+CREATE OR REPLACE FUNCTION workqueue._version_step_shares(workflow text, version int)
+    RETURNS TABLE (step text, kind text, pauses_sla boolean, escalate_to text, share double precision)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.name, s.kind, s.pauses_sla, s.escalate_to,
+           CASE WHEN s.kind = 'work' AND NOT s.pauses_sla
+                THEN s.weight / nullif(sum(s.weight) FILTER (WHERE s.kind = 'work' AND NOT s.pauses_sla) OVER (), 0) END
+      FROM workqueue.workflow_step s WHERE s.workflow = $1 AND s.version = $2
+$$;
+
+REVOKE ALL ON FUNCTION workqueue._version_step_shares(text, int) FROM PUBLIC;
+
+-- The same for the workflow versions of the given items.
 CREATE OR REPLACE FUNCTION workqueue._step_shares(ids bigint[])
     RETURNS TABLE (workflow text, version int, step text, kind text, pauses_sla boolean, escalate_to text,
                    share double precision)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH v AS (SELECT DISTINCT i.workflow, i.workflow_version AS version
                  FROM unnest(ids) AS x(id) JOIN workqueue.item i ON i.id = x.id)
-    SELECT s.workflow, s.version, s.name, s.kind, s.pauses_sla, s.escalate_to,
-           CASE WHEN s.kind = 'work' AND NOT s.pauses_sla
-                THEN s.weight / nullif(sum(s.weight) FILTER (WHERE s.kind = 'work' AND NOT s.pauses_sla)
-                                       OVER (PARTITION BY s.workflow, s.version), 0) END
-      FROM v JOIN workqueue.workflow_step s ON s.workflow = v.workflow AND s.version = v.version
+    SELECT v.workflow, v.version, s.step, s.kind, s.pauses_sla, s.escalate_to, s.share
+      FROM v, workqueue._version_step_shares(v.workflow, v.version) s
 $$;
 
 REVOKE ALL ON FUNCTION workqueue._step_shares(bigint[]) FROM PUBLIC;
@@ -345,12 +354,7 @@ BEGIN
         USING queue, ids
     LOOP
         SELECT x.kind, x.pauses_sla, x.share INTO st
-          FROM (SELECT s.name, s.kind, s.pauses_sla,
-                       CASE WHEN s.kind = 'work' AND NOT s.pauses_sla
-                            THEN s.weight / nullif(sum(s.weight) FILTER (WHERE s.kind = 'work' AND NOT s.pauses_sla)
-                                                   OVER (), 0) END AS share
-                  FROM workqueue.workflow_step s WHERE s.workflow = r.workflow AND s.version = r.workflow_version) x
-         WHERE x.name = r.step;
+          FROM workqueue._version_step_shares(r.workflow, r.workflow_version) x WHERE x.step = r.step;
         CONTINUE WHEN NOT FOUND;
         SELECT (p.warn_at || 100)[r.sla_level + 1] INTO next_pct FROM workqueue.sla_policy p
          WHERE p.name = r.sla_policy AND p.version = r.sla_policy_version;
